@@ -1,0 +1,328 @@
+"""Load and validate hosts.yaml: stages -> hosts, ssh, app, aws, sandbox settings.
+
+Everything is checked before any SSH. Each problem becomes one line naming the file, the
+path to the bad key and what was expected, with a "did you mean" for unknown keys, and
+exit status 2 (ConfigError).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from railsfab.errors import ConfigError
+
+DEFAULT_FILE = "hosts.yaml"
+STAGE_ENV = "RAILSFAB_STAGE"
+FILE_ENV = "RAILSFAB_HOSTS"
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
+KNOWN_ROLES = ("web", "db", "migrate")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class SSH(_Model):
+    """How to reach a host. Stage-wide defaults; a host may override user, port and key."""
+
+    user: str = "admin"
+    port: int = Field(22, ge=1, le=65535)
+    key: str | None = None
+    known_hosts: str = ".railsfab/known_hosts"
+    connect_timeout: float = Field(10, gt=0)
+
+
+class Host(_Model):
+    name: Name
+    address: str
+    roles: list[Literal["web", "db", "migrate"]] = Field(default_factory=lambda: ["web"])
+    user: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    key: str | None = None
+    instance_id: str | None = None
+
+
+class Database(_Model):
+    adapter: Literal["mysql2"] = "mysql2"
+    host: str
+    port: int = Field(3306, ge=1, le=65535)
+    name: str
+    user: str
+
+
+class App(_Model):
+    name: Name
+    source: str
+    deploy_to: str
+    rails_env: str = "production"
+    deploy_user: str = "deploy"
+    app_server: Literal["unicorn", "puma"] = "unicorn"
+    workers: int = Field(2, ge=1, le=64)
+    timeout: int = Field(30, ge=5, le=600)
+    keep_releases: int = Field(5, ge=1, le=100)
+    client_max_body_size: str = "25m"
+    packages: list[str] = Field(default_factory=list)
+    secrets_file: str | None = None
+    database: Database | None = None
+
+    @field_validator("deploy_to")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("must be an absolute path on the host, e.g. /srv/myapp")
+        return v.rstrip("/")
+
+
+class AWS(_Model):
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    target_group_arn: str | None = None
+    bucket: str | None = None
+    stack_name: str | None = None
+
+
+class Sandbox(_Model):
+    """Local EC2-like hosts for this stage (fab sandbox.up); absent on real stages."""
+
+    bridge: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,9}$")]
+    subnet: str
+    gateway: str
+    proxy_port: int = Field(8888, ge=1, le=65535)
+    aws_port: int = Field(5055, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _gateway_in_subnet(self) -> Sandbox:
+        net = ipaddress.ip_network(self.subnet, strict=True)
+        if ipaddress.ip_address(self.gateway) not in net:
+            raise ValueError(f"gateway {self.gateway} is not inside subnet {self.subnet}")
+        return self
+
+
+class Stage(_Model):
+    hosts: list[Host] = Field(min_length=1)
+    ssh: SSH = Field(default_factory=SSH)
+    app: App
+    aws: AWS = Field(default_factory=AWS)
+    apt_proxy: str | None = None
+    sandbox: Sandbox | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Stage:
+        names = [h.name for h in self.hosts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"host names must be unique; repeated: {', '.join(dupes)}")
+        migrators = [h.name for h in self.hosts if "migrate" in h.roles]
+        if len(migrators) > 1:
+            raise ValueError(
+                f"exactly one host may have role 'migrate', found {', '.join(migrators)}"
+            )
+        if self.sandbox:
+            net = ipaddress.ip_network(self.sandbox.subnet)
+            for h in self.hosts:
+                try:
+                    inside = ipaddress.ip_address(h.address) in net
+                except ValueError:
+                    inside = False
+                if not inside:
+                    raise ValueError(
+                        f"sandbox host {h.name} address {h.address} must be an IP inside "
+                        f"{self.sandbox.subnet}"
+                    )
+        return self
+
+
+class HostsFile(_Model):
+    default_stage: str
+    stages: dict[Name, Stage] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> HostsFile:
+        if self.default_stage not in self.stages:
+            raise ValueError(
+                f"default_stage '{self.default_stage}' is not one of the stages: "
+                f"{', '.join(self.stages)}"
+            )
+        return self
+
+
+class Inventory:
+    """One stage of a loaded hosts.yaml, with paths resolved against the file's folder."""
+
+    def __init__(self, path: Path, stage_name: str, stage: Stage) -> None:
+        self.path = path
+        self.root = path.parent
+        self.stage_name = stage_name
+        self.stage = stage
+
+    def resolve(self, p: str) -> Path:
+        """A path from hosts.yaml: ~ expanded, relative ones taken from the file's folder."""
+        q = Path(os.path.expanduser(p))
+        return q if q.is_absolute() else (self.root / q)
+
+    @property
+    def state_dir(self) -> Path:
+        """Local working state (sandbox roots, keys, pid files); git-ignored."""
+        return self.root / ".railsfab"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.resolve(self.stage.ssh.known_hosts)
+
+    def hosts(self, role: str | None = None, only: str | None = None) -> list[Host]:
+        hosts = [h for h in self.stage.hosts if role is None or role in h.roles]
+        if only:
+            wanted = [n.strip() for n in only.split(",") if n.strip()]
+            unknown = [n for n in wanted if n not in {h.name for h in self.stage.hosts}]
+            if unknown:
+                raise ConfigError(
+                    f"{self.path.name}: stage {self.stage_name} has no host "
+                    f"{', '.join(unknown)}{_suggest(unknown[0], [h.name for h in self.stage.hosts])}",
+                    fix=f"hosts are: {', '.join(h.name for h in self.stage.hosts)}",
+                )
+            hosts = [h for h in hosts if h.name in wanted]
+        return hosts
+
+    def ssh_user(self, host: Host) -> str:
+        return host.user or self.stage.ssh.user
+
+    def ssh_port(self, host: Host) -> int:
+        return host.port or self.stage.ssh.port
+
+    def ssh_key(self, host: Host) -> Path | None:
+        key = host.key or self.stage.ssh.key
+        return self.resolve(key) if key else None
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def load(path: str | os.PathLike | None = None, stage: str | None = None) -> Inventory:
+    """Read hosts.yaml and pick the stage (argument, then $RAILSFAB_STAGE, then the default)."""
+    p = Path(path or os.environ.get(FILE_ENV) or DEFAULT_FILE)
+    data = _read_yaml(p)
+    try:
+        parsed = HostsFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(p, exc.errors()[0], data), fix=None) from None
+    chosen = stage or os.environ.get(STAGE_ENV) or parsed.default_stage
+    if chosen not in parsed.stages:
+        names = list(parsed.stages)
+        raise ConfigError(
+            f"{p}: no stage '{chosen}'{_suggest(chosen, names)}; stages are: {', '.join(names)}"
+        )
+    return Inventory(p.resolve(), chosen, parsed.stages[chosen])
+
+
+def _read_yaml(p: Path) -> Any:
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{p}: file not found",
+            fix="run fab from the project folder, or point RAILSFAB_HOSTS at your hosts.yaml",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{p}{where}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping with 'default_stage' and 'stages' at the top")
+    return data
+
+
+_TYPE_WORDS = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+def _describe(path: Path, err: dict, data: Any) -> str:
+    loc = [str(x) for x in err["loc"]]
+    # pydantic reports "stages.<name>" under dict keys; keep the path as the user wrote it.
+    where = ".".join(loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1], data)
+        return f"{path}: {where}: unknown key{_suggest(loc[-1], known)}"
+    if kind == "missing":
+        return f"{path}: {where}: required key is missing"
+    if kind in _TYPE_WORDS:
+        got = err.get("input")
+        return f"{path}: {where}: expected {_TYPE_WORDS[kind]}, got {_show(got)}"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"{path}: {where}: expected one of {expected}, got {_show(err.get('input'))}"
+    if kind == "string_pattern_mismatch":
+        return (
+            f"{path}: {where}: {_show(err.get('input'))} is not a valid name "
+            f"(lowercase letters, digits and '-', starting with a letter)"
+        )
+    msg = err["msg"]
+    msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
+    return f"{path}: {where}: {msg}"
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, (dict, list)):
+        return "a mapping" if isinstance(v, dict) else "a list"
+    return repr(v)
+
+
+def _suggest(word: str, known: list[str]) -> str:
+    near = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return f" (did you mean '{near[0]}'?)" if near else ""
+
+
+def _known_keys(loc: list[str], data: Any) -> list[str]:
+    """Field names of the model that sits at `loc` in the file, for "did you mean"."""
+    t: Any = HostsFile
+    for part in loc:
+        if get_origin(t) in (list, dict):
+            t = get_args(t)[-1]  # a list index or a stage name: step into the item type
+            continue
+        if not (isinstance(t, type) and issubclass(t, BaseModel)) or part not in t.model_fields:
+            return []
+        t = _unwrap_optional(t.model_fields[part].annotation)
+    if isinstance(t, type) and issubclass(t, BaseModel):
+        return list(t.model_fields)
+    return []
+
+
+def _unwrap_optional(t: Any) -> Any:
+    if get_origin(t) in (Union, UnionType):
+        args = [a for a in get_args(t) if a is not type(None)]
+        return args[0] if len(args) == 1 else t
+    return t

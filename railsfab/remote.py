@@ -1,0 +1,111 @@
+"""SSH to inventory hosts: Fabric connections with strict host key checking.
+
+Fabric's Connection accepts any unknown host key (AutoAddPolicy) and does not read
+known_hosts. railsfab checks every host key against the project's known_hosts file
+(filled by `fab sandbox.up`, or by you after verifying a fingerprint) and refuses
+unknown or changed keys, like `ssh -o StrictHostKeyChecking=yes`.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+
+import paramiko
+from fabric import Config, Connection
+from invoke.exceptions import CommandTimedOut
+
+from railsfab.errors import RailsfabError
+from railsfab.inventory import Host, Inventory
+
+
+def connect(inv: Inventory, host: Host) -> Connection:
+    """An unopened Connection to `host`; opening it verifies the host key strictly."""
+    key = inv.ssh_key(host)
+    if key is not None and not key.exists():
+        fix = ("run `fab sandbox.up` to create it" if inv.stage.sandbox
+               else f"set ssh.key in {inv.path.name} to your EC2 key pair's .pem file")
+        raise RailsfabError(f"SSH key {key} does not exist", host=host.name, step="connect",
+                            fix=fix)
+    kwargs: dict = {"banner_timeout": 20, "auth_timeout": 20}
+    if key is not None:
+        kwargs.update(key_filename=[str(key)], look_for_keys=False, allow_agent=False)
+    conn = Connection(
+        host=host.address,
+        user=inv.ssh_user(host),
+        port=inv.ssh_port(host),
+        connect_timeout=inv.stage.ssh.connect_timeout,
+        connect_kwargs=kwargs,
+        # Ignore ~/.ssh/config: the inventory is the single source of connection settings.
+        config=Config(overrides={"load_ssh_configs": False, "run": {"hide": True}}),
+    )
+    conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    known = inv.known_hosts
+    if known.exists():
+        conn.client.load_host_keys(str(known))
+    conn.railsfab_host = host  # type: ignore[attr-defined]
+    return conn
+
+
+def open_checked(inv: Inventory, host: Host) -> Connection:
+    """Connect now, turning SSH failures into one message with the fix."""
+    conn = connect(inv, host)
+    where = f"{inv.ssh_user(host)}@{host.address}:{inv.ssh_port(host)}"
+    try:
+        conn.open()
+    except paramiko.BadHostKeyException:
+        raise RailsfabError(
+            f"host key of {where} does not match {inv.known_hosts}",
+            host=host.name, step="connect",
+            fix=("the host was rebuilt or someone is in the middle: verify its fingerprint, "
+                 f"then remove the old line with `ssh-keygen -R {host.address} -f "
+                 f"{inv.known_hosts}`"),
+        ) from None
+    except paramiko.SSHException as exc:
+        if "not found in known_hosts" in str(exc):
+            raise RailsfabError(
+                f"{host.address} is not in {inv.known_hosts}; unknown host keys are refused",
+                host=host.name, step="connect",
+                fix=("`fab sandbox.up` fills it for the sandbox; for a real host, compare "
+                     f"`ssh-keyscan {host.address}` with the console's fingerprint and "
+                     f"append the line to {inv.known_hosts}"),
+            ) from None
+        raise _unreachable(inv, host, where, str(exc)) from None
+    except paramiko.AuthenticationException:
+        raise RailsfabError(
+            f"{where} refused our key ({inv.ssh_key(host)})", host=host.name, step="connect",
+            fix=f"check ssh.user and ssh.key for this stage in {inv.path.name}",
+        ) from None
+    except (TimeoutError, OSError) as exc:
+        raise _unreachable(inv, host, where, getattr(exc, "strerror", None) or str(exc)) \
+            from None
+    return conn
+
+
+def _unreachable(inv: Inventory, host: Host, where: str, why: str) -> RailsfabError:
+    fix = ("is the sandbox up? `fab sandbox.status`" if inv.stage.sandbox
+           else "check the address, the security group (22 from your IP) and that it is running")
+    return RailsfabError(f"cannot reach {where}: {why}", host=host.name, step="connect", fix=fix)
+
+
+def sh(conn: Connection, script: str, *, step: str, sudo: bool = False, stdin: bytes | None = None,
+       warn: bool = False, timeout: float | None = None):
+    """Run a shell snippet on the host (as root with `sudo`); failures become RailsfabError.
+
+    Secrets go through `stdin`, never into `script`, which may be shown in error messages.
+    """
+    cmd = f"sudo -n sh -c {shlex.quote(script)}" if sudo else script
+    host = getattr(conn, "railsfab_host", None)
+    try:
+        result = conn.run(cmd, hide=True, warn=True, timeout=timeout,
+                          in_stream=io.BytesIO(stdin) if stdin is not None else False)
+    except CommandTimedOut:
+        raise RailsfabError(f"`{script}` did not finish in {timeout:.0f} s",
+                            host=host.name if host else None, step=step) from None
+    if result.exited != 0 and not warn:
+        tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-5:]
+        raise RailsfabError(
+            f"`{script}` exited {result.exited}" + (": " + " | ".join(tail) if tail else ""),
+            host=host.name if host else None, step=step,
+        )
+    return result

@@ -1,0 +1,122 @@
+"""Progress a person can follow: one line per host and step (ok/changed/failed, time),
+a recap per host, and the one failure block."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.markup import escape
+
+from railsfab.errors import RailsfabError
+
+STYLES = {"ok": "green", "changed": "yellow", "failed": "bold red"}
+
+
+@dataclass
+class Result:
+    host: str
+    step: str
+    status: str  # ok | changed | failed
+    detail: str
+    seconds: float
+
+
+@dataclass
+class Step:
+    """Handle given to the body of `Reporter.step`: say whether something changed."""
+
+    changed: bool = False
+    detail: str = ""
+    _done: bool = field(default=False, repr=False)
+
+    def ok(self, detail: str = "") -> None:
+        self.changed, self.detail, self._done = False, detail, True
+
+    def change(self, detail: str = "") -> None:
+        self.changed, self.detail, self._done = True, detail, True
+
+    def set(self, changed: bool, detail: str = "") -> None:
+        self.changed, self.detail, self._done = changed, detail, True
+
+
+def _console() -> Console:
+    c = Console(highlight=False)
+    if not c.is_terminal:  # logs and CI: don't wrap at rich's 80-column default
+        c.width = 200
+    return c
+
+
+class Reporter:
+    def __init__(self, console: Console | None = None, quiet: bool = False) -> None:
+        self.console = console or _console()
+        self.quiet = quiet
+        self.results: list[Result] = []
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def step(self, host: str, name: str) -> Iterator[Step]:
+        handle = Step()
+        t0 = time.monotonic()
+        try:
+            yield handle
+        except RailsfabError as exc:
+            exc.host = exc.host or (host if host != "local" else None)
+            exc.step = exc.step or name
+            self._record(Result(host, name, "failed", exc.message, time.monotonic() - t0))
+            raise
+        except Exception as exc:
+            self._record(Result(host, name, "failed", str(exc), time.monotonic() - t0))
+            raise
+        status = "changed" if handle.changed else "ok"
+        self._record(Result(host, name, status, handle.detail, time.monotonic() - t0))
+
+    def _record(self, r: Result) -> None:
+        with self._lock:
+            self.results.append(r)
+        if self.quiet:
+            return
+        detail = r.detail if r.status != "failed" else (r.detail.splitlines() or [""])[0]
+        self.console.print(
+            f"  {escape(r.host):<8} [{STYLES[r.status]}]{r.status:<8}[/] "
+            f"{escape(r.step):<16} [dim]{r.seconds:5.1f}s[/]  {escape(detail)}",
+        )
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text)
+
+    @property
+    def changed_count(self) -> int:
+        return sum(r.status == "changed" for r in self.results)
+
+    def recap(self, title: str) -> None:
+        if self.quiet:
+            return
+        hosts: dict[str, dict[str, int]] = {}
+        for r in self.results:
+            counts = hosts.setdefault(r.host, {"ok": 0, "changed": 0, "failed": 0})
+            counts[r.status] += 1
+        total = time.monotonic() - self.started
+        self.console.print(f"[bold]{escape(title)}[/] recap ({total:.1f}s)")
+        for host, c in hosts.items():
+            self.console.print(
+                f"  {escape(host):<8} [green]ok={c['ok']}[/] [yellow]changed={c['changed']}[/] "
+                f"[{'bold red' if c['failed'] else 'dim'}]failed={c['failed']}[/]"
+            )
+
+    def failure(self, exc: RailsfabError, command: str) -> None:
+        where = f" on {exc.host}" if exc.host else ""
+        step = f", step {exc.step}" if exc.step else ""
+        lines = [f"[bold red]✗ {escape(command)} failed{escape(where)}{escape(step)}[/]"]
+        lines += [f"  {escape(line)}" for line in exc.message.splitlines()]
+        if exc.state:
+            lines.append(f"  state: {escape(exc.state)}")
+        if exc.fix:
+            lines.append(f"  fix:   {escape(exc.fix)}")
+        self.console.print("\n".join(lines))

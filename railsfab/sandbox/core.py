@@ -1,0 +1,360 @@
+"""`fab sandbox.up/down/status`: EC2-like hosts on this machine for a sandbox stage.
+
+The stage in hosts.yaml is the single source of truth: its hosts (names, addresses, roles),
+ssh user and key path, database settings and the sandbox block (bridge, subnet, gateway,
+ports) decide what is built, so `fab deploy` against the same stage needs no editing.
+Every step is idempotent: a second `up` finds everything in place and changes nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import os
+import shlex
+import shutil
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from railsfab import remote
+from railsfab.errors import ConfigError, RailsfabError
+from railsfab.inventory import Host, Inventory
+from railsfab.local import PidFile, log_tail, run, wait_for
+from railsfab.report import Reporter
+from railsfab.sandbox import image, network
+from railsfab.sandbox.machine import Machine
+from railsfab.sandbox.services import AptProxy, AwsEndpoint
+from railsfab.secrets import ensure_generated, read_env_file
+
+REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "tinyproxy", "ip", "ssh-keygen", "cp")
+SECRET_KEYS = {"SECRET_KEY_BASE": 64, "DATABASE_PASSWORD": 16}
+BOOT_TIMEOUT = 90
+MARIADB_CNF = "/etc/mysql/mariadb.conf.d/60-railsfab.cnf"
+MARIADB_SETTINGS = "[mysqld]\nbind-address = 0.0.0.0\n"
+
+
+@dataclass
+class HostStatus:
+    name: str
+    address: str
+    roles: str
+    state: str
+    detail: str
+
+
+class Sandbox:
+    def __init__(self, inv: Inventory, rep: Reporter) -> None:
+        if inv.stage.sandbox is None:
+            raise ConfigError(
+                f"{inv.path.name}: stage '{inv.stage_name}' has no 'sandbox:' block; the "
+                "sandbox tasks only build local hosts for sandbox stages",
+                fix="use --stage sandbox (or another stage with a sandbox: block)",
+            )
+        if not inv.stage.ssh.key:
+            raise ConfigError(f"{inv.path.name}: stages.{inv.stage_name}.ssh.key: a sandbox "
+                              "stage needs a key path (sandbox.up creates the key there)")
+        self.inv = inv
+        self.rep = rep
+        self.cfg = inv.stage.sandbox
+        self.net = ipaddress.ip_network(self.cfg.subnet)
+        self.dir = inv.state_dir / "sandbox" / inv.stage_name
+        self.key = inv.resolve(inv.stage.ssh.key)
+        self._known_lock = threading.Lock()
+        run_dir, log_dir = self.dir / "run", self.dir / "log"
+        gw = self.cfg.gateway
+        self.proxy = AptProxy("apt proxy", gw, self.cfg.proxy_port,
+                              PidFile(run_dir / "tinyproxy.pid", str(self.dir)),
+                              log_dir / "tinyproxy.log")
+        self.aws = AwsEndpoint("aws endpoint", gw, self.cfg.aws_port,
+                               PidFile(run_dir / "moto.pid", gw),
+                               log_dir / "moto.log")
+        self.machines = {
+            h.name: Machine(
+                name=h.name,
+                address=h.address,
+                root=self.dir / "hosts" / h.name,
+                netns=f"rf-{self.cfg.bridge}-{h.name}",
+                veth=f"{self.cfg.bridge}v{i}",
+                pidfile=PidFile(run_dir / f"{h.name}.pid", str(self.dir / "hosts" / h.name)),
+                log=log_dir / f"{h.name}.log",
+            )
+            for i, h in enumerate(inv.stage.hosts)
+        }
+
+    # --- up --------------------------------------------------------------------------
+
+    def up(self) -> None:
+        self._check_machine()
+        rep = self.rep
+        with rep.step("local", "base image") as s:
+            path, built = image.ensure_image(self.dir / "log" / "image.log")
+            s.set(built, f"built {path}" if built else f"cached {path.name}")
+        with rep.step("local", "ssh key") as s:
+            s.set(self._ensure_key(), str(self._rel(self.key)))
+        if self.inv.stage.app.secrets_file:
+            with rep.step("local", "secrets") as s:
+                f = self.inv.resolve(self.inv.stage.app.secrets_file)
+                s.set(ensure_generated(f, SECRET_KEYS), f"{self._rel(f)} (0600)")
+        with rep.step("local", "bridge") as s:
+            changed = network.ensure_bridge(self.cfg.bridge, self.cfg.gateway,
+                                            self.net.prefixlen)
+            s.set(changed, f"{self.cfg.bridge} {self.cfg.gateway}/{self.net.prefixlen}")
+        with rep.step("local", "apt proxy") as s:
+            if self.proxy.running():
+                s.ok(f"tinyproxy on {self.proxy.address}:{self.proxy.port}")
+            else:
+                self.proxy.stop()
+                self.proxy.start(self.dir, self.cfg.subnet)
+                s.change(f"tinyproxy on {self.proxy.address}:{self.proxy.port}")
+        with rep.step("local", "aws endpoint") as s:
+            if self.aws.running():
+                s.ok(self.aws.url)
+            else:
+                self.aws.stop()
+                self.aws.start()
+                s.change(self.aws.url)
+        hosts = self.inv.stage.hosts
+        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+            errors = [f.exception() for f in [pool.submit(self._up_host, h) for h in hosts]]
+        with rep.step("local", "ssh config") as s:
+            s.set(self._write_ssh_config(), str(self._rel(self.ssh_config)))
+        failed = [e for e in errors if e]
+        if failed:
+            raise failed[0]
+
+    def _up_host(self, host: Host) -> None:
+        m = self.machines[host.name]
+        with self.rep.step(host.name, "boot") as s:
+            if self._host_healthy(m):
+                s.ok(f"running, {host.address}")
+            else:
+                self._recreate(m)
+                s.change(f"booted, {host.address}")
+        with self.rep.step(host.name, "ssh") as s:
+            conn = remote.open_checked(self.inv, host)
+            state = _wait_system_running(conn)
+            if state != "running":
+                raise RailsfabError(f"systemd reports '{state}' after boot",
+                                    host=host.name, step="ssh",
+                                    fix=f"`ssh -F {self._rel(self.ssh_config)} {host.name} "
+                                    "systemctl --failed` shows which unit failed")
+            s.ok(f"{self.inv.ssh_user(host)}@{host.address}, systemd {state}")
+        try:
+            if "db" in host.roles and self.inv.stage.app.database:
+                with self.rep.step(host.name, "mariadb") as s:
+                    s.set(*self._ensure_database(conn))
+        finally:
+            conn.close()
+
+    def _host_healthy(self, m: Machine) -> bool:
+        if m.running_pid is None:
+            return False
+        if not network.host_link_ok(m.netns, m.veth, m.address, self.net.prefixlen):
+            return False
+        lines = set(m.host_key_lines())
+        return bool(lines) and lines <= set(self._known_lines()) and _port_open(m.address, 22)
+
+    def _recreate(self, m: Machine) -> None:
+        """Clear whatever is left of this host (a killed run, a crashed container), rebuild."""
+        m.stop()
+        network.remove_host_link(m.netns, m.veth)
+        m.prepare(
+            image.image_path(),
+            etc_hosts=self._etc_hosts(m.name),
+            apt_proxy=self.inv.stage.apt_proxy,
+            authorized_key=self.key.with_suffix(".pub").read_text(),
+        )
+        network.create_host_link(m.netns, m.veth, self.cfg.bridge, m.address,
+                                 self.net.prefixlen, self.cfg.gateway)
+        self._set_known_hosts(m.address, m.host_key_lines())
+        m.boot()
+
+        def ssh_up() -> bool:
+            if m.running_pid is None:
+                raise RailsfabError(f"systemd-nspawn exited: {log_tail(m.log)}", host=m.name,
+                                    step="boot", fix=f"see {m.log}")
+            return _port_open(m.address, 22)
+
+        if not wait_for(ssh_up, BOOT_TIMEOUT, interval=0.2):
+            raise RailsfabError(f"no SSH on {m.address}:22 within {BOOT_TIMEOUT} s",
+                                host=m.name, step="boot", fix=f"see {m.log}")
+
+    def _ensure_database(self, conn) -> tuple[bool, str]:
+        """MariaDB (standing in for RDS) with the app's database and user, open to the subnet."""
+        db = self.inv.stage.app.database
+        secrets = read_env_file(self.inv.resolve(self.inv.stage.app.secrets_file))
+        password = secrets.get("DATABASE_PASSWORD", "")
+        step = "mariadb"
+        changed = False
+        probe = remote.sh(conn, "dpkg-query -W -f='${Status}' mariadb-server 2>/dev/null; "
+                          f"cat {MARIADB_CNF} 2>/dev/null; ss -Hltn 'sport = :3306'",
+                          step=step, warn=True).stdout
+        if "install ok installed" not in probe:
+            remote.sh(conn, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                      "mariadb-server", sudo=True, step=step, timeout=600)
+            changed = True
+        # Check the live listener too: a file written by an interrupted run is not enough.
+        if MARIADB_SETTINGS not in probe or "0.0.0.0:3306" not in probe:
+            remote.sh(conn, f"cat > {MARIADB_CNF} && systemctl restart mariadb", sudo=True,
+                      step=step, stdin=MARIADB_SETTINGS.encode())
+            changed = True
+        counts = remote.sh(conn, "mysql -N -e " + shlex.quote(
+            f"SELECT COUNT(*) FROM mysql.user WHERE user='{db.user}' AND host='%';"
+            f"SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name='{db.name}';"
+        ), sudo=True, step=step).stdout.split()
+        if counts != ["1", "1"]:
+            # The password travels on stdin, never in a command line.
+            sql = (
+                f"CREATE DATABASE IF NOT EXISTS `{db.name}` CHARACTER SET utf8mb4;\n"
+                f"CREATE USER IF NOT EXISTS '{db.user}'@'%' IDENTIFIED BY '{password}';\n"
+                f"ALTER USER '{db.user}'@'%' IDENTIFIED BY '{password}';\n"
+                f"GRANT ALL PRIVILEGES ON `{db.name}`.* TO '{db.user}'@'%';\n"
+            )
+            remote.sh(conn, "mysql", sudo=True, step=step, stdin=sql.encode())
+            changed = True
+        return changed, f"database {db.name}, user {db.user}, port 3306"
+
+    # --- down ------------------------------------------------------------------------
+
+    def down(self) -> None:
+        """Stop everything this sandbox started (by PID) and remove hosts, namespaces, links."""
+        self._require_root()
+
+        def host_down(m: Machine) -> None:
+            with self.rep.step(m.name, "remove") as s:
+                stopped = m.stop()
+                unlinked = network.remove_host_link(m.netns, m.veth)
+                removed = m.remove_files()
+                self._set_known_hosts(m.address, [])
+                s.set(stopped or unlinked or removed,
+                      "stopped and removed" if stopped else
+                      ("leftovers removed" if unlinked or removed else "not present"))
+
+        with ThreadPoolExecutor(max_workers=len(self.machines)) as pool:
+            list(pool.map(host_down, self.machines.values()))
+        for svc in (self.aws, self.proxy):
+            with self.rep.step("local", svc.name) as s:
+                s.set(svc.stop(), "stopped")
+        with self.rep.step("local", "bridge") as s:
+            s.set(network.remove_bridge(self.cfg.bridge), f"{self.cfg.bridge} removed")
+        self.ssh_config.unlink(missing_ok=True)
+        shutil.rmtree(self.dir / "hosts", ignore_errors=True)
+
+    # --- status ----------------------------------------------------------------------
+
+    def status(self) -> list[HostStatus]:
+        rows = []
+        for name, svc in (("apt proxy", self.proxy), ("aws endpoint", self.aws)):
+            pid = svc.pidfile.live_pid()
+            state = "running" if pid and svc.ready() else ("not answering" if pid else "stopped")
+            where = svc.url if isinstance(svc, AwsEndpoint) else f"{svc.address}:{svc.port}"
+            rows.append(HostStatus(name, where, "-", state, f"pid {pid}" if pid else ""))
+        for h in self.inv.stage.hosts:
+            m = self.machines[h.name]
+            pid = m.running_pid
+            if pid is None:
+                state, detail = "stopped", ""
+            elif _port_open(h.address, 22):
+                state, detail = "running", f"pid {pid}, ssh {self.inv.ssh_user(h)}@{h.address}"
+            else:
+                state, detail = "booting/unreachable", f"pid {pid}, no answer on :22"
+            rows.append(HostStatus(h.name, h.address, ",".join(h.roles), state, detail))
+        return rows
+
+    # --- helpers ---------------------------------------------------------------------
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.dir / "ssh_config"
+
+    def _check_machine(self) -> None:
+        self._require_root()
+        missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+        if missing:
+            raise RailsfabError(f"missing on this machine: {', '.join(missing)}",
+                                step="prerequisites", fix="run `scripts/setup` as root")
+        if importlib.util.find_spec("moto") is None:
+            raise RailsfabError("moto is not installed in this Python", step="prerequisites",
+                                fix="pip install -e '.[sandbox]'")
+
+    def _require_root(self) -> None:
+        if os.geteuid() != 0:
+            raise RailsfabError("the sandbox needs root (network namespaces, systemd-nspawn)",
+                                step="prerequisites", fix="run it as root, e.g. with sudo")
+
+    def _ensure_key(self) -> bool:
+        if self.key.exists() and self.key.with_suffix(".pub").exists():
+            return False
+        self.key.parent.mkdir(parents=True, exist_ok=True)
+        self.key.unlink(missing_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+             f"railsfab-{self.inv.stage_name}", "-f", self.key], step="ssh key")
+        return True
+
+    def _etc_hosts(self, name: str) -> str:
+        lines = ["127.0.0.1\tlocalhost", f"127.0.1.1\t{name}",
+                 "::1\tlocalhost ip6-localhost ip6-loopback",
+                 f"{self.cfg.gateway}\tsandbox-gateway"]
+        lines += [f"{h.address}\t{h.name}" for h in self.inv.stage.hosts if h.name != name]
+        return "\n".join(lines) + "\n"
+
+    def _known_lines(self) -> list[str]:
+        try:
+            return self.inv.known_hosts.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def _set_known_hosts(self, address: str, lines: list[str]) -> None:
+        """Replace this address's entries in the project's known_hosts."""
+        with self._known_lock:
+            path = self.inv.known_hosts
+            keep = [ln for ln in self._known_lines() if ln.split(" ", 1)[0] != address]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(f"{ln}\n" for ln in keep + lines))
+            os.replace(tmp, path)
+
+    def _write_ssh_config(self) -> bool:
+        """ssh/testinfra settings for the hosts: `ssh -F <file> web1` just works."""
+        blocks = []
+        for h in self.inv.stage.hosts:
+            blocks.append("\n".join([
+                f"Host {h.name} {h.address}",
+                f"  HostName {h.address}",
+                f"  User {self.inv.ssh_user(h)}",
+                f"  Port {self.inv.ssh_port(h)}",
+                f"  IdentityFile {self.key}",
+                "  IdentitiesOnly yes",
+                f"  UserKnownHostsFile {self.inv.known_hosts}",
+                "  StrictHostKeyChecking yes",
+                "  ConnectTimeout 10",
+            ]))
+        text = "# written by `fab sandbox.up`\n" + "\n\n".join(blocks) + "\n"
+        if self.ssh_config.exists() and self.ssh_config.read_text() == text:
+            return False
+        self.ssh_config.parent.mkdir(parents=True, exist_ok=True)
+        self.ssh_config.write_text(text)
+        return True
+
+    def _rel(self, p: Path) -> Path:
+        try:
+            return p.relative_to(self.inv.root)
+        except ValueError:
+            return p
+
+
+def _port_open(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_system_running(conn) -> str:
+    r = conn.run(f"timeout {BOOT_TIMEOUT} systemctl is-system-running --wait", warn=True,
+                 hide=True)
+    return r.stdout.strip() or "unknown"

@@ -1,0 +1,110 @@
+"""Processes the sandbox runs on the bridge gateway: the apt proxy and the AWS endpoint."""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from railsfab.errors import RailsfabError
+from railsfab.local import PidFile, log_tail, start_daemon, wait_for
+from railsfab.sandbox.image import local_debian_mirror
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    address: str
+    port: int
+    pidfile: PidFile
+    log: Path
+
+    def running(self) -> bool:
+        return self.pidfile.live_pid() is not None and self.ready()
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection((self.address, self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        def ok() -> bool:
+            if self.pidfile.live_pid() is None:
+                raise RailsfabError(
+                    f"{self.name} exited while starting: {log_tail(self.log)}",
+                    step=self.name,
+                    fix=f"see {self.log}; is {self.address}:{self.port} used by another program?",
+                )
+            return self.ready()
+
+        if not wait_for(ok, timeout):
+            self.pidfile.stop()
+            raise RailsfabError(f"{self.name} did not answer on {self.address}:{self.port} "
+                                f"within {timeout:.0f} s", step=self.name, fix=f"see {self.log}")
+
+    def stop(self) -> bool:
+        return self.pidfile.stop(timeout=10)
+
+
+class AptProxy(Service):
+    """tinyproxy on the gateway: the hosts' only way out, and only to the Debian mirror."""
+
+    def start(self, state: Path, subnet: str) -> None:
+        conf = state / "tinyproxy.conf"
+        filt = state / "tinyproxy.filter"
+        filt.write_text("\n".join(f"^{re.escape(h)}$" for h in mirror_hosts()) + "\n")
+        conf.write_text(
+            "\n".join([
+                "User nobody", "Group nogroup",
+                f"Port {self.port}", f"Listen {self.address}",
+                f"Allow {subnet}",
+                "Timeout 600", "MaxClients 200",
+                "ConnectPort 443",
+                "DisableViaHeader Yes",
+                f'Filter "{filt}"', "FilterType ere", "FilterDefaultDeny Yes",
+                "LogLevel Notice",
+            ]) + "\n"
+        )
+        start_daemon(["tinyproxy", "-d", "-c", conf], pidfile=self.pidfile, log=self.log)
+        self.wait_ready()
+
+
+class AwsEndpoint(Service):
+    """moto in server mode: ELBv2, S3, EC2, CloudFormation... over real HTTP."""
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}"
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        start_daemon(
+            [sys.executable, "-m", "moto.server", "-H", self.address, "-p", str(self.port)],
+            pidfile=self.pidfile, log=self.log,
+        )
+        self.wait_ready()
+
+
+def mirror_hosts() -> list[str]:
+    """Host names the sandbox may fetch packages from: the Debian mirror this machine uses."""
+    mirror = local_debian_mirror()
+    host = urlparse(mirror).hostname if mirror else None
+    if not host:
+        raise RailsfabError(
+            "no Debian bookworm mirror found in /etc/apt/sources.list{,.d/*}",
+            step="apt proxy",
+            fix="add your Debian 12 mirror to apt's sources; the sandbox proxies only to it",
+        )
+    return [host]

@@ -1,0 +1,56 @@
+"""Local secrets (SECRET_KEY_BASE, DATABASE_PASSWORD, ...): a git-ignored KEY=value file.
+
+Values are never printed and never put on a command line; files are written 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _random
+from pathlib import Path
+
+from railsfab.errors import ConfigError
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return values
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError(f"{path}:{n}: expected KEY=value")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def write_env_file(path: Path, values: dict[str, str]) -> None:
+    """Write atomically with mode 0600 from the start (never briefly world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("# written by railsfab; keep out of git\n")
+        for k, v in values.items():
+            f.write(f"{k}={v}\n")
+    os.replace(tmp, path)
+
+
+def ensure_generated(path: Path, keys: dict[str, int]) -> bool:
+    """Make sure each key exists, generating `nbytes` of random hex for missing ones."""
+    values = read_env_file(path)
+    missing = {k: n for k, n in keys.items() if not values.get(k)}
+    if not missing:
+        return False
+    for k, n in missing.items():
+        values[k] = _random.token_hex(n)
+    write_env_file(path, values)
+    return True
