@@ -192,10 +192,11 @@ class Inventory:
             wanted = [n.strip() for n in only.split(",") if n.strip()]
             unknown = [n for n in wanted if n not in {h.name for h in self.stage.hosts}]
             if unknown:
+                names = [h.name for h in self.stage.hosts]
                 raise ConfigError(
                     f"{self.path.name}: stage {self.stage_name} has no host "
-                    f"{', '.join(unknown)}{_suggest(unknown[0], [h.name for h in self.stage.hosts])}",
-                    fix=f"hosts are: {', '.join(h.name for h in self.stage.hosts)}",
+                    f"{', '.join(unknown)}{_suggest(unknown[0], names)}",
+                    fix=f"hosts are: {', '.join(names)}",
                 )
             hosts = [h for h in hosts if h.name in wanted]
         return hosts
@@ -221,7 +222,9 @@ def load(path: str | os.PathLike | None = None, stage: str | None = None) -> Inv
     try:
         parsed = HostsFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(p, exc.errors()[0], data), fix=None) from None
+        # An unknown key is usually a typo of a known one: report it first, with "did you mean".
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        raise ConfigError(_describe(p, errors[0], data)) from None
     chosen = stage or os.environ.get(STAGE_ENV) or parsed.default_stage
     if chosen not in parsed.stages:
         names = list(parsed.stages)
@@ -247,6 +250,9 @@ def _read_yaml(p: Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start:
+            problem += f" ({context} started at line {start.line + 1})"
         raise ConfigError(f"{p}{where}: invalid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping with 'default_stage' and 'stages' at the top")
