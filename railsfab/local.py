@@ -65,40 +65,38 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [p.decode(errors="replace") for p in raw.split(b"\0") if p]
-
-
 class PidFile:
-    """The PID of a process we started, and a marker that must be in its command line.
+    """The PID of a process we started, with its start time to guard against PID reuse.
 
-    The marker (a path or port unique to this sandbox) guards against a reused PID: we never
-    signal a process whose command line does not carry it.
+    We never signal a process whose start time differs from the one recorded when we
+    started it. (The command line is no good for this: /proc/PID/cmdline reads empty
+    while systemd-nspawn sets up its container.)
     """
 
-    def __init__(self, path: Path, marker: str) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.marker = marker
 
     def read(self) -> int | None:
+        return self._read()[0]
+
+    def _read(self) -> tuple[int | None, str | None]:
         try:
-            return int(self.path.read_text().strip())
-        except (OSError, ValueError):
-            return None
+            fields = self.path.read_text().split()
+            return int(fields[0]), (fields[1] if len(fields) > 1 else None)
+        except (OSError, ValueError, IndexError):
+            return None, None
 
     def live_pid(self) -> int | None:
-        pid = self.read()
-        if pid and pid_alive(pid) and any(self.marker in a for a in cmdline(pid)):
+        pid, started = self._read()
+        if pid and started and pid_alive(pid) and start_time(pid) == started:
             return pid
         return None
 
     def write(self, pid: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(f"{pid}\n")
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(f"{pid} {start_time(pid)}\n")
+        os.replace(tmp, self.path)
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -116,6 +114,15 @@ class PidFile:
         _reap(pid)
         self.clear()
         return True
+
+
+def start_time(pid: int) -> str | None:
+    """Clock ticks after boot at which the process started (field 22 of /proc/PID/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def start_daemon(argv: Sequence[str | os.PathLike], *, pidfile: PidFile, log: Path,

@@ -37,7 +37,9 @@ def connect(inv: Inventory, host: Host) -> Connection:
         connect_timeout=inv.stage.ssh.connect_timeout,
         connect_kwargs=kwargs,
         # Ignore ~/.ssh/config: the inventory is the single source of connection settings.
-        config=Config(overrides={"load_ssh_configs": False, "run": {"hide": True}}),
+        # Never forward our stdin: commands read only what we pass them explicitly.
+        config=Config(overrides={"load_ssh_configs": False,
+                                 "run": {"hide": True, "in_stream": False}}),
     )
     conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
     known = inv.known_hosts

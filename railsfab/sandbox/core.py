@@ -15,6 +15,7 @@ import shlex
 import shutil
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,10 +67,10 @@ class Sandbox:
         run_dir, log_dir = self.dir / "run", self.dir / "log"
         gw = self.cfg.gateway
         self.proxy = AptProxy("apt proxy", gw, self.cfg.proxy_port,
-                              PidFile(run_dir / "tinyproxy.pid", str(self.dir)),
+                              PidFile(run_dir / "tinyproxy.pid"),
                               log_dir / "tinyproxy.log")
         self.aws = AwsEndpoint("aws endpoint", gw, self.cfg.aws_port,
-                               PidFile(run_dir / "moto.pid", gw),
+                               PidFile(run_dir / "moto.pid"),
                                log_dir / "moto.log")
         self.machines = {
             h.name: Machine(
@@ -78,7 +79,7 @@ class Sandbox:
                 root=self.dir / "hosts" / h.name,
                 netns=f"rf-{self.cfg.bridge}-{h.name}",
                 veth=f"{self.cfg.bridge}v{i}",
-                pidfile=PidFile(run_dir / f"{h.name}.pid", str(self.dir / "hosts" / h.name)),
+                pidfile=PidFile(run_dir / f"{h.name}.pid"),
                 log=log_dir / f"{h.name}.log",
             )
             for i, h in enumerate(inv.stage.hosts)
@@ -134,7 +135,7 @@ class Sandbox:
                 self._recreate(m)
                 s.change(f"booted, {host.address}")
         with self.rep.step(host.name, "ssh") as s:
-            conn = remote.open_checked(self.inv, host)
+            conn = _connect_when_booted(self.inv, host)
             state = _wait_system_running(conn)
             if state != "running":
                 raise RailsfabError(f"systemd reports '{state}' after boot",
@@ -354,7 +355,19 @@ def _port_open(address: str, port: int) -> bool:
         return False
 
 
+def _connect_when_booted(inv: Inventory, host: Host):
+    """SSH in, retrying while a just-booted host's sshd settles; key problems fail at once."""
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while True:
+        try:
+            return remote.open_checked(inv, host)
+        except RailsfabError as exc:
+            if not exc.message.startswith("cannot reach") or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def _wait_system_running(conn) -> str:
-    r = conn.run(f"timeout {BOOT_TIMEOUT} systemctl is-system-running --wait", warn=True,
-                 hide=True)
+    r = remote.sh(conn, f"timeout {BOOT_TIMEOUT} systemctl is-system-running --wait",
+                  step="ssh", warn=True)
     return r.stdout.strip() or "unknown"

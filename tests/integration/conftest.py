@@ -1,0 +1,47 @@
+"""Integration fixtures: one sandbox (web1, web2, db + apt proxy + moto) per test session.
+
+Booted once and shared by every integration test; torn down at the end of the session.
+Needs root (network namespaces, systemd-nspawn), as CI runs it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from railsfab import inventory
+from railsfab.report import Reporter
+from railsfab.sandbox.core import Sandbox
+from tests.conftest import sandbox_hosts_yaml
+
+HOSTS = {"web1": (11, ["web", "migrate"]), "web2": (12, ["web"]), "db": (20, ["db"])}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stage_file(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.fail("integration tests need root: they boot systemd-nspawn hosts")
+    folder = tmp_path_factory.mktemp("itest")
+    return sandbox_hosts_yaml(folder, stage="itest", bridge="rfit0", net=232, hosts=HOSTS)
+
+
+@pytest.fixture(scope="session")
+def inv(stage_file):
+    return inventory.load(stage_file)
+
+
+@pytest.fixture(scope="session")
+def sandbox(inv):
+    sbx = Sandbox(inv, Reporter())
+    try:
+        sbx.up()
+        yield sbx
+    finally:
+        sbx.down()
