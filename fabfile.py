@@ -2,7 +2,8 @@
 
 from invoke import Collection
 
-from tasks import sandbox
+from tasks import deploy, sandbox
 
 ns = Collection()
+ns.add_task(deploy.deploy)
 ns.add_collection(sandbox.ns)

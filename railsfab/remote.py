@@ -8,12 +8,12 @@ unknown or changed keys, like `ssh -o StrictHostKeyChecking=yes`.
 
 from __future__ import annotations
 
-import io
 import shlex
+import threading
+from dataclasses import dataclass
 
 import paramiko
 from fabric import Config, Connection
-from invoke.exceptions import CommandTimedOut
 
 from railsfab.errors import RailsfabError
 from railsfab.inventory import Host, Inventory
@@ -90,24 +90,62 @@ def _unreachable(inv: Inventory, host: Host, where: str, why: str) -> RailsfabEr
     return RailsfabError(f"cannot reach {where}: {why}", host=host.name, step="connect", fix=fix)
 
 
+@dataclass
+class Result:
+    exited: int
+    stdout: str
+    stderr: str
+
+
 def sh(conn: Connection, script: str, *, step: str, sudo: bool = False, stdin: bytes | None = None,
-       warn: bool = False, timeout: float | None = None):
+       warn: bool = False, timeout: float | None = None) -> Result:
     """Run a shell snippet on the host (as root with `sudo`); failures become RailsfabError.
 
-    Secrets go through `stdin`, never into `script`, which may be shown in error messages.
+    One SSH channel per call, stdin streamed whole (an archive, a secrets file): no
+    per-character stdin relay and no polling sleeps. Secrets go through `stdin`, never into
+    `script`, which may be shown in error messages.
     """
     cmd = f"sudo -n sh -c {shlex.quote(script)}" if sudo else script
     host = getattr(conn, "railsfab_host", None)
+    name = host.name if host else None
+    if not conn.is_connected:
+        conn.open()
+    chan = conn.client.get_transport().open_session(timeout=30)
     try:
-        result = conn.run(cmd, hide=True, warn=True, timeout=timeout,
-                          in_stream=io.BytesIO(stdin) if stdin is not None else False)
-    except CommandTimedOut:
-        raise RailsfabError(f"`{script}` did not finish in {timeout:.0f} s",
-                            host=host.name if host else None, step=step) from None
-    if result.exited != 0 and not warn:
-        tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-5:]
+        chan.settimeout(timeout)
+        chan.exec_command(cmd)
+        if stdin:
+            chan.sendall(stdin)
+        chan.shutdown_write()
+        out, err = _drain(chan)
+        exited = chan.recv_exit_status()
+    except TimeoutError:
+        raise RailsfabError(f"`{script}` did not finish in {timeout:.0f} s", host=name,
+                            step=step) from None
+    finally:
+        chan.close()
+    result = Result(exited, out.decode(errors="replace"), err.decode(errors="replace"))
+    if exited != 0 and not warn:
+        tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-8:]
         raise RailsfabError(
-            f"`{script}` exited {result.exited}" + (": " + " | ".join(tail) if tail else ""),
-            host=host.name if host else None, step=step,
+            f"`{script}` exited {exited}" + (":\n" + "\n".join(tail) if tail else ""),
+            host=name, step=step,
         )
     return result
+
+
+def _drain(chan) -> tuple[bytes, bytes]:
+    """Read stdout here and stderr in a helper thread, so neither can stall the other."""
+    err = bytearray()
+
+    def read_stderr() -> None:
+        while data := chan.recv_stderr(65536):
+            err.extend(data)
+
+    t = threading.Thread(target=read_stderr, daemon=True)
+    t.start()
+    out = bytearray()
+    while data := chan.recv(65536):
+        out.extend(data)
+    t.join()
+    return bytes(out), bytes(err)

@@ -54,3 +54,32 @@ def ensure_generated(path: Path, keys: dict[str, int]) -> bool:
         values[k] = _random.token_hex(n)
     write_env_file(path, values)
     return True
+
+
+# Keys the local environment may supply (it wins over the file), e.g. from a CI secret store.
+ENV_KEYS = ("SECRET_KEY_BASE", "RAILS_MASTER_KEY", "DATABASE_PASSWORD", "DATABASE_URL")
+
+
+def app_secrets(file: Path | None) -> dict[str, str]:
+    """Secrets for the app: the git-ignored file, overridden by the local environment."""
+    values = read_env_file(file) if file else {}
+    for key in ENV_KEYS:
+        if os.environ.get(key):
+            values[key] = os.environ[key]
+    if not (values.get("SECRET_KEY_BASE") or values.get("RAILS_MASTER_KEY")):
+        where = f" or in {file}" if file else " (or set app.secrets_file in hosts.yaml)"
+        raise ConfigError(
+            f"no SECRET_KEY_BASE or RAILS_MASTER_KEY: set one in the environment{where}",
+            fix="e.g. `echo SECRET_KEY_BASE=$(openssl rand -hex 64) >> <secrets file>`",
+        )
+    return values
+
+
+def env_file_text(values: dict[str, str]) -> str:
+    """KEY='value' lines that systemd's EnvironmentFile= and sh's `.` read the same way."""
+    lines = ["# written by railsfab: secrets and settings for the app (root-only, 0600)"]
+    for k, v in values.items():
+        if "'" in v or "\n" in v:
+            raise ConfigError(f"{k}: values may not contain single quotes or newlines")
+        lines.append(f"{k}='{v}'")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,76 @@
+"""Pure command builders: argv in, one quoted shell string out. No I/O here.
+
+A Cmd runs as root (through `sudo sh -c`) unless `user` is set, in which case root
+loads the env file (root-only, 0600) and drops to that user with runuser: secrets reach
+the process environment without ever appearing in a command line.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from railsfab.paths import Paths
+
+SECRET_NAME = re.compile(r"(SECRET|PASSWORD|MASTER_KEY|TOKEN|ACCESS_KEY|CREDENTIAL)", re.I)
+MASK = "***"
+
+
+@dataclass(frozen=True)
+class Cmd:
+    argv: tuple[str, ...]
+    user: str | None = None
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    env_file: str | None = None
+    umask: str | None = None
+
+    def script(self, *, masked: bool = False) -> str:
+        parts: list[str] = []
+        if self.umask:
+            parts.append(f"umask {self.umask}")
+        if self.cwd:
+            parts.append(f"cd {shlex.quote(self.cwd)}")
+        if self.env_file:
+            parts.append(f"set -a && . {shlex.quote(self.env_file)} && set +a")
+        run = []
+        if self.user:
+            run += ["runuser", "-u", self.user, "--"]
+        if self.env:
+            run.append("env")
+            for k, v in self.env.items():
+                shown = MASK if masked and SECRET_NAME.search(k) else v
+                run.append(f"{k}={shown}")
+        run += self.argv
+        parts.append("exec " + shlex.join(run) if parts else shlex.join(run))
+        return " && ".join(parts)
+
+    def __str__(self) -> str:
+        return self.script(masked=True)
+
+
+def rails(paths: Paths, release_dir: str, user: str, rails_env: str, *task: str) -> Cmd:
+    """bin/rails TASK in a release, as the deploy user, RAILS_ENV always explicit."""
+    return Cmd(argv=("bin/rails", *task), user=user, cwd=release_dir,
+               env={"RAILS_ENV": rails_env, "RACK_ENV": rails_env},
+               env_file=paths.env_file, umask="0027")
+
+
+def bundle_install(paths: Paths, release_dir: str, user: str) -> Cmd:
+    """Resolve the Gemfile against the gems the OS packages installed; no network."""
+    return Cmd(argv=("bundle", "install", "--local", "--quiet"), user=user, cwd=release_dir,
+               env={"BUNDLE_FROZEN": "false"}, umask="0027")
+
+
+def apt_install(packages: list[str]) -> Cmd:
+    return Cmd(argv=("apt-get", "install", "-y", "-q", "--no-install-recommends", *packages),
+               env={"DEBIAN_FRONTEND": "noninteractive"})
+
+
+def switch_current(paths: Paths, release_id: str) -> str:
+    """Atomic: a new symlink under a temporary name, renamed over `current` (rename(2))."""
+    tmp = f"{paths.current}.new"
+    return (f"ln -sfn {shlex.quote(paths.release(release_id))} {shlex.quote(tmp)} && "
+            f"mv -T {shlex.quote(tmp)} {shlex.quote(paths.current)}")

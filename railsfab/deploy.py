@@ -1,0 +1,564 @@
+"""`fab deploy`: fresh hosts -> the app behind nginx + unicorn, idempotent, with releases.
+
+Phases, each on all web hosts in parallel:
+  1. facts      one round trip per host: packages, users, paths, file hashes, services
+  2. prepare    packages, deploy user, directories, env file, new release (upload, bundle,
+                assets) -- nothing here changes what is being served
+  3. migrate    once, on the `migrate` host, only when every host prepared its release
+  4. activate   config files (validated before they replace the old ones), atomic switch of
+                `current`, unicorn (re)start, nginx reload, verification through nginx
+  5. finalize   the release is marked good on every host; old releases beyond keep_releases go
+Nothing restarts unless something it depends on changed; a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import shlex
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from railsfab import commands, facts, remote, render
+from railsfab.errors import RailsfabError
+from railsfab.inventory import Host, Inventory
+from railsfab.paths import LINKED_DIRS, Paths
+from railsfab.report import Reporter
+from railsfab.secrets import app_secrets, env_file_text
+from railsfab.source import Source
+
+BASE_PACKAGES = ["nginx", "ruby", "ruby-bundler", "curl"]
+NGINX_GROUP = "www-data"
+APT_PROXY_FILE = "/etc/apt/apt.conf.d/80railsfab-proxy"
+APT_LISTS_MAX_AGE = 6 * 3600
+VERIFY_TIMEOUT = 60
+
+
+@dataclass
+class HostRun:
+    host: Host
+    conn: object = None
+    facts: facts.Facts | None = None
+    release: str | None = None  # the new release's id, when this deploy makes one
+    packages_changed: bool = False
+    env_changed: bool = False
+    server_config_changed: bool = False
+    site_changed: bool = False
+    error: RailsfabError | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Deployer:
+    def __init__(self, inv: Inventory, rep: Reporter, *, only: str | None = None,
+                 dry_run: bool = False) -> None:
+        self.inv = inv
+        self.rep = rep
+        self.app = inv.stage.app
+        self.dry = dry_run
+        self.paths = Paths(self.app.name, self.app.deploy_to, self.app.app_server)
+        self.hosts = inv.hosts(role="web", only=only)
+        if not self.hosts:
+            raise RailsfabError(f"stage {inv.stage_name} has no host with role 'web'",
+                                step="hosts", fix=f"give a host `roles: [web]` in {inv.path}")
+        # Everything local is checked before the first SSH connection.
+        self.source = Source(inv.resolve(self.app.source))
+        secrets_file = inv.resolve(self.app.secrets_file) if self.app.secrets_file else None
+        self.env_text = env_file_text(self._app_env(app_secrets(secrets_file)))
+        self.templates = render.environment(inv.root)
+        self.files = self._render_files()
+        self.release_id = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        self.runs = {h.name: HostRun(h) for h in self.hosts}
+
+    # --- what the hosts should look like ---------------------------------------------------
+
+    def _app_env(self, secrets: dict[str, str]) -> dict[str, str]:
+        env = {"RAILS_ENV": self.app.rails_env, "RACK_ENV": self.app.rails_env}
+        db = self.app.database
+        if db:
+            env.update(DATABASE_HOST=db.host, DATABASE_PORT=str(db.port),
+                       DATABASE_NAME=db.name, DATABASE_USERNAME=db.user)
+        env.update(secrets)
+        return env
+
+    def _render_files(self) -> dict[str, str]:
+        ctx = {"app": self.app, "paths": self.paths, "upstream": f"{self.app.name}_app"}
+        return {
+            "server_config": render.render(self.templates, "unicorn.rb.j2", **ctx),
+            "unit": render.render(self.templates, "unicorn.service.j2", **ctx),
+            "site": render.render(self.templates, "nginx-site.conf.j2", **ctx),
+        }
+
+    @property
+    def packages(self) -> list[str]:
+        return list(dict.fromkeys(BASE_PACKAGES + list(self.app.packages)))
+
+    def _dirs(self) -> list[tuple[str, str, str, str]]:
+        """(path, owner, group, mode). nginx's group may enter the socket dir and nothing else
+        of the app's private files; public/ is world-readable inside each release."""
+        u, p = self.app.deploy_user, self.paths
+        return [
+            (p.deploy_to, u, u, "0711"),
+            (p.releases, u, u, "0711"),
+            (p.failed_releases, u, u, "0700"),
+            (p.shared, u, u, "0711"),
+            (f"{p.shared}/log", u, u, "0750"),
+            (f"{p.shared}/tmp", u, u, "0711"),
+            (f"{p.shared}/tmp/pids", u, u, "0750"),
+            (f"{p.shared}/tmp/sockets", u, NGINX_GROUP, "2750"),
+            (f"{p.shared}/storage", u, u, "0750"),
+            (p.shared_config, "root", u, "0750"),
+            ("/etc/railsfab", "root", "root", "0700"),
+        ]
+
+    # --- the run ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._parallel(self._gather, "facts")
+        self._parallel(self._prepare, "prepare")
+        if self._failed():
+            self._abandon_releases()
+            raise self._first_error()
+        self._migrate()
+        self._parallel(self._activate, "activate")
+        if self._failed():
+            raise self._first_error()
+        self._parallel(self._finalize, "finalize")
+        if self._failed():
+            raise self._first_error()
+
+    def close(self) -> None:
+        for r in self.runs.values():
+            if r.conn is not None:
+                r.conn.close()
+
+    def _parallel(self, fn, phase: str) -> None:
+        todo = [r for r in self.runs.values() if r.error is None]
+        with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
+            for r, fut in [(r, pool.submit(fn, r)) for r in todo]:
+                exc = fut.exception()
+                if exc is None:
+                    continue
+                if not isinstance(exc, RailsfabError):
+                    exc = RailsfabError(f"{type(exc).__name__}: {exc}", host=r.host.name,
+                                        step=phase)
+                exc.host = exc.host or r.host.name
+                r.error = exc
+
+    def _failed(self) -> bool:
+        return any(r.error for r in self.runs.values())
+
+    def _first_error(self) -> RailsfabError:
+        errors = [r for r in self.runs.values() if r.error]
+        err = errors[0].error
+        serving = []
+        for r in self.runs.values():
+            cur = r.facts.current if r.facts else None
+            serving.append(f"{r.host.name} serving {cur}" if cur else f"{r.host.name} has no "
+                           "release yet")
+        if not err.state:
+            err.state = "current unchanged: " + "; ".join(serving)
+        if not err.fix:
+            err.fix = f"fix the cause above, then `fab deploy --stage {self.inv.stage_name}`"
+        if len(errors) > 1:
+            err.message += "\n(also failed: " + ", ".join(
+                f"{r.host.name} at {r.error.step}" for r in errors[1:]) + ")"
+        return err
+
+    def _sh(self, r: HostRun, script: str, step: str, *, sudo: bool = True,
+            stdin: bytes | None = None, timeout: float | None = 1800) -> remote.Result:
+        return remote.sh(r.conn, script, step=step, sudo=sudo, stdin=stdin, timeout=timeout)
+
+    # --- phase 1 ------------------------------------------------------------------------------
+
+    def _gather(self, r: HostRun) -> None:
+        with self.rep.step(r.host.name, "facts") as s:
+            r.conn = remote.open_checked(self.inv, r.host)
+            nodes = [d[0] for d in self._dirs()] + [self.paths.nginx_site_enabled,
+                                                     *self.paths.nginx_default_sites,
+                                                     self.paths.env_file]
+            files = [APT_PROXY_FILE, self.paths.env_file, self.paths.server_config,
+                     self.paths.unit, self.paths.nginx_site]
+            r.facts = facts.gather(r.conn, self.paths, packages=self.packages,
+                                   user=self.app.deploy_user, nodes=nodes, files=files,
+                                   units=[self.paths.unit_name, "nginx"])
+            os_ = r.facts.raw["os"]
+            s.ok(f"{os_['id']} {os_['version']}, current release {r.facts.current or '-'}")
+
+    # --- phase 2 ------------------------------------------------------------------------------
+
+    def _prepare(self, r: HostRun) -> None:
+        self._ensure_apt_proxy(r)
+        self._ensure_packages(r)
+        self._ensure_user(r)
+        self._ensure_dirs(r)
+        self._ensure_env_file(r)
+        self._ensure_release(r)
+
+    def _ensure_apt_proxy(self, r: HostRun) -> None:
+        proxy = self.inv.stage.apt_proxy
+        if not proxy:
+            return
+        text = f'Acquire::http::Proxy "{proxy}";\n'
+        with self.rep.step(r.host.name, "apt proxy") as s:
+            if r.facts.file_sha(APT_PROXY_FILE) == _sha(text):
+                return s.ok(proxy)
+            if not self.dry:
+                self._sh(r, f"cat > {APT_PROXY_FILE}", "apt proxy", stdin=text.encode())
+            s.change(proxy)
+
+    def _ensure_packages(self, r: HostRun) -> None:
+        with self.rep.step(r.host.name, "packages") as s:
+            missing = [p for p in self.packages if p not in r.facts.installed]
+            if not missing:
+                return s.ok(f"{len(self.packages)} installed")
+            if not self.dry:
+                age = r.facts.raw["apt_lists_age"]
+                update = "apt-get update -q && " if age is None or age > APT_LISTS_MAX_AGE \
+                    else ""
+                install = str(commands.apt_install(missing))
+                # Stale lists point at versions the mirror no longer has: update, try again.
+                self._sh(r, f"{update}{install} || (apt-get update -q && {install})",
+                         "packages")
+                r.packages_changed = True
+            s.change(f"installed {' '.join(missing)}")
+
+    def _ensure_user(self, r: HostRun) -> None:
+        with self.rep.step(r.host.name, "deploy user") as s:
+            u = self.app.deploy_user
+            if r.facts.raw["user"]:
+                return s.ok(u)
+            if not self.dry:
+                self._sh(r, f"useradd --system --create-home --home-dir /home/{u} "
+                         f"--shell /bin/bash --user-group {u}", "deploy user")
+            s.change(f"created {u}")
+
+    def _ensure_dirs(self, r: HostRun) -> None:
+        with self.rep.step(r.host.name, "directories") as s:
+            wrong = []
+            for path, owner, group, mode in self._dirs():
+                n = r.facts.node(path)
+                if not (n and n["dir"] and (n["owner"], n["group"], n["mode"]) ==
+                        (owner, group, mode)):
+                    wrong.append((path, owner, group, mode))
+            if not wrong:
+                return s.ok(f"{self.paths.deploy_to} layout and permissions")
+            if not self.dry:
+                script = " && ".join(
+                    f"install -d -o {o} -g {g} -m {m} {shlex.quote(p)} && chmod {m} "
+                    f"{shlex.quote(p)}" for p, o, g, m in wrong)
+                self._sh(r, script, "directories")
+            s.change(f"{len(wrong)} fixed: " + ", ".join(p for p, *_ in wrong))
+
+    def _ensure_env_file(self, r: HostRun) -> None:
+        with self.rep.step(r.host.name, "env file") as s:
+            path = self.paths.env_file
+            node = r.facts.node(path)
+            if r.facts.file_sha(path) == _sha(self.env_text) and node and \
+                    (node["owner"], node["mode"]) == ("root", "0600"):
+                return s.ok(f"{path} (0600)")
+            if not self.dry:
+                # umask 077 before the file exists: it is never readable by anyone else.
+                self._sh(r, f"umask 077 && cat > {path}.new && chown root:root {path}.new && "
+                         f"mv {path}.new {path}", "env file", stdin=self.env_text.encode())
+                r.env_changed = True
+            s.change(f"{path} (0600, secrets not shown)")
+
+    def _ensure_release(self, r: HostRun) -> None:
+        cur = r.facts.current_meta
+        with self.rep.step(r.host.name, "release") as s:
+            if cur.get("source") == self.source.digest and cur.get("state") != "failed":
+                return s.ok(f"{r.facts.current} is current (source unchanged)")
+            r.release = self.release_id
+            if self.dry:
+                return s.change(f"would create release {r.release}")
+            rel = self.paths.release(r.release)
+            u = self.app.deploy_user
+            links = " && ".join(
+                f"rm -rf {d} && mkdir -p $(dirname {d}) && ln -s {self.paths.shared}/{d} {d}"
+                for d in LINKED_DIRS)
+            archive = self.source.archive()
+            # Unpacked by the deploy user, private by default (umask 027); only public/ is
+            # opened up to nginx.
+            unpack = (f"umask 027 && cd {rel} && tar -xzf - && {links} && "
+                      "(test ! -d public || chmod -R o+rX public)")
+            self._sh(r, f"install -d -o {u} -g {u} -m 0711 {rel} && "
+                     f"runuser -u {u} -- sh -c {shlex.quote(unpack)}", "release", stdin=archive)
+            self._write_meta(r, r.release, self._meta("prepared"))
+            s.change(f"{r.release} uploaded ({len(archive) // 1024} KiB, "
+                     f"{len(self.source.files)} files)")
+        rel = self.paths.release(r.release)
+        prev = self.paths.release(r.facts.current) if r.facts.current else None
+        with self.rep.step(r.host.name, "bundle") as s:
+            if prev and cur.get("gems") == self.source.gems_digest and not r.packages_changed:
+                self._sh(r, f"test -f {prev}/Gemfile.lock && "
+                         f"cp -p {prev}/Gemfile.lock {rel}/Gemfile.lock || "
+                         f"{commands.bundle_install(self.paths, rel, self.app.deploy_user)}",
+                         "bundle")
+                s.ok(f"Gemfile unchanged, lock reused from {r.facts.current}")
+            else:
+                self._sh(r, str(commands.bundle_install(self.paths, rel, self.app.deploy_user)),
+                         "bundle")
+                s.change("bundle install --local")
+        with self.rep.step(r.host.name, "assets") as s:
+            if prev and cur.get("assets") == self.source.assets_digest:
+                self._sh(r, f"test -d {prev}/public/assets && "
+                         f"cp -al {prev}/public/assets {rel}/public/assets", "assets")
+                s.ok(f"asset inputs unchanged, reused from {r.facts.current}")
+            else:
+                cmd = commands.rails(self.paths, rel, self.app.deploy_user, self.app.rails_env,
+                                     "assets:precompile")
+                try:
+                    self._sh(r, str(cmd), "assets")
+                except RailsfabError as exc:
+                    exc.fix = ("fix the asset error above (try `RAILS_ENV="
+                               f"{self.app.rails_env} bin/rails assets:precompile` locally), "
+                               "then deploy again")
+                    raise
+                self._sh(r, f"chmod -R o+rX {rel}/public", "assets")
+                s.change(f"RAILS_ENV={self.app.rails_env} assets:precompile")
+
+    def _abandon_releases(self) -> None:
+        """A deploy that failed before the switch: move its new releases aside, kept for
+        inspection, never chosen by cleanup or rollback."""
+        for r in self.runs.values():
+            if not r.release or self.dry or r.conn is None:
+                continue
+            try:
+                rel = self.paths.release(r.release)
+                self._sh(r, f"test ! -d {rel} || mv {rel} {self.paths.failed_releases}/",
+                         "abandon")
+            except RailsfabError:
+                pass
+
+    def _meta(self, state: str) -> dict:
+        return {"source": self.source.digest, "gems": self.source.gems_digest,
+                "assets": self.source.assets_digest,
+                "migrations": self.source.migrations_digest, "state": state,
+                "app_server": self.app.app_server, "rails_env": self.app.rails_env}
+
+    def _write_meta(self, r: HostRun, release: str, meta: dict) -> None:
+        path = f"{self.paths.release(release)}/.railsfab-release.json"
+        self._sh(r, f"cat > {path}.new && chmod 0644 {path}.new && mv {path}.new {path}",
+                 "release", stdin=json.dumps({"id": release, **meta}).encode())
+
+    # --- phase 3 ------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        migrators = [r for r in self.runs.values() if "migrate" in r.host.roles]
+        if not migrators:
+            return
+        r = migrators[0]
+        with self.rep.step(r.host.name, "migrate") as s:
+            cur = r.facts.current_meta
+            if r.release is None or (cur.get("migrations") == self.source.migrations_digest):
+                return s.ok("migrations unchanged")
+            if self.dry:
+                return s.change("would run db:migrate")
+            cmd = commands.rails(self.paths, self.paths.release(r.release),
+                                 self.app.deploy_user, self.app.rails_env, "db:migrate")
+            try:
+                self._sh(r, str(cmd), "migrate")
+            except RailsfabError as exc:
+                r.error = exc
+                exc.fix = "fix the migration, then deploy again (no host switched release)"
+                self._abandon_releases()
+                raise self._first_error() from None
+            s.change(f"RAILS_ENV={self.app.rails_env} db:migrate")
+
+    # --- phase 4 ------------------------------------------------------------------------------
+
+    def _activate(self, r: HostRun) -> None:
+        self._ensure_server_config(r)
+        self._ensure_unit(r)
+        self._ensure_site(r)
+        self._switch(r)
+        self._ensure_server_running(r)
+        self._ensure_nginx(r)
+        self._verify(r)
+
+    def _install_file(self, r: HostRun, step: str, dest: str, text: str, *, owner: str,
+                      group: str, mode: str, validate: str | None = None,
+                      name: str | None = None) -> bool:
+        with self.rep.step(r.host.name, step) as s:
+            if r.facts.file_sha(dest) == _sha(text):
+                s.ok(dest)
+                return False
+            if self.dry:
+                s.change(f"would update {dest}")
+                self._show_diff(r, dest, text)
+                return True
+            fname = name or dest.rsplit("/", 1)[-1]
+            check = f" && {validate.format(file=f'$t/{fname}')}" if validate else ""
+            self._sh(r, f"t=$(mktemp -d) && trap 'rm -rf $t' EXIT && cat > $t/{fname}"
+                     f"{check} && install -o {owner} -g {group} -m {mode} $t/{fname} {dest}",
+                     step, stdin=text.encode())
+            s.change(dest)
+            return True
+
+    def _ensure_server_config(self, r: HostRun) -> None:
+        r.server_config_changed = self._install_file(
+            r, "unicorn config", self.paths.server_config, self.files["server_config"],
+            owner="root", group=self.app.deploy_user, mode="0640", validate="ruby -c {file}")
+
+    def _ensure_unit(self, r: HostRun) -> None:
+        changed = self._install_file(
+            r, "unicorn unit", self.paths.unit, self.files["unit"], owner="root",
+            group="root", mode="0644", name=self.paths.unit_name,
+            validate="systemd-analyze verify {file} >/dev/null")
+        if changed and not self.dry:
+            self._sh(r, "systemctl daemon-reload", "unicorn unit")
+        r.server_config_changed |= changed
+
+    def _ensure_site(self, r: HostRun) -> None:
+        p = self.paths
+        text = self.files["site"]
+        defaults = [d for d in p.nginx_default_sites if r.facts.node(d)]
+        enabled = r.facts.node(p.nginx_site_enabled)
+        with self.rep.step(r.host.name, "nginx site") as s:
+            if (r.facts.file_sha(p.nginx_site) == _sha(text) and not defaults and enabled
+                    and enabled["link"] == p.nginx_site):
+                return s.ok(f"{p.nginx_site}, default site absent")
+            if self.dry:
+                self._show_diff(r, p.nginx_site, text)
+                return s.change(f"would update {p.nginx_site}" +
+                                (f", remove {' '.join(defaults)}" if defaults else ""))
+            # Written in place but only kept if `nginx -t` accepts the whole configuration;
+            # the running nginx keeps its loaded config either way until we reload it.
+            self._sh(r, f"""t=$(mktemp -d) && trap 'rm -rf $t' EXIT && cat > $t/site &&
+if [ -f {p.nginx_site} ]; then cp -p {p.nginx_site} $t/old; fi &&
+install -m 0644 $t/site {p.nginx_site} && ln -sfn {p.nginx_site} {p.nginx_site_enabled} &&
+rm -f {' '.join(p.nginx_default_sites)} &&
+if ! nginx -t 2>$t/err; then
+  if [ -f $t/old ]; then cp -p $t/old {p.nginx_site}; else rm -f {p.nginx_site} \
+{p.nginx_site_enabled}; fi
+  grep -v 'test failed' $t/err >&2; exit 1
+fi""", "nginx site", stdin=text.encode())
+            r.site_changed = True
+            s.change(p.nginx_site + (f", removed {' '.join(defaults)}" if defaults else ""))
+
+    def _switch(self, r: HostRun) -> None:
+        if not r.release:
+            return
+        with self.rep.step(r.host.name, "switch") as s:
+            if not self.dry:
+                self._sh(r, commands.switch_current(self.paths, r.release) +
+                         f" && chown -h {self.app.deploy_user}:{self.app.deploy_user} "
+                         f"{self.paths.current}", "switch")
+            s.change(f"current -> releases/{r.release}")
+
+    def _ensure_server_running(self, r: HostRun) -> None:
+        unit = self.paths.unit_name
+        state = r.facts.unit(unit)
+        with self.rep.step(r.host.name, "unicorn") as s:
+            enable = "" if state["enabled"] == "enabled" else f"systemctl enable -q {unit} && "
+            if state["active"] != "active":
+                if not self.dry:
+                    self._start_server(r, f"{enable}systemctl start {unit}")
+                return s.change(f"started {unit}")
+            reasons = [why for why, flag in (("new release", r.release),
+                                              ("config", r.server_config_changed),
+                                              ("env file", r.env_changed)) if flag]
+            if not reasons:
+                if enable and not self.dry:
+                    self._sh(r, enable.removesuffix(" && "), "unicorn")
+                    return s.change(f"enabled; master pid {r.facts.raw['server_pid']}")
+                return s.ok(f"running, master pid {r.facts.raw['server_pid']}")
+            if not self.dry:
+                self._start_server(r, f"{enable}systemctl restart {unit}")
+            s.change(f"restarted ({', '.join(reasons)})")
+
+    def _start_server(self, r: HostRun, script: str) -> None:
+        try:
+            self._sh(r, script, "unicorn", timeout=180)
+        except RailsfabError as exc:
+            tail = self._sh(r, f"tail -n 15 {self.paths.server_log} 2>/dev/null; "
+                            f"journalctl -u {self.paths.unit_name} -n 5 --no-pager -q", "unicorn",
+                            timeout=30).stdout.strip()
+            exc.message += "\n" + tail
+            exc.fix = f"see {self.paths.server_log} on {r.host.name}"
+            raise
+
+    def _ensure_nginx(self, r: HostRun) -> None:
+        state = r.facts.unit("nginx")
+        with self.rep.step(r.host.name, "nginx") as s:
+            if state["active"] != "active":
+                if not self.dry:
+                    self._sh(r, "systemctl enable -q nginx && systemctl start nginx", "nginx")
+                return s.change("started")
+            if r.site_changed:
+                if not self.dry:
+                    self._sh(r, "systemctl reload nginx", "nginx")
+                return s.change("reloaded (site changed)")
+            s.ok("running, config unchanged")
+
+    def _verify(self, r: HostRun) -> None:
+        if self.dry:
+            return
+        with self.rep.step(r.host.name, "verify") as s:
+            cur = self.paths.current
+            script = f"""asset=$(cd {cur}/public && ls assets/*.css 2>/dev/null | head -n1)
+code() {{ curl -s -o /dev/null -m 10 -w '%{{http_code}}' "http://127.0.0.1$1"; }}
+end=$(( $(date +%s) + {VERIFY_TIMEOUT} ))
+while :; do
+  up=$(code /up); root=$(code /); a=$(code "/$asset")
+  [ "$up$root$a" = 200200200 ] && break
+  [ $(date +%s) -ge $end ] && break
+  sleep 0.2
+done
+echo "/up $up"; echo "/ $root"; echo "/$asset $a"
+curl -s -I -m 10 "http://127.0.0.1/$asset" | grep -i '^cache-control' || true"""
+            out = self._sh(r, script, "verify", sudo=False, timeout=VERIFY_TIMEOUT + 30).stdout
+            lines = out.strip().splitlines()
+            codes = dict(ln.rsplit(" ", 1) for ln in lines[:3])
+            bad = {k: v for k, v in codes.items() if v != "200"}
+            if bad:
+                layer = ("unicorn (nginx answers 502)" if "502" in bad.values()
+                         else "the app" if "500" in bad.values() else "nginx")
+                raise RailsfabError(
+                    "verification through nginx failed: " +
+                    ", ".join(f"{k} -> {v}" for k, v in codes.items()),
+                    step="verify",
+                    fix=f"check {layer}: {self.paths.server_log} and "
+                        "/var/log/nginx/error.log on the host, or run `fab check`",
+                )
+            s.ok(", ".join(f"{k} 200" for k in codes))
+
+    # --- phase 5 ------------------------------------------------------------------------------
+
+    def _finalize(self, r: HostRun) -> None:
+        if self.dry:
+            return
+        with self.rep.step(r.host.name, "releases") as s:
+            current = r.release or r.facts.current
+            marks = ""
+            if r.release:
+                meta = json.dumps({"id": r.release, **self._meta("good")})
+                path = f"{self.paths.release(r.release)}/.railsfab-release.json"
+                marks = f"printf '%s' {shlex.quote(meta)} > {path} && "
+            keep = self.app.keep_releases
+            script = (f"{marks}cd {self.paths.releases} && ls -1 | sort | "
+                      f"grep -vx {shlex.quote(current)} | head -n -{keep - 1} | "
+                      "while read -r d; do rm -rf -- \"$d\" && echo \"$d\"; done")
+            removed = self._sh(r, script, "releases").stdout.split()
+            detail = f"{current} good; kept {keep}"
+            if removed:
+                s.change(f"{detail}, removed {' '.join(removed)}")
+            elif r.release:
+                s.change(detail)
+            else:
+                s.ok(f"{current} current, nothing to clean")
+
+    # --- dry run --------------------------------------------------------------------------
+
+    def _show_diff(self, r: HostRun, dest: str, text: str) -> None:
+        old = self._sh(r, f"cat {dest} 2>/dev/null || true", "diff").stdout
+        diff = difflib.unified_diff(old.splitlines(keepends=True),
+                                    text.splitlines(keepends=True),
+                                    f"{r.host.name}:{dest}", "rendered")
+        self.rep.info("".join(diff).rstrip() or f"(new file {dest})")
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

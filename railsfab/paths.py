@@ -1,0 +1,92 @@
+"""Every remote path of an app, derived in one place.
+
+nginx's upstream, unicorn's `listen`, the pid file, systemd's PIDFile= and every stop or
+restart command read these attributes, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Directories in shared/ that every release links in (Capistrano's linked_dirs).
+LINKED_DIRS = ("log", "tmp/pids", "tmp/sockets", "storage")
+
+
+@dataclass(frozen=True)
+class Paths:
+    app: str
+    deploy_to: str
+    app_server: str = "unicorn"
+
+    @property
+    def releases(self) -> str:
+        return f"{self.deploy_to}/releases"
+
+    @property
+    def failed_releases(self) -> str:
+        return f"{self.deploy_to}/releases-failed"
+
+    def release(self, release_id: str) -> str:
+        return f"{self.releases}/{release_id}"
+
+    @property
+    def current(self) -> str:
+        return f"{self.deploy_to}/current"
+
+    @property
+    def shared(self) -> str:
+        return f"{self.deploy_to}/shared"
+
+    @property
+    def shared_config(self) -> str:
+        return f"{self.shared}/config"
+
+    @property
+    def socket(self) -> str:
+        return f"{self.shared}/tmp/sockets/{self.app_server}.sock"
+
+    @property
+    def pid(self) -> str:
+        return f"{self.shared}/tmp/pids/{self.app_server}.pid"
+
+    @property
+    def server_config(self) -> str:
+        return f"{self.shared_config}/{self.app_server}.rb"
+
+    @property
+    def server_log(self) -> str:
+        return f"{self.shared}/log/{self.app_server}.stderr.log"
+
+    @property
+    def server_stdout(self) -> str:
+        return f"{self.shared}/log/{self.app_server}.stdout.log"
+
+    @property
+    def unit_name(self) -> str:
+        return f"{self.app}-{self.app_server}.service"
+
+    @property
+    def unit(self) -> str:
+        return f"/etc/systemd/system/{self.unit_name}"
+
+    @property
+    def env_file(self) -> str:
+        """Secrets and settings for the app: root-owned 0600, read by systemd, not the app user."""
+        return f"/etc/railsfab/{self.app}.env"
+
+    @property
+    def nginx_site(self) -> str:
+        return f"/etc/nginx/sites-available/{self.app}"
+
+    @property
+    def nginx_site_enabled(self) -> str:
+        return f"/etc/nginx/sites-enabled/{self.app}"
+
+    @property
+    def nginx_default_sites(self) -> tuple[str, ...]:
+        """The stock server blocks that would shadow the app (Debian/Ubuntu and nginx.org)."""
+        return ("/etc/nginx/sites-enabled/default", "/etc/nginx/conf.d/default.conf")
+
+    @property
+    def lock(self) -> str:
+        return f"{self.deploy_to}/.railsfab-lock"
