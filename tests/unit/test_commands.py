@@ -1,0 +1,59 @@
+"""Command builders: exact strings, RAILS_ENV always explicit, secrets never shown."""
+
+from __future__ import annotations
+
+from railsfab import commands
+from railsfab.commands import Cmd
+from railsfab.paths import Paths
+from railsfab.secrets import env_file_text
+
+PATHS = Paths("shop", "/srv/shop")
+
+
+def test_rails_task_runs_as_deploy_user_with_explicit_env():
+    cmd = commands.rails(PATHS, "/srv/shop/releases/1", "deploy", "production",
+                         "assets:precompile")
+    assert str(cmd) == (
+        "umask 0027 && cd /srv/shop/releases/1 && set -a && . /etc/railsfab/shop.env && "
+        "set +a && exec runuser -u deploy -- env RAILS_ENV=production RACK_ENV=production "
+        "bin/rails assets:precompile"
+    )
+
+
+def test_rails_env_is_the_stages_not_a_default():
+    cmd = commands.rails(PATHS, "/r", "deploy", "staging", "db:migrate")
+    assert "RAILS_ENV=staging" in str(cmd) and "production" not in str(cmd)
+
+
+def test_secrets_in_env_are_masked_when_printed():
+    cmd = Cmd(argv=("true",), env={"SECRET_KEY_BASE": "abc123", "DATABASE_PASSWORD": "pw",
+                                   "RAILS_ENV": "production"})
+    shown = str(cmd)
+    assert "abc123" not in shown and "pw " not in shown
+    assert "SECRET_KEY_BASE=***" in shown and "DATABASE_PASSWORD=***" in shown
+    assert "RAILS_ENV=production" in shown
+    assert "SECRET_KEY_BASE=abc123" in cmd.script()  # what actually runs
+
+
+def test_arguments_are_quoted():
+    assert str(Cmd(argv=("echo", "a b", "$HOME"))) == "echo 'a b' '$HOME'"
+
+
+def test_switch_is_atomic_rename():
+    assert commands.switch_current(PATHS, "20261128") == (
+        "ln -sfn /srv/shop/releases/20261128 /srv/shop/current.new && "
+        "mv -T /srv/shop/current.new /srv/shop/current"
+    )
+
+
+def test_apt_install_is_noninteractive():
+    assert str(commands.apt_install(["nginx", "ruby"])) == (
+        "env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
+        "nginx ruby"
+    )
+
+
+def test_env_file_quotes_values_for_systemd_and_sh():
+    text = env_file_text({"RAILS_ENV": "production", "SECRET_KEY_BASE": "a$b"})
+    assert "RAILS_ENV='production'\n" in text
+    assert "SECRET_KEY_BASE='a$b'\n" in text

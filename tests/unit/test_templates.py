@@ -1,0 +1,87 @@
+"""Rendered files: golden copies, and the paths every file must agree on."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from railsfab import render
+from railsfab.errors import RailsfabError
+from railsfab.inventory import App
+from railsfab.paths import Paths
+
+GOLDEN = Path(__file__).parent / "golden"
+APP = App(name="shop", source=".", deploy_to="/srv/shop", workers=3, timeout=30,
+          client_max_body_size="25m")
+PATHS = Paths(APP.name, APP.deploy_to, APP.app_server)
+FILES = {"unicorn.rb.j2": "unicorn.rb", "unicorn.service.j2": "unicorn.service",
+         "nginx-site.conf.j2": "nginx-site.conf"}
+
+
+def rendered(template: str) -> str:
+    env = render.environment()
+    return render.render(env, template, app=APP, paths=PATHS, upstream="shop_app")
+
+
+@pytest.mark.parametrize("template", FILES)
+def test_golden_render(template):
+    """Set RAILSFAB_UPDATE_GOLDEN=1 to rewrite the golden files after a deliberate change."""
+    text = rendered(template)
+    golden = GOLDEN / FILES[template]
+    if os.environ.get("RAILSFAB_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_nginx_upstream_is_unicorns_listen_socket():
+    upstream = re.search(r"server unix:(\S+) ", rendered("nginx-site.conf.j2")).group(1)
+    listen = re.search(r'^listen "([^"]+)"', rendered("unicorn.rb.j2"), re.M).group(1)
+    assert upstream == listen == "/srv/shop/shared/tmp/sockets/unicorn.sock"
+
+
+def test_pid_file_is_the_units_pidfile():
+    pid = re.search(r'^pid "([^"]+)"', rendered("unicorn.rb.j2"), re.M).group(1)
+    pidfile = re.search(r"^PIDFile=(\S+)", rendered("unicorn.service.j2"), re.M).group(1)
+    assert pid == pidfile == "/srv/shop/shared/tmp/pids/unicorn.pid"
+
+
+def test_unit_starts_the_rendered_config_in_the_stage_env():
+    unit = rendered("unicorn.service.j2")
+    assert "-c /srv/shop/shared/config/unicorn.rb -E production" in unit
+    assert "EnvironmentFile=/etc/railsfab/shop.env" in unit
+    assert "RAILS_ENV=production" in unit
+    assert "User=deploy" in unit
+
+
+def test_site_is_the_default_server_with_alb_friendly_keepalive():
+    site = rendered("nginx-site.conf.j2")
+    assert "listen 80 default_server;" in site and "server_name _;" in site
+    assert "root /srv/shop/current/public;" in site
+    keepalive = int(re.search(r"keepalive_timeout (\d+)s;", site).group(1))
+    assert keepalive > 60  # the ALB's idle timeout
+    assert "server_tokens off;" in site
+    assert "client_max_body_size 25m;" in site
+    assert "try_files $uri/index.html $uri @app;" in site
+
+
+def test_before_exec_points_bundler_at_current():
+    assert 'ENV["BUNDLE_GEMFILE"] = "/srv/shop/current/Gemfile"' in rendered("unicorn.rb.j2")
+
+
+def test_missing_setting_is_a_clear_error(tmp_path):
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates/unicorn.rb.j2").write_text("workers {{ app.wokers }}\n")
+    env = render.environment(tmp_path)
+    with pytest.raises(RailsfabError, match="templates/unicorn.rb.j2: .*wokers"):
+        render.render(env, "unicorn.rb.j2", app=APP, paths=PATHS, upstream="x")
+
+
+def test_template_syntax_error_names_file_and_line(tmp_path):
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates/nginx-site.conf.j2").write_text("a\n{% if %}\n")
+    env = render.environment(tmp_path)
+    with pytest.raises(RailsfabError, match=r"templates/nginx-site.conf.j2:2: "):
+        render.render(env, "nginx-site.conf.j2", app=APP, paths=PATHS, upstream="x")
