@@ -74,3 +74,20 @@ def switch_current(paths: Paths, release_id: str) -> str:
     tmp = f"{paths.current}.new"
     return (f"ln -sfn {shlex.quote(paths.release(release_id))} {shlex.quote(tmp)} && "
             f"mv -T {shlex.quote(tmp)} {shlex.quote(paths.current)}")
+
+
+def apt_install_script(packages: list[str], *, update: bool) -> str:
+    """Install packages, waiting while another apt holds the lock (cloud-init and
+    unattended-upgrades on a new EC2 host, or another host sharing the sandbox's .deb
+    cache). Stale package lists point at versions the mirror no longer has: on a failed
+    install, update the lists and try once more."""
+    install = str(apt_install(packages))
+    first = f"apt-get update -q && {install}" if update else install
+    attempt = f"{first} || (apt-get update -q && {install})"
+    return (
+        "for i in $(seq 1 600); do "
+        f"out=$( ({attempt}) 2>&1 ) && exit 0; "
+        "case \"$out\" in *'Could not get lock'*|*'Unable to lock'*) sleep 1 ;; "
+        "*) printf '%s\\n' \"$out\" | tail -n 20 >&2; exit 1 ;; esac; done; "
+        "echo 'apt: the package lock was still held after 10 minutes' >&2; exit 1"
+    )

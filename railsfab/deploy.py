@@ -215,12 +215,8 @@ class Deployer:
                 return s.ok(f"{len(self.packages)} installed")
             if not self.dry:
                 age = r.facts.raw["apt_lists_age"]
-                update = "apt-get update -q && " if age is None or age > APT_LISTS_MAX_AGE \
-                    else ""
-                install = str(commands.apt_install(missing))
-                # Stale lists point at versions the mirror no longer has: update, try again.
-                self._sh(r, f"{update}{install} || (apt-get update -q && {install})",
-                         "packages")
+                update = age is None or age > APT_LISTS_MAX_AGE
+                self._sh(r, commands.apt_install_script(missing, update=update), "packages")
                 r.packages_changed = True
             s.change(f"installed {' '.join(missing)}")
 
@@ -483,14 +479,17 @@ fi""", "nginx site", stdin=text.encode())
     def _ensure_nginx(self, r: HostRun) -> None:
         state = r.facts.unit("nginx")
         with self.rep.step(r.host.name, "nginx") as s:
+            enable = "" if state["enabled"] == "enabled" else "systemctl enable -q nginx && "
+            if r.site_changed:
+                # The package's postinst may have started nginx since the facts were read:
+                # reload-or-restart is right whether it runs or not.
+                if not self.dry:
+                    self._sh(r, f"{enable}systemctl reload-or-restart nginx", "nginx")
+                return s.change("reloaded (site changed)")
             if state["active"] != "active":
                 if not self.dry:
-                    self._sh(r, "systemctl enable -q nginx && systemctl start nginx", "nginx")
+                    self._sh(r, f"{enable}systemctl start nginx", "nginx")
                 return s.change("started")
-            if r.site_changed:
-                if not self.dry:
-                    self._sh(r, "systemctl reload nginx", "nginx")
-                return s.change("reloaded (site changed)")
             s.ok("running, config unchanged")
 
     def _verify(self, r: HostRun) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -9,8 +12,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def shipped_app_settings() -> dict:
+    """The shipped sandbox stage's app block (packages, workers...), as tests should use."""
+    doc = yaml.safe_load((ROOT / "hosts.yaml").read_text())
+    return dict(doc["stages"]["sandbox"]["app"])
+
+
 def sandbox_hosts_yaml(folder: Path, *, stage: str, bridge: str, net: int,
-                       hosts: dict[str, tuple[int, list[str]]]) -> Path:
+                       hosts: dict[str, tuple[int, list[str]]],
+                       source: Path | None = None) -> Path:
     """A hosts.yaml with one sandbox stage on 10.<net>.0.0/16, its state under `folder`.
 
     Each test sandbox gets its own bridge and subnet, so it never touches the user's
@@ -20,9 +30,8 @@ def sandbox_hosts_yaml(folder: Path, *, stage: str, bridge: str, net: int,
     addr = {name: f"10.{net}.1.{last}" for name, (last, _) in hosts.items()}
     db_host = next((addr[n] for n, (_, roles) in hosts.items() if "db" in roles), None)
     app = {
-        "name": "sample",
-        "source": str(ROOT / "examples/sample_app"),
-        "deploy_to": "/srv/sample",
+        **shipped_app_settings(),
+        "source": str(source or ROOT / "examples/sample_app"),
         "secrets_file": f".railsfab/sandbox/{stage}/secrets.env",
     }
     if db_host:
@@ -44,3 +53,10 @@ def sandbox_hosts_yaml(folder: Path, *, stage: str, bridge: str, net: int,
     path = folder / "hosts.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def run_fab(stage_file: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """`fab ARGS` as a user types it, against the inventory `stage_file`."""
+    env = {**os.environ, "RAILSFAB_HOSTS": str(stage_file), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "fabric", "-r", str(ROOT), *args],
+                          capture_output=True, text=True, env=env, timeout=timeout)

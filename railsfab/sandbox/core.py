@@ -171,7 +171,11 @@ class Sandbox:
         network.create_host_link(m.netns, m.veth, self.cfg.bridge, m.address,
                                  self.net.prefixlen, self.cfg.gateway)
         self._set_known_hosts(m.address, m.host_key_lines())
-        m.boot()
+        # One .deb cache shared by every sandbox host and run: each package is fetched
+        # through the proxy once per machine, not once per host (apt's own lock serialises).
+        debs = image.cache_dir().parent / "apt-archives"
+        (debs / "partial").mkdir(parents=True, exist_ok=True)
+        m.boot(binds=((debs, "/var/cache/apt/archives"),))
 
         def ssh_up() -> bool:
             if m.running_pid is None:

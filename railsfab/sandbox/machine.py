@@ -62,7 +62,7 @@ class Machine:
             lines.append(f"{self.address} {kind} {key}")
         return lines
 
-    def boot(self) -> int:
+    def boot(self, binds: tuple[tuple[Path, str], ...] = ()) -> int:
         argv = [
             "systemd-nspawn", "--quiet",
             "-D", self.root,
@@ -73,6 +73,7 @@ class Machine:
             f"--network-namespace-path=/run/netns/{self.netns}",
             "--resolv-conf=off", "--timezone=off", "--link-journal=no",
             "--console=read-only",
+            *(f"--bind={src}:{dest}" for src, dest in binds),
         ]
         return start_daemon(argv, pidfile=self.pidfile, log=self.log)
 

@@ -7,13 +7,14 @@ Needs root (network namespaces, systemd-nspawn), as CI runs it.
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
 from railsfab import inventory
 from railsfab.report import Reporter
 from railsfab.sandbox.core import Sandbox
-from tests.conftest import sandbox_hosts_yaml
+from tests.conftest import ROOT, sandbox_hosts_yaml
 
 HOSTS = {"web1": (11, ["web", "migrate"]), "web2": (12, ["web"]), "db": (20, ["db"])}
 
@@ -29,7 +30,12 @@ def stage_file(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.fail("integration tests need root: they boot systemd-nspawn hosts")
     folder = tmp_path_factory.mktemp("itest")
-    return sandbox_hosts_yaml(folder, stage="itest", bridge="rfit0", net=232, hosts=HOSTS)
+    # A copy of the sample app that tests may edit (a changed view, a broken stylesheet).
+    app = folder / "app"
+    shutil.copytree(ROOT / "examples/sample_app", app,
+                    ignore=shutil.ignore_patterns("Gemfile.lock", "*.log", "cache"))
+    return sandbox_hosts_yaml(folder, stage="itest", bridge="rfit0", net=232, hosts=HOSTS,
+                              source=app)
 
 
 @pytest.fixture(scope="session")

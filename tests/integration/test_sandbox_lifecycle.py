@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from railsfab import inventory
 from railsfab.local import pid_alive
 from railsfab.report import Reporter
 from railsfab.sandbox.core import Sandbox
-from tests.conftest import ROOT, sandbox_hosts_yaml
+from tests.conftest import run_fab, sandbox_hosts_yaml
 
 STAGE = "ilife"
 
@@ -31,9 +30,7 @@ def stage_file(tmp_path):
 
 
 def fab(stage_file: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAILSFAB_HOSTS": str(stage_file), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "fabric", "-r", str(ROOT), *args],
-                          capture_output=True, text=True, env=env, timeout=900)
+    return run_fab(stage_file, *args, timeout=900)
 
 
 def started_pids(sbx: Sandbox) -> list[int]:

@@ -6,10 +6,18 @@ module ApplicationHelper
     return tag.span("no image", class: "thumb thumb--missing") unless photo.image.attached?
 
     if photo.image.variable? && ImageMagick.available?
-      image_tag photo.image.variant(resize_to_limit: [size, size]), alt: photo.title, class: "thumb"
+      image_tag photo_image_path(photo.image.variant(resize_to_limit: [size, size])), alt: photo.title, class: "thumb"
     else
-      image_tag photo.image, alt: photo.title, width: size, class: "thumb"
+      image_tag photo_image_path(photo.image), alt: photo.title, width: size, class: "thumb"
     end
+  end
+
+  # Relative URL of an attachment or variant. With resolve_model_to_route =
+  # :rails_storage_proxy this is /rails/active_storage/{blobs,representations}/proxy/...
+  # A path rather than image_tag's default absolute URL keeps pages right
+  # behind a TLS-terminating load balancer whatever scheme the app sees.
+  def photo_image_path(attachment_or_variant)
+    polymorphic_path(attachment_or_variant)
   end
 
   module ImageMagick

@@ -1,0 +1,170 @@
+"""`fab deploy` on real sandbox hosts: fresh deploy, no-op re-deploy, a change, a failure.
+
+The tests run in file order and build on each other: one fresh deploy (the slow part:
+packages) is shared by the rest.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import urllib.request
+
+import pytest
+
+from tests.conftest import run_fab
+
+APP_MARKER = "railsfab sample app"
+
+
+def get(address: str, path: str, host: str | None = None) -> tuple[int, dict, str]:
+    req = urllib.request.Request(f"http://{address}{path}")
+    if host:
+        req.add_header("Host", host)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode(errors="replace")
+
+
+def ssh(sandbox, host: str, cmd: str) -> str:
+    r = subprocess.run(["ssh", "-F", str(sandbox.ssh_config), "-o", "BatchMode=yes", host, cmd],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def master_pid(sandbox, host: str) -> str:
+    return ssh(sandbox, host, "cat /srv/sample/shared/tmp/pids/unicorn.pid")
+
+
+def current_release(sandbox, host: str) -> str:
+    return ssh(sandbox, host, "readlink /srv/sample/current").rsplit("/", 1)[-1]
+
+
+def asset_path(sandbox, host: str, pattern: str) -> str:
+    name = ssh(sandbox, host, f"cd /srv/sample/current/public/assets && ls {pattern} | head -1")
+    return f"/assets/{name}"
+
+
+@pytest.fixture(scope="module")
+def deployed(sandbox, stage_file):
+    r = run_fab(stage_file, "deploy")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def web_hosts(inv):
+    return {h.name: h.address for h in inv.hosts(role="web")}
+
+
+def test_fresh_deploy_serves_the_app_through_nginx_on_every_web_host(deployed, sandbox,
+                                                                      web_hosts):
+    for name, address in web_hosts.items():
+        status, _, body = get(address, "/")
+        assert status == 200 and APP_MARKER in body, name
+        # /up answers whatever the Host header (an ALB health check sends the IP).
+        assert get(address, "/up", host="10.0.0.99")[0] == 200
+        assert get(address, "/up", host="internal-alb-123.elb.amazonaws.com")[0] == 200
+        for pattern in ("application-*.css", "logo-*.png"):
+            status, headers, _ = get(address, asset_path(sandbox, name, pattern))
+            assert status == 200
+            assert "max-age=31536000" in headers["Cache-Control"]
+
+
+def test_progress_shows_each_step_and_a_recap(deployed):
+    out = deployed.stdout
+    for step in ("packages", "release", "assets", "migrate", "nginx site", "switch",
+                 "verify"):
+        assert re.search(rf"web1\s+(ok|changed)\s+{step}\s+\d+\.\ds", out), step
+    assert "deploy recap" in out
+    assert re.search(r"web2\s+ok=\d+ changed=\d+ failed=0", out)
+
+
+def test_migrations_ran_once_on_the_migrate_host(deployed):
+    lines = [ln for ln in deployed.stdout.splitlines() if re.search(r"\smigrate\s", ln)]
+    assert len(lines) == 1 and lines[0].lstrip().startswith("web1")
+
+
+def test_host_layout_permissions_and_secrets(deployed, sandbox):
+    assert ssh(sandbox, "web1", "ls /etc/nginx/sites-enabled") == "sample"
+    assert ssh(sandbox, "web1", "sudo stat -c '%U %a' /etc/railsfab/sample.env") == "root 600"
+    users = ssh(sandbox, "web1", "ps -o user= -C ruby,unicorn | sort -u")
+    assert users.split() == ["deploy"]
+    # nginx (www-data) may use the socket; other users cannot read the app's private files.
+    assert ssh(sandbox, "web1", "sudo -u www-data test -r /srv/sample/current/public/500.html "
+               "&& echo ok") == "ok"
+    assert ssh(sandbox, "web1", "sudo -u nobody cat /srv/sample/current/config/database.yml "
+               ">/dev/null 2>&1 || echo denied") == "denied"
+    # The secrets never reached the deploy log or a command line.
+    secret = ssh(sandbox, "web1", "sudo sed -n 's/^SECRET_KEY_BASE=.\\(.*\\).$/\\1/p' "
+                 "/etc/railsfab/sample.env")
+    assert len(secret) >= 64 and secret not in deployed.stdout + deployed.stderr
+
+
+def test_second_deploy_changes_nothing_and_restarts_nothing(deployed, sandbox, stage_file):
+    before = {h: master_pid(sandbox, h) for h in ("web1", "web2")}
+    r = run_fab(stage_file, "deploy")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 changed" in r.stdout
+    assert not re.search(r"\schanged\s", r.stdout.replace("0 changed", ""))
+    assert {h: master_pid(sandbox, h) for h in ("web1", "web2")} == before
+
+
+def test_dry_run_shows_the_diff_and_changes_nothing(deployed, sandbox, stage_file, inv):
+    site = "/etc/nginx/sites-available/sample"
+    ssh(sandbox, "web2", f"sudo sed -i 's/client_max_body_size .*;/client_max_body_size 1m;/' "
+        f"{site}")
+    r = run_fab(stage_file, "deploy", "--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "-    client_max_body_size 1m;" in r.stdout
+    assert "+    client_max_body_size 25m;" in r.stdout
+    assert re.search(r"web2\s+changed\s+nginx site", r.stdout)
+    assert "client_max_body_size 1m;" in ssh(sandbox, "web2", f"cat {site}")  # untouched
+    fixed = run_fab(stage_file, "deploy")  # and a real run converges it
+    assert fixed.returncode == 0 and re.search(r"web2\s+changed\s+nginx site", fixed.stdout)
+
+
+def test_changed_view_is_served_as_a_new_release(deployed, sandbox, stage_file, inv,
+                                                 web_hosts):
+    app = inv.resolve(inv.stage.app.source)
+    view = app / "app/views/photos/index.html.erb"
+    view.write_text(view.read_text() + "\n<p>release two</p>\n")
+    before = current_release(sandbox, "web1")
+    r = run_fab(stage_file, "deploy")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert current_release(sandbox, "web1") != before
+    # Only the view changed: gems and assets are reused, migrations skipped.
+    assert re.search(r"web1\s+ok\s+assets\s.*reused", r.stdout)
+    assert re.search(r"web1\s+ok\s+migrate\s.*unchanged", r.stdout)
+    for address in web_hosts.values():
+        assert "release two" in get(address, "/")[2]
+
+
+def test_failing_precompile_keeps_the_old_release_serving(deployed, sandbox, stage_file, inv,
+                                                          web_hosts):
+    app = inv.resolve(inv.stage.app.source)
+    css = app / "app/assets/stylesheets/application.scss"
+    good = css.read_text()
+    before = {h: current_release(sandbox, h) for h in web_hosts}
+    pids = {h: master_pid(sandbox, h) for h in web_hosts}
+    try:
+        css.write_text(good + "\n.broken { color: $undefined-variable; \n")
+        r = run_fab(stage_file, "deploy")
+    finally:
+        css.write_text(good)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out
+    assert re.search(r"✗ fab deploy failed on web\d, step assets", out)
+    assert "state: current unchanged" in out
+    assert "fix:" in out
+    assert {h: current_release(sandbox, h) for h in web_hosts} == before
+    assert {h: master_pid(sandbox, h) for h in web_hosts} == pids
+    for address in web_hosts.values():
+        status, _, body = get(address, "/")
+        assert status == 200 and "release two" in body
+    # The broken release is kept aside for inspection, not left among the releases.
+    assert ssh(sandbox, "web1", "sudo ls /srv/sample/releases-failed | wc -l") != "0"
