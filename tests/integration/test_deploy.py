@@ -36,7 +36,7 @@ def ssh(sandbox, host: str, cmd: str) -> str:
 
 
 def master_pid(sandbox, host: str) -> str:
-    return ssh(sandbox, host, "cat /srv/sample/shared/tmp/pids/unicorn.pid")
+    return ssh(sandbox, host, "sudo cat /srv/sample/shared/tmp/pids/unicorn.pid")
 
 
 def current_release(sandbox, host: str) -> str:
