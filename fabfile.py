@@ -2,8 +2,10 @@
 
 from invoke import Collection
 
-from tasks import deploy, sandbox
+from tasks import deploy, lock, sandbox, unicorn
 
 ns = Collection()
 ns.add_task(deploy.deploy)
+ns.add_task(unicorn.restart_unicorn)
+ns.add_collection(lock.ns)
 ns.add_collection(sandbox.ns)

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from railsfab import commands, facts, remote, render
+from railsfab import commands, facts, lock, remote, render, unicorn
 from railsfab.errors import RailsfabError
 from railsfab.inventory import Host, Inventory
 from railsfab.paths import LINKED_DIRS, Paths
@@ -45,14 +45,18 @@ class HostRun:
     packages_changed: bool = False
     env_changed: bool = False
     server_config_changed: bool = False
+    unit_changed: bool = False
+    switched_from: str | None = None  # the release `current` pointed to before this deploy
+    handed_over: bool = False
     site_changed: bool = False
+    locked: bool = False  # this run holds the host's deploy lock
     error: RailsfabError | None = None
     notes: list[str] = field(default_factory=list)
 
 
 class Deployer:
     def __init__(self, inv: Inventory, rep: Reporter, *, only: str | None = None,
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, command: str = "fab deploy") -> None:
         self.inv = inv
         self.rep = rep
         self.app = inv.stage.app
@@ -70,6 +74,7 @@ class Deployer:
         self.files = self._render_files()
         self.release_id = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         self.runs = {h.name: HostRun(h) for h in self.hosts}
+        self.lock_holder = lock.holder(command)
 
     # --- what the hosts should look like ---------------------------------------------------
 
@@ -115,7 +120,16 @@ class Deployer:
     # --- the run ------------------------------------------------------------------------------
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self._release_locks()  # also on failure and Ctrl-C
+
+    def _run(self) -> None:
         self._parallel(self._gather, "facts")
+        if self._failed():
+            raise self._first_error()
+        self._check_locks()
         self._parallel(self._prepare, "prepare")
         if self._failed():
             self._abandon_releases()
@@ -123,10 +137,32 @@ class Deployer:
         self._migrate()
         self._parallel(self._activate, "activate")
         if self._failed():
+            self._parallel_revert()
             raise self._first_error()
         self._parallel(self._finalize, "finalize")
         if self._failed():
             raise self._first_error()
+
+    def _check_locks(self) -> None:
+        refused = [r for r in self.runs.values()
+                   if r.facts.raw["lock"] and not r.facts.raw["lock"]["acquired"]]
+        if refused:
+            r = refused[0]
+            raise RailsfabError(
+                f"another deploy holds the lock on {r.host.name}: "
+                f"{lock.describe(r.facts.raw['lock']['holder'])}",
+                host=r.host.name, step="lock", state="nothing changed on any host",
+                fix=("wait for it to finish; if it died, clear it with "
+                     f"`fab lock.release --only {r.host.name}`"))
+
+    def _release_locks(self) -> None:
+        for r in self.runs.values():
+            if r.locked and r.conn is not None:
+                try:
+                    lock.release(r.conn, self.paths)
+                    r.locked = False
+                except Exception:  # noqa: BLE001 - the lock is reported stale next time
+                    pass
 
     def close(self) -> None:
         for r in self.runs.values():
@@ -182,7 +218,9 @@ class Deployer:
                      self.paths.unit, self.paths.nginx_site]
             r.facts = facts.gather(r.conn, self.paths, packages=self.packages,
                                    user=self.app.deploy_user, nodes=nodes, files=files,
-                                   units=[self.paths.unit_name, "nginx"])
+                                   units=[self.paths.unit_name, "nginx"],
+                                   lock_holder=None if self.dry else self.lock_holder)
+            r.locked = bool(r.facts.raw["lock"] and r.facts.raw["lock"]["acquired"])
             os_ = r.facts.raw["os"]
             s.ok(f"{os_['id']} {os_['version']}, current release {r.facts.current or '-'}")
 
@@ -405,7 +443,7 @@ class Deployer:
             validate="systemd-analyze verify {file} >/dev/null")
         if changed and not self.dry:
             self._sh(r, "systemctl daemon-reload", "unicorn unit")
-        r.server_config_changed |= changed
+        r.unit_changed = changed
 
     def _ensure_site(self, r: HostRun) -> None:
         p = self.paths
@@ -439,10 +477,14 @@ fi""", "nginx site", stdin=text.encode())
             return
         with self.rep.step(r.host.name, "switch") as s:
             if not self.dry:
-                self._sh(r, commands.switch_current(self.paths, r.release) +
-                         f" && chown -h {self.app.deploy_user}:{self.app.deploy_user} "
-                         f"{self.paths.current}", "switch")
+                self._point_current(r, r.release, "switch")
+                r.switched_from = r.facts.current
             s.change(f"current -> releases/{r.release}")
+
+    def _point_current(self, r: HostRun, release: str, step: str) -> None:
+        self._sh(r, commands.switch_current(self.paths, release) +
+                 f" && chown -h {self.app.deploy_user}:{self.app.deploy_user} "
+                 f"{self.paths.current}", step)
 
     def _ensure_server_running(self, r: HostRun) -> None:
         unit = self.paths.unit_name
@@ -453,17 +495,29 @@ fi""", "nginx site", stdin=text.encode())
                 if not self.dry:
                     self._start_server(r, f"{enable}systemctl start {unit}")
                 return s.change(f"started {unit}")
-            reasons = [why for why, flag in (("new release", r.release),
-                                              ("config", r.server_config_changed),
-                                              ("env file", r.env_changed)) if flag]
-            if not reasons:
-                if enable and not self.dry:
-                    self._sh(r, enable.removesuffix(" && "), "unicorn")
-                    return s.change(f"enabled; master pid {r.facts.raw['server_pid']}")
-                return s.ok(f"running, master pid {r.facts.raw['server_pid']}")
-            if not self.dry:
-                self._start_server(r, f"{enable}systemctl restart {unit}")
-            s.change(f"restarted ({', '.join(reasons)})")
+            hard = [why for why, flag in (("unit", r.unit_changed),
+                                           ("env file", r.env_changed)) if flag]
+            soft = [why for why, flag in (("new release", r.release),
+                                           ("config", r.server_config_changed)) if flag]
+            if enable and not self.dry:
+                self._sh(r, enable.removesuffix(" && "), "unicorn")
+            if hard:
+                # A re-exec'd master keeps its environment and unit settings: only a full
+                # restart picks these up (a short gap while unicorn boots).
+                if not self.dry:
+                    self._start_server(r, f"systemctl restart {unit}")
+                return s.change(f"restarted ({', '.join(hard + soft)} changed; full restart)")
+            if soft:
+                if self.dry:
+                    return s.change(f"would hand over ({', '.join(soft)})")
+                summary = unicorn.handover(r.conn, self.paths, user=self.app.deploy_user,
+                                           workers=self.app.workers, timeout=self.app.timeout,
+                                           step="unicorn")
+                r.handed_over = True
+                return s.change(f"zero-downtime handover ({', '.join(soft)}): {summary}")
+            if enable:
+                return s.change(f"enabled; master pid {r.facts.raw['server_pid']}")
+            s.ok(f"running, master pid {r.facts.raw['server_pid']}")
 
     def _start_server(self, r: HostRun, script: str) -> None:
         try:
@@ -475,6 +529,28 @@ fi""", "nginx site", stdin=text.encode())
             exc.message += "\n" + tail
             exc.fix = f"see {self.paths.server_log} on {r.host.name}"
             raise
+
+    def _parallel_revert(self) -> None:
+        """After a failed activation anywhere: every host back on the release it served."""
+        todo = [r for r in self.runs.values() if r.switched_from and not self.dry]
+        if not todo:
+            self._abandon_releases()
+            return
+
+        def revert(r: HostRun) -> None:
+            with self.rep.step(r.host.name, "revert") as s:
+                self._point_current(r, r.switched_from, "revert")
+                if r.handed_over:
+                    unicorn.handover(r.conn, self.paths, user=self.app.deploy_user,
+                                     workers=self.app.workers, timeout=self.app.timeout,
+                                     step="revert")
+                s.change(f"current -> releases/{r.switched_from}")
+
+        with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+            for r, fut in [(r, pool.submit(revert, r)) for r in todo]:
+                if fut.exception() and not r.error:
+                    r.error = fut.exception()
+        self._abandon_releases()
 
     def _ensure_nginx(self, r: HostRun) -> None:
         state = r.facts.unit("nginx")
@@ -537,10 +613,12 @@ curl -s -I -m 10 "http://127.0.0.1/$asset" | grep -i '^cache-control' || true"""
                 path = f"{self.paths.release(r.release)}/.railsfab-release.json"
                 marks = f"printf '%s' {shlex.quote(meta)} > {path} && "
             keep = self.app.keep_releases
-            script = (f"{marks}cd {self.paths.releases} && ls -1 | sort | "
+            unlock = f"rm -rf {self.paths.lock} && " if r.locked else ""
+            script = (f"{unlock}{marks}cd {self.paths.releases} && ls -1 | sort | "
                       f"grep -vx {shlex.quote(current)} | head -n -{keep - 1} | "
                       "while read -r d; do rm -rf -- \"$d\" && echo \"$d\"; done")
             removed = self._sh(r, script, "releases").stdout.split()
+            r.locked = False
             detail = f"{current} good; kept {keep}"
             if removed:
                 s.change(f"{detail}, removed {' '.join(removed)}")

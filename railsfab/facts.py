@@ -94,7 +94,26 @@ try:
 except KeyError:
     user = False
 
+lock = None
+if P.get("lock"):
+    # mkdir is atomic: exactly one concurrent deploy gets the lock.
+    path = P["lock"]["path"]
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+        with open(path + "/holder.json", "w") as f:
+            json.dump(P["lock"]["holder"], f)
+        lock = {"acquired": True}
+    except FileExistsError:
+        try:
+            with open(path + "/holder.json") as f:
+                holder = json.load(f)
+        except (OSError, ValueError):
+            holder = {"owner": "unknown (lock being written, or left half-written)"}
+        lock = {"acquired": False, "holder": holder}
+
 print(json.dumps({
+    "lock": lock,
     "os": {"id": osr.get("ID"), "version": osr.get("VERSION_ID")},
     "installed": sorted(installed),
     "apt_lists_age": (time.time() - max(lists)) if lists else None,
@@ -140,10 +159,12 @@ class Facts:
 
 
 def gather(conn, paths: Paths, *, packages: list[str], user: str, nodes: list[str],
-           files: list[str], units: list[str]) -> Facts:
+           files: list[str], units: list[str], lock_holder: dict | None = None) -> Facts:
+    """Read the host; with `lock_holder`, also take the deploy lock in the same round trip."""
     params = {"packages": packages, "user": user, "nodes": nodes, "files": files,
               "units": units, "releases": paths.releases, "current": paths.current,
-              "pid": paths.pid}
+              "pid": paths.pid,
+              "lock": {"path": paths.lock, "holder": lock_holder} if lock_holder else None}
     script = f"PARAMS = {json.dumps(json.dumps(params))}\n{PROBE}"
     r = remote.sh(conn, "sudo -n python3 -", step="facts", stdin=script.encode())
     return Facts(json.loads(r.stdout))

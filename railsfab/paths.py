@@ -89,4 +89,6 @@ class Paths:
 
     @property
     def lock(self) -> str:
-        return f"{self.deploy_to}/.railsfab-lock"
+        """Deploy lock (a directory: mkdir is atomic), outside deploy_to so it works before
+        the first deploy created it."""
+        return f"/var/lib/railsfab/locks/{self.app}"

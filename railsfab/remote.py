@@ -90,6 +90,21 @@ def _unreachable(inv: Inventory, host: Host, where: str, why: str) -> RailsfabEr
     return RailsfabError(f"cannot reach {where}: {why}", host=host.name, step="connect", fix=fix)
 
 
+class _Counter:
+    """SSH round trips made by this process (bench/ reports it for a no-op deploy)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+ROUND_TRIPS = _Counter()
+
+
 @dataclass
 class Result:
     exited: int
@@ -110,6 +125,7 @@ def sh(conn: Connection, script: str, *, step: str, sudo: bool = False, stdin: b
     name = host.name if host else None
     if not conn.is_connected:
         conn.open()
+    ROUND_TRIPS.add()
     chan = conn.client.get_transport().open_session(timeout=30)
     try:
         chan.settimeout(timeout)

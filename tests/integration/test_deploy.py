@@ -168,3 +168,27 @@ def test_failing_precompile_keeps_the_old_release_serving(deployed, sandbox, sta
         assert status == 200 and "release two" in body
     # The broken release is kept aside for inspection, not left among the releases.
     assert ssh(sandbox, "web1", "sudo ls /srv/sample/releases-failed | wc -l") != "0"
+
+
+def test_failed_deploy_released_its_lock(deployed, sandbox):
+    assert ssh(sandbox, "web1", "sudo test -e /var/lib/railsfab/locks/sample || echo free") \
+        == "free"
+
+
+def test_concurrent_deploy_is_refused_by_the_lock(deployed, sandbox, stage_file):
+    holder = '{"owner": "alice@laptop", "command": "fab deploy", "pid": 4242, ' \
+             '"since": "2026-11-28 10:00:00 UTC"}'
+    ssh(sandbox, "web2", "sudo mkdir -p /var/lib/railsfab/locks/sample && echo '" + holder +
+        "' | sudo tee /var/lib/railsfab/locks/sample/holder.json >/dev/null")
+    r = run_fab(stage_file, "deploy")
+    assert r.returncode != 0
+    assert "another deploy holds the lock on web2: alice@laptop (fab deploy, pid 4242)" \
+        in r.stdout
+    assert "fab lock.release --only web2" in r.stdout
+    # web1's lock, taken in the same round trip, was given back.
+    assert ssh(sandbox, "web1", "sudo test -e /var/lib/railsfab/locks/sample || echo free") \
+        == "free"
+    released = run_fab(stage_file, "lock.release", "--only", "web2")
+    assert released.returncode == 0 and "alice@laptop" in released.stdout
+    again = run_fab(stage_file, "deploy")
+    assert again.returncode == 0, again.stdout + again.stderr

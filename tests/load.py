@@ -1,0 +1,107 @@
+"""A bounded HTTP load generator for zero-downtime tests and bench/ (stdlib only).
+
+N threads, each with its own keep-alive connection, request a path until told to stop or
+until the time or request limit is reached. Every answer other than 200, and every
+connection error, counts as failed. Traffic goes only to the sandbox hosts given.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LoadResult:
+    ok: int = 0
+    failed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    bodies: list[str] = field(default_factory=list)
+
+    def merge(self, other: LoadResult) -> None:
+        self.ok += other.ok
+        self.failed += other.failed
+        for k, v in other.errors.items():
+            self.errors[k] = self.errors.get(k, 0) + v
+
+
+class Load:
+    def __init__(self, addresses: list[str], *, path: str = "/", connections: int = 50,
+                 max_seconds: float = 120, max_requests: int = 200_000,
+                 marker: str | None = None) -> None:
+        self.addresses = addresses
+        self.path = path
+        self.connections = connections
+        self.max_seconds = max_seconds
+        self.max_requests = max_requests
+        self.marker = marker  # when set, remember when this text first appears in a body
+        self.marker_seen_at: float | None = None
+        self._stop = threading.Event()
+        self._count = 0
+        self._lock = threading.Lock()
+        self._results: list[LoadResult] = []
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> Load:
+        self.started = time.monotonic()
+        for i in range(self.connections):
+            t = threading.Thread(target=self._worker, args=(self.addresses[i % len(
+                self.addresses)],), daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> LoadResult:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+        total = LoadResult()
+        for r in self._results:
+            total.merge(r)
+        self.result = total
+        return total
+
+    def _next(self) -> bool:
+        with self._lock:
+            self._count += 1
+            return (self._count <= self.max_requests and not self._stop.is_set()
+                    and time.monotonic() - self.started < self.max_seconds)
+
+    def _worker(self, address: str) -> None:
+        res = LoadResult()
+        conn = None
+        while self._next():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(address, 80, timeout=10)
+                conn.request("GET", self.path)
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status == 200:
+                    res.ok += 1
+                    if self.marker and self.marker_seen_at is None and \
+                            self.marker.encode() in body:
+                        self.marker_seen_at = time.monotonic()
+                else:
+                    res.failed += 1
+                    key = f"HTTP {resp.status}"
+                    res.errors[key] = res.errors.get(key, 0) + 1
+                if resp.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                res.failed += 1
+                key = type(exc).__name__
+                res.errors[key] = res.errors.get(key, 0) + 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+        with self._lock:
+            self._results.append(res)
