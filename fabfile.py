@@ -2,10 +2,12 @@
 
 from invoke import Collection
 
-from tasks import deploy, lock, sandbox, unicorn
+from tasks import deploy, lock, releases, sandbox, unicorn
 
 ns = Collection()
 ns.add_task(deploy.deploy)
 ns.add_task(unicorn.restart_unicorn)
+ns.add_task(releases.releases)
+ns.add_task(releases.rollback)
 ns.add_collection(lock.ns)
 ns.add_collection(sandbox.ns)

@@ -16,7 +16,9 @@ It boots its own sandbox (bridge rfbench0, 10.235.0.0/16) and removes it at the 
 
 from __future__ import annotations
 
+import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +37,7 @@ from railsfab.sandbox.core import Sandbox  # noqa: E402
 from railsfab.source import Source  # noqa: E402
 from tests.conftest import run_fab, sandbox_hosts_yaml  # noqa: E402
 
+REPS = int(os.environ.get("BENCH_REPS", "3"))
 HOSTS = {"web1": (11, ["web", "migrate"]), "web2": (12, ["web"]), "db": (20, ["db"])}
 
 
@@ -103,11 +106,15 @@ def main() -> None:
         ours(stage_file, ["web1", "web2"])
         rows = []
         for hosts in (["web1"], ["web1", "web2"]):
-            reset(sbx, inv, hosts)
-            f = floor(sbx, inv, hosts)
-            reset(sbx, inv, hosts)
-            o = ours(stage_file, hosts)
-            rows.append((len(hosts), o, f))
+            fs, os_ = [], []
+            for i in range(REPS):  # interleaved, so drift on a noisy machine hits both
+                reset(sbx, inv, hosts)
+                fs.append(floor(sbx, inv, hosts))
+                reset(sbx, inv, hosts)
+                os_.append(ours(stage_file, hosts))
+                print(f"  {len(hosts)} host(s), round {i + 1}: fab deploy {os_[-1]:.1f}s, "
+                      f"floor {fs[-1]:.1f}s", flush=True)
+            rows.append((len(hosts), statistics.median(os_), statistics.median(fs)))
         # No-op: in-process, to count round trips.
         remote.ROUND_TRIPS.value = 0
         t0 = time.monotonic()
@@ -123,7 +130,7 @@ def main() -> None:
         sbx.down()
 
     print()
-    print("fresh deploy (fresh hosts, warm .deb cache)")
+    print(f"fresh deploy (fresh hosts, warm .deb cache; median of {REPS})")
     print(f"  {'hosts':>5}  {'fab deploy':>10}  {'plain-ssh floor':>15}  {'ratio':>6}  target")
     for n, o, f in rows:
         print(f"  {n:>5}  {o:>9.1f}s  {f:>14.1f}s  {o / f:>5.2f}x  <= 1.15x")

@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from railsfab import remote
+from railsfab.lock import TAKE_LOCK
 from railsfab.paths import Paths
 
-PROBE = r'''
+PROBE_HEAD = r'''
 import glob, grp, hashlib, json, os, pwd, stat, subprocess, time
 P = json.loads(PARAMS)
+'''
 
+PROBE = r'''
 def sha(path):
     try:
         with open(path, "rb") as f:
@@ -94,23 +97,7 @@ try:
 except KeyError:
     user = False
 
-lock = None
-if P.get("lock"):
-    # mkdir is atomic: exactly one concurrent deploy gets the lock.
-    path = P["lock"]["path"]
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    try:
-        os.mkdir(path, 0o700)
-        with open(path + "/holder.json", "w") as f:
-            json.dump(P["lock"]["holder"], f)
-        lock = {"acquired": True}
-    except FileExistsError:
-        try:
-            with open(path + "/holder.json") as f:
-                holder = json.load(f)
-        except (OSError, ValueError):
-            holder = {"owner": "unknown (lock being written, or left half-written)"}
-        lock = {"acquired": False, "holder": holder}
+lock = take_lock(P["lock"]) if P.get("lock") else None
 
 print(json.dumps({
     "lock": lock,
@@ -165,6 +152,6 @@ def gather(conn, paths: Paths, *, packages: list[str], user: str, nodes: list[st
               "units": units, "releases": paths.releases, "current": paths.current,
               "pid": paths.pid,
               "lock": {"path": paths.lock, "holder": lock_holder} if lock_holder else None}
-    script = f"PARAMS = {json.dumps(json.dumps(params))}\n{PROBE}"
+    script = f"PARAMS = {json.dumps(json.dumps(params))}\n{PROBE_HEAD}{TAKE_LOCK}{PROBE}"
     r = remote.sh(conn, "sudo -n python3 -", step="facts", stdin=script.encode())
     return Facts(json.loads(r.stdout))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from railsfab import remote, unicorn
+from railsfab import lock, remote, unicorn
 from railsfab.errors import RailsfabError
 from railsfab.paths import Paths
 from railsfab.report import Reporter
@@ -23,10 +23,16 @@ def restart_unicorn(c, stage=None, only=None, hard=False):
     paths = Paths(app.name, app.deploy_to, app.app_server)
     rep = Reporter()
     hosts = inv.hosts(role="web", only=only)
+    me = lock.holder("fab restart-unicorn")
 
     def one(host) -> None:
         with rep.step(host.name, "restart") as s:
             conn = remote.open_checked(inv, host)
+            try:
+                lock.acquire(conn, paths, me)
+            except BaseException:
+                conn.close()
+                raise
             try:
                 if hard:
                     remote.sh(conn, f"systemctl restart {paths.unit_name}", sudo=True,
@@ -36,6 +42,7 @@ def restart_unicorn(c, stage=None, only=None, hard=False):
                                           workers=app.workers, timeout=app.timeout,
                                           step="restart"))
             finally:
+                lock.release(conn, paths)
                 conn.close()
 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:

@@ -138,7 +138,10 @@ class Sandbox:
             conn = _connect_when_booted(self.inv, host)
             state = _wait_system_running(conn)
             if state != "running":
-                raise RailsfabError(f"systemd reports '{state}' after boot",
+                failed = remote.sh(conn, "systemctl --failed --plain --no-legend", step="ssh",
+                                   warn=True).stdout.split("\n")
+                raise RailsfabError(f"systemd reports '{state}' after boot; failed units: "
+                                    + "; ".join(ln.split()[0] for ln in failed if ln.strip()),
                                     host=host.name, step="ssh",
                                     fix=f"`ssh -F {self._rel(self.ssh_config)} {host.name} "
                                     "systemctl --failed` shows which unit failed")

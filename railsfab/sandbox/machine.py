@@ -48,6 +48,11 @@ class Machine:
             (r / "etc/apt/apt.conf.d/80railsfab-proxy").write_text(
                 f'Acquire::http::Proxy "{apt_proxy}";\n'
             )
+        # Nothing to remount in a container; left enabled it fails now and then at boot
+        # (seen here) and the host reports "degraded".
+        mask = r / "etc/systemd/system/systemd-remount-fs.service"
+        mask.unlink(missing_ok=True)
+        mask.symlink_to("/dev/null")
         run(["ssh-keygen", "-A", "-f", r], step=STEP)  # host keys of its own, like a new EC2
         uid, gid = _ids(r, "admin")
         _authorize(r / "home/admin/.ssh", authorized_key, uid, gid)

@@ -1,0 +1,37 @@
+"""The post-deploy check, run on the host: `/`, `/up` and one asset through nginx."""
+
+from __future__ import annotations
+
+from railsfab import remote
+from railsfab.errors import RailsfabError
+from railsfab.paths import Paths
+
+TIMEOUT = 60
+
+
+def through_nginx(conn, paths: Paths, *, step: str = "verify") -> str:
+    """Wait (bounded) until all three answer 200; return a summary or raise naming the layer."""
+    script = f"""asset=$(cd {paths.current}/public && ls assets/*.css 2>/dev/null | head -n1)
+code() {{ curl -s -o /dev/null -m 10 -w '%{{http_code}}' "http://127.0.0.1$1"; }}
+end=$(( $(date +%s) + {TIMEOUT} ))
+while :; do
+  up=$(code /up); root=$(code /); a=$(code "/$asset")
+  [ "$up$root$a" = 200200200 ] && break
+  [ $(date +%s) -ge $end ] && break
+  sleep 0.2
+done
+echo "/up $up"; echo "/ $root"; echo "/$asset $a\""""
+    out = remote.sh(conn, script, step=step, timeout=TIMEOUT + 30).stdout
+    codes = dict(ln.rsplit(" ", 1) for ln in out.strip().splitlines()[:3])
+    bad = {k: v for k, v in codes.items() if v != "200"}
+    if bad:
+        layer = ("unicorn (nginx answers 502)" if "502" in bad.values()
+                 else "the app" if "500" in bad.values() else "nginx")
+        host = getattr(conn, "railsfab_host", None)
+        raise RailsfabError(
+            "verification through nginx failed: " +
+            ", ".join(f"{k} -> {v}" for k, v in codes.items()),
+            host=host.name if host else None, step=step,
+            fix=f"check {layer}: {paths.server_log} and /var/log/nginx/error.log on the host",
+        )
+    return ", ".join(f"{k} 200" for k in codes)
