@@ -1,0 +1,175 @@
+"""Restarts, deploys, rollbacks and failures while a 50-connection load runs through nginx:
+none of them may fail a request, and a failure must leave the old release serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, run_fab
+from tests.integration.test_deploy import current_release, get, master_pid, ssh
+from tests.load import Load
+
+WEB = ("web1", "web2")
+
+
+@pytest.fixture(scope="module")
+def app(sandbox, stage_file, inv):
+    r = run_fab(stage_file, "deploy")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return inv.resolve(inv.stage.app.source)
+
+
+@pytest.fixture(scope="module")
+def addresses(inv):
+    return [h.address for h in inv.hosts(role="web")]
+
+
+def under_load(addresses, action, **kw):
+    """Run `action()` while 50 connections request / through nginx; return both results."""
+    with Load(addresses, connections=50, max_seconds=300, **kw) as load:
+        time.sleep(1)
+        out = action()
+        time.sleep(1)
+    assert load.result.ok > 100, "the load generator did not get going"
+    return out, load
+
+
+def masters(sandbox, host: str) -> list[str]:
+    return ssh(sandbox, host, "pgrep -u deploy -f '^unicorn master' || true").split()
+
+
+def systemd_main_pid(sandbox, host: str) -> str:
+    return ssh(sandbox, host, "systemctl show -p MainPID --value sample-unicorn")
+
+
+def edit_view(app, text: str) -> None:
+    view = app / "app/views/photos/index.html.erb"
+    body = view.read_text().split("\n<!-- zd -->", 1)[0]
+    view.write_text(f"{body}\n<!-- zd -->\n<p>{text}</p>\n")
+
+
+def test_restart_unicorn_under_load_loses_nothing(app, sandbox, stage_file, addresses):
+    before = {h: master_pid(sandbox, h) for h in WEB}
+    r, load = under_load(addresses, lambda: run_fab(stage_file, "restart-unicorn"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert load.result.failed == 0, load.result.errors
+    for h in WEB:
+        pid = master_pid(sandbox, h)
+        assert pid != before[h]
+        assert masters(sandbox, h) == [pid]  # exactly one master, the one the pid file names
+        assert systemd_main_pid(sandbox, h) == pid  # systemd still tracks it
+
+
+def test_deploy_of_a_changed_release_under_load(app, sandbox, stage_file, addresses):
+    edit_view(app, "zero downtime two")
+    t0 = time.monotonic()
+    r, load = under_load(addresses, lambda: run_fab(stage_file, "deploy"),
+                         marker="zero downtime two")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "zero-downtime handover" in r.stdout
+    assert load.result.failed == 0, load.result.errors
+    assert load.marker_seen_at is not None and load.marker_seen_at > t0
+    for address in addresses:
+        assert "zero downtime two" in get(address, "/")[2]
+
+
+def test_rollback_under_load_serves_the_previous_good_release(app, sandbox, stage_file,
+                                                              addresses):
+    edit_view(app, "zero downtime three")
+    assert run_fab(stage_file, "deploy").returncode == 0
+    r, load = under_load(addresses, lambda: run_fab(stage_file, "rollback"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert load.result.failed == 0, load.result.errors
+    for address in addresses:
+        body = get(address, "/")[2]
+        assert "zero downtime two" in body and "zero downtime three" not in body
+    listing = run_fab(stage_file, "releases").stdout
+    assert "← current" in listing and "good" in listing
+
+
+def test_release_that_raises_at_boot_never_serves(app, sandbox, stage_file, addresses):
+    edit_view(app, "zero downtime four")
+    assert run_fab(stage_file, "deploy").returncode == 0
+    before = {h: current_release(sandbox, h) for h in WEB}
+    boom = app / "config/initializers/zz_boom.rb"
+    # Only the app server dies: assets:precompile (bin/rails) still works.
+    boom.write_text('raise "boom at boot" if $PROGRAM_NAME.include?("unicorn")\n')
+    try:
+        r, load = under_load(addresses, lambda: run_fab(stage_file, "deploy"))
+    finally:
+        boom.unlink()
+    assert r.returncode != 0
+    assert "failed to boot" in r.stdout and "boom at boot" in r.stdout
+    assert load.result.failed == 0, load.result.errors
+    assert {h: current_release(sandbox, h) for h in WEB} == before
+    for address in addresses:
+        assert "zero downtime four" in get(address, "/")[2]
+    failed = ssh(sandbox, "web1", "sudo ls /srv/sample/releases-failed")
+    assert failed  # moved aside, kept for inspection
+    assert run_fab(stage_file, "deploy").returncode == 0  # fixed source deploys again
+
+
+def test_invalid_nginx_template_keeps_the_old_config(app, sandbox, stage_file, inv, addresses):
+    site = "/etc/nginx/sites-available/sample"
+    old = ssh(sandbox, "web1", f"cat {site}")
+    override = inv.root / "templates/nginx-site.conf.j2"
+    override.parent.mkdir(exist_ok=True)
+    builtin = (ROOT / "templates/nginx-site.conf.j2").read_text()
+    override.write_text(builtin.replace("proxy_pass http://", "proxy_passs http://"))
+    try:
+        r, load = under_load(addresses, lambda: run_fab(stage_file, "deploy"))
+    finally:
+        override.unlink()
+    assert r.returncode != 0
+    assert "step nginx site" in r.stdout and "proxy_passs" in r.stdout
+    assert load.result.failed == 0, load.result.errors
+    assert ssh(sandbox, "web1", f"cat {site}") == old
+    assert all(get(a, "/")[0] == 200 for a in addresses)
+
+
+def test_failing_migration_switches_no_host(app, sandbox, stage_file, addresses):
+    before = {h: current_release(sandbox, h) for h in WEB}
+    migration = app / "db/migrate/29990101000000_broken.rb"
+    migration.write_text('class Broken < ActiveRecord::Migration[6.1]\n'
+                         '  def change\n    raise "migration failed on purpose"\n  end\nend\n')
+    edit_view(app, "never served")
+    try:
+        r = run_fab(stage_file, "deploy")
+    finally:
+        migration.unlink()
+        edit_view(app, "zero downtime four")
+    assert r.returncode != 0
+    assert "step migrate" in r.stdout and "migration failed on purpose" in r.stdout
+    assert not any(ln for ln in r.stdout.splitlines() if " switch " in ln)
+    assert {h: current_release(sandbox, h) for h in WEB} == before
+    assert all("never served" not in get(a, "/")[2] for a in addresses)
+
+
+def test_killed_deploy_is_converged_by_the_next_one(app, sandbox, stage_file, addresses):
+    edit_view(app, "after the kill")
+    env = {**os.environ, "RAILSFAB_HOSTS": str(stage_file), "COLUMNS": "200"}
+    proc = subprocess.Popen([sys.executable, "-m", "fabric", "-r", str(ROOT), "deploy"],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    # Kill it hard, connections and all, once the new release is on its way.
+    for line in proc.stdout:
+        if " release " in line:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    held = ssh(sandbox, "web1", "sudo cat /var/lib/railsfab/locks/sample/holder.json "
+               "2>/dev/null || echo '{}'")
+    r = run_fab(stage_file, "deploy")
+    assert r.returncode == 0, r.stdout + r.stderr
+    if json.loads(held).get("pid") == proc.pid:
+        assert "took over the lock of a dead deploy" in r.stdout
+    for address in addresses:
+        assert "after the kill" in get(address, "/")[2]
+    again = run_fab(stage_file, "deploy")
+    assert "0 changed" in again.stdout
