@@ -32,6 +32,7 @@ from railsfab.source import Source
 BASE_PACKAGES = ["nginx", "ruby", "ruby-bundler", "curl"]
 NGINX_GROUP = "www-data"
 APT_PROXY_FILE = "/etc/apt/apt.conf.d/80railsfab-proxy"
+STOCK_UNIT = "unicorn.service"
 APT_LISTS_MAX_AGE = 6 * 3600
 
 
@@ -220,7 +221,7 @@ class Deployer:
                      self.paths.unit, self.paths.nginx_site]
             r.facts = facts.gather(r.conn, self.paths, packages=self.packages,
                                    user=self.app.deploy_user, nodes=nodes, files=files,
-                                   units=[self.paths.unit_name, "nginx"],
+                                   units=[self.paths.unit_name, "nginx", STOCK_UNIT],
                                    lock_holder=None if self.dry else self.lock_holder)
             r.locked = bool(r.facts.raw["lock"] and r.facts.raw["lock"]["acquired"])
             os_ = r.facts.raw["os"]
@@ -231,6 +232,7 @@ class Deployer:
     def _prepare(self, r: HostRun) -> None:
         self._ensure_apt_proxy(r)
         self._ensure_packages(r)
+        self._ensure_stock_unit_masked(r)
         self._ensure_user(r)
         self._ensure_dirs(r)
         self._ensure_env_file(r)
@@ -259,6 +261,20 @@ class Deployer:
                 self._sh(r, commands.apt_install_script(missing, update=update), "packages")
                 r.packages_changed = True
             s.change(f"installed {' '.join(missing)}")
+
+    def _ensure_stock_unit_masked(self, r: HostRun) -> None:
+        """Debian's unicorn package ships unicorn.service (configured through
+        /etc/default/unicorn). Enabled but unconfigured it fails at every boot and leaves
+        the host "degraded"; ours is <app>-unicorn.service, so mask the stock one."""
+        state = r.facts.unit(STOCK_UNIT)
+        with self.rep.step(r.host.name, "stock unicorn") as s:
+            if state["enabled"] in ("masked", "") and state["active"] != "failed" \
+                    and not r.packages_changed:
+                return s.ok(f"{STOCK_UNIT} {state['enabled'] or 'absent'}")
+            if not self.dry:
+                self._sh(r, f"systemctl mask -q --now {STOCK_UNIT} && "
+                         f"systemctl reset-failed {STOCK_UNIT} 2>/dev/null; true", "stock unicorn")
+            s.change(f"{STOCK_UNIT} masked (ours is {self.paths.unit_name})")
 
     def _ensure_user(self, r: HostRun) -> None:
         with self.rep.step(r.host.name, "deploy user") as s:
