@@ -2,10 +2,11 @@
 
 from invoke import Collection
 
-from tasks import deploy, lock, releases, sandbox, unicorn
+from tasks import check, deploy, lock, releases, sandbox, unicorn
 
 ns = Collection()
 ns.add_task(deploy.deploy)
+ns.add_task(check.check)
 ns.add_task(unicorn.restart_unicorn)
 ns.add_task(releases.releases)
 ns.add_task(releases.rollback)

@@ -28,6 +28,10 @@ HANDOVER = r"""
 set -u
 pidf=$PIDF; log=$LOG; unit=$UNIT; workers=$WORKERS; timeout=$TIMEOUT; current=$CURRENT
 now() { date +%s; }
+# What the new master said: the exception line first, then the last lines.
+said() { tail -c +$((offset + 1)) "$log" > /tmp/.railsfab-said
+         grep -m 3 -E '\([A-Z][A-Za-z:]*(Error|Exception)\)$' /tmp/.railsfab-said | cut -c1-300
+         tail -n 4 /tmp/.railsfab-said | cut -c1-300; rm -f /tmp/.railsfab-said; }
 masters() { pgrep -u "$USER_" -f '^unicorn master' | sort; }
 workers_of() { ps --ppid "$1" -o cmd= 2>/dev/null | grep -c 'unicorn.*worker' || true; }
 old=$(cat "$pidf" 2>/dev/null || true)
@@ -42,11 +46,11 @@ while :; do
   child=$(ps --ppid "$old" -o pid=,cmd= | grep 'unicorn master' | grep -v worker || true)
   if [ -z "$child" ] && [ "$p" = "$old" ] && [ ! -e "$pidf.oldbin" ] \
      && [ $(( $(now) - started )) -ge 1 ]; then
-    echo "new-master-died"; tail -c +$((offset + 1)) "$log" | tail -n 20; exit 4
+    echo "new-master-died"; said; exit 4
   fi
   if [ "$(now)" -ge "$deadline" ]; then
     [ -n "$p" ] && [ "$p" != "$old" ] && kill -QUIT "$p" 2>/dev/null
-    echo "new-master-timeout"; tail -c +$((offset + 1)) "$log" | tail -n 20; exit 5
+    echo "new-master-timeout"; said; exit 5
   fi
   sleep 0.1
 done

@@ -350,6 +350,11 @@ class Sandbox:
                 f"  UserKnownHostsFile {self.inv.known_hosts}",
                 "  StrictHostKeyChecking yes",
                 "  ConnectTimeout 10",
+                # One TCP+SSH handshake per host for a burst of commands (testinfra runs one
+                # ssh per check); the master exits by itself 30 s after the last use.
+                "  ControlMaster auto",
+                "  ControlPath /tmp/railsfab-ssh-%C",
+                "  ControlPersist 30s",
             ]))
         text = "# written by `fab sandbox.up`\n" + "\n\n".join(blocks) + "\n"
         if self.ssh_config.exists() and self.ssh_config.read_text() == text:

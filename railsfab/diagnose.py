@@ -1,0 +1,431 @@
+"""`fab check`'s diagnosis: read a host in one round trip, then name the first broken layer.
+
+Layers, in the order a request crosses them:
+  network -> nginx -> site config -> socket -> app server -> Rails app -> assets -> database
+  -> S3 -> load balancer
+`evaluate()` is pure (probe data in, layer verdicts out), so each fault's diagnosis is
+unit-tested from a table; the integration tests inject the same faults on real hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+
+from railsfab import remote
+from railsfab.inventory import Inventory
+from railsfab.paths import Paths
+
+LAYERS = (
+    "network",
+    "nginx",
+    "site config",
+    "socket",
+    "app server",
+    "Rails app",
+    "assets",
+    "database",
+    "S3",
+    "load balancer",
+)
+
+PROBE = r"""
+import glob, json, os, pwd, re, socket, subprocess
+P = json.loads(PARAMS)
+
+def out(*argv, input=None):
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10, input=input)
+        return r.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+def tail(path, n=30):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2); size = f.tell(); f.seek(max(0, size - 16384))
+            return f.read().decode(errors="replace").splitlines()[-n:]
+    except OSError:
+        return []
+
+def http(path, host=None, sock=None, as_user=None):
+    argv = ["curl", "-s", "-m", "5", "-o", "/tmp/.railsfab-check-body", "-w", "%{http_code}"]
+    if host:
+        argv += ["-H", "Host: " + host]
+    if sock:
+        argv += ["--unix-socket", sock]
+    argv.append("http://127.0.0.1" + path)
+    if as_user:
+        argv = ["runuser", "-u", as_user, "--"] + argv
+    code = out(*argv) or "000"
+    try:
+        body = open("/tmp/.railsfab-check-body", errors="replace").read(4000)
+        os.unlink("/tmp/.railsfab-check-body")
+    except OSError:
+        body = ""
+    return {"code": code, "body": body}
+
+def unit(name):
+    return {"active": out("systemctl", "is-active", name),
+            "main_pid": out("systemctl", "show", "-p", "MainPID", "--value", name)}
+
+def proc(pid):
+    try:
+        pid = int(pid)
+        st = os.stat("/proc/%d" % pid)
+        cmd = open("/proc/%d/cmdline" % pid, "rb").read().replace(b"\0", b" ").decode().strip()
+        env = dict(kv.split("=", 1) for kv in
+                   open("/proc/%d/environ" % pid, "rb").read().decode(errors="replace").split("\0")
+                   if "=" in kv)
+        kids = [c for c in out("ps", "--ppid", str(pid), "-o", "cmd=").splitlines()
+                if "worker" in c]
+        return {"pid": pid, "user": pwd.getpwuid(st.st_uid).pw_name, "cmd": cmd,
+                "rails_env": env.get("RAILS_ENV"), "workers": len(kids)}
+    except (OSError, ValueError, KeyError):
+        return None
+
+env = {}
+for line in open(P["env_file"]) if os.path.exists(P["env_file"]) else []:
+    k, _, v = line.strip().partition("=")
+    if k and not k.startswith("#"):
+        env[k] = v.strip("'\"")
+
+db = None
+if env.get("DATABASE_HOST"):
+    try:
+        s = socket.create_connection((env["DATABASE_HOST"], int(env.get("DATABASE_PORT", 3306))), 2)
+        s.close(); db = {"reachable": True}
+    except OSError as e:
+        db = {"reachable": False, "error": str(e)}
+
+pid_text = open(P["pid"]).read().strip() if os.path.exists(P["pid"]) else None
+server_cfg = open(P["server_config"]).read() if os.path.exists(P["server_config"]) else ""
+m = re.search(r'^listen "([^"]+)"', server_cfg, re.M)
+site = open(P["site"]).read() if os.path.exists(P["site"]) else ""
+u = re.search(r"server unix:(\S+?)[ ;]", site)
+try:
+    current = os.readlink(P["current"])
+except OSError:
+    current = None
+assets = sorted(glob.glob(P["current"] + "/public/assets/*.css"))
+sock = P["socket"]
+st = None
+try:
+    import stat as S
+    st = S.S_ISSOCK(os.stat(sock).st_mode)
+except OSError:
+    pass
+listening = sock in out("ss", "-Hxl")
+print(json.dumps({
+    "nginx": {"installed": os.path.exists("/usr/sbin/nginx"), **unit("nginx"),
+              "listen80": bool(out("ss", "-Hltn", "sport = :80")),
+              "test": out("sh", "-c", "nginx -t 2>&1 | tail -n 2")},
+    "default_sites": [p for p in P["default_sites"] if os.path.exists(p)],
+    "upstream": u.group(1) if u else None,
+    "listen": m.group(1) if m else None,
+    "socket": {"exists": st is not None, "is_socket": bool(st), "listening": listening,
+               "nginx_can_connect":
+                   http("/up", sock=sock, as_user="www-data")["code"] != "000" if st else None},
+    "server": {**unit(P["unit"]), "pid_file": pid_text,
+               "pid_proc": proc(pid_text) if pid_text else None,
+               "main_proc": proc(unit(P["unit"])["main_pid"])},
+    "current": current, "current_exists": bool(current and os.path.isdir(current)),
+    "asset": ("/assets/" + os.path.basename(assets[0])) if assets else None,
+    "http": {"root": http("/"), "up": http("/up"), "alb_host": http("/", host=P["alb_host"]),
+             "asset": http("/assets/" + os.path.basename(assets[0])) if assets else None},
+    "rails_env": P["rails_env"],
+    "db": db,
+    "logs": {"nginx": tail("/var/log/nginx/error.log", 15), "app": tail(P["app_log"], 40),
+             "server": tail(P["server_log"], 15)},
+}))
+"""
+
+
+@dataclass
+class Verdict:
+    layer: str
+    status: str  # ok | FAIL | skip
+    detail: str
+    fix: str = ""
+
+
+def probe(conn, inv: Inventory, paths: Paths) -> dict:
+    app = inv.stage.app
+    params = {
+        "env_file": paths.env_file,
+        "pid": paths.pid,
+        "server_config": paths.server_config,
+        "site": paths.nginx_site,
+        "current": paths.current,
+        "socket": paths.socket,
+        "unit": paths.unit_name,
+        "default_sites": list(paths.nginx_default_sites),
+        "rails_env": app.rails_env,
+        "alb_host": "railsfab-check.elb.amazonaws.com",
+        "app_log": f"{paths.shared}/log/{app.rails_env}.log",
+        "server_log": paths.server_log,
+    }
+    script = f"PARAMS = {json.dumps(json.dumps(params))}\n{PROBE}"
+    r = remote.sh(conn, "sudo -n python3 -", step="check", stdin=script.encode(), timeout=60)
+    return json.loads(r.stdout)
+
+
+def _last(lines: list[str], pattern: str) -> str | None:
+    for line in reversed(lines):
+        if re.search(pattern, line):
+            return line.strip()[-200:]
+    return None
+
+
+def evaluate(d: dict, *, workers: int, deploy_user: str, paths: Paths) -> list[Verdict]:
+    """Pure: the probe's data -> one verdict per layer, in order."""
+    v: list[Verdict] = [Verdict("network", "ok", "ssh reachable")]
+    n = d["nginx"]
+    nginx_log = d["logs"]["nginx"]
+    root, up, alb = d["http"]["root"], d["http"]["up"], d["http"]["alb_host"]
+
+    # nginx
+    if not n["installed"]:
+        v.append(Verdict("nginx", "FAIL", "nginx is not installed", "fab deploy"))
+    elif n["active"] != "active" or not n["listen80"]:
+        v.append(
+            Verdict(
+                "nginx",
+                "FAIL",
+                f"nothing listens on :80 (connection refused); nginx is {n['active']}"
+                + (f"; nginx -t: {n['test']}" if "failed" in n["test"] else ""),
+                "sudo systemctl start nginx (journalctl -u nginx says why it stopped)",
+            )
+        )
+    else:
+        v.append(Verdict("nginx", "ok", "active, listening on :80"))
+
+    # site config
+    welcome = "Welcome to nginx" in root["body"]
+    if d["default_sites"] or welcome:
+        v.append(
+            Verdict(
+                "site config",
+                "FAIL",
+                "the default site shadows the app ("
+                + (", ".join(d["default_sites"]) or "nginx welcome page on /") + ")",
+                f"sudo rm {' '.join(d['default_sites']) or '/etc/nginx/sites-enabled/default'} "
+                "&& sudo systemctl reload nginx (fab deploy does this)",
+            )
+        )
+    elif not d["upstream"]:
+        v.append(
+            Verdict(
+                "site config",
+                "FAIL",
+                f"{paths.nginx_site} missing or has no unix upstream",
+                "fab deploy",
+            )
+        )
+    else:
+        v.append(Verdict("site config", "ok", f"app site enabled, upstream {d['upstream']}"))
+
+    # socket
+    s = d["socket"]
+    denied = _last(nginx_log, r"\(13: Permission denied\)")
+    if d["upstream"] and d["listen"] and d["upstream"] != d["listen"]:
+        v.append(
+            Verdict(
+                "socket",
+                "FAIL",
+                f"nginx upstream {d['upstream']} != unicorn listen {d['listen']}",
+                "render both from one paths context: fab deploy",
+            )
+        )
+    elif (
+        s["exists"]
+        and s["nginx_can_connect"] is False
+        or (denied and root["code"] == "502" and s["listening"])
+    ):
+        v.append(
+            Verdict(
+                "socket",
+                "FAIL",
+                "nginx (www-data) may not connect to the socket"
+                + (f": {denied}" if denied else ""),
+                "the socket dir must be group www-data with g+x: "
+                f"sudo chgrp www-data {paths.socket.rsplit('/', 1)[0]} && sudo chmod 2750 "
+                f"{paths.socket.rsplit('/', 1)[0]} (fab deploy does this)",
+            )
+        )
+    else:
+        v.append(
+            Verdict("socket", "ok", f"{paths.socket}" + (" listening" if s["listening"] else ""))
+        )
+
+    # app server
+    srv = d["server"]
+    pid_proc, main = srv["pid_proc"], srv["main_proc"]
+    if srv["pid_file"] and not pid_proc:
+        v.append(
+            Verdict(
+                "app server",
+                "FAIL",
+                f"stale pid file: {paths.pid} names {srv['pid_file']}, which is not running"
+                f" (unit {srv['active']}; nginx answers {root['code']})",
+                f"sudo rm {paths.pid} && sudo systemctl restart {paths.unit_name}",
+            )
+        )
+    elif srv["active"] != "active" or not main:
+        v.append(
+            Verdict(
+                "app server",
+                "FAIL",
+                f"{paths.unit_name} is {srv['active'] or 'missing'}; nginx answers "
+                f"{root['code']}"
+                + (
+                    f" ({_last(nginx_log, 'connect')})"
+                    if root["code"] == "502" and _last(nginx_log, "connect")
+                    else ""
+                ),
+                f"sudo systemctl start {paths.unit_name}; if it fails: tail {paths.server_log}",
+            )
+        )
+    elif main["rails_env"] != d["rails_env"]:
+        v.append(
+            Verdict(
+                "app server",
+                "FAIL",
+                f"unicorn runs with RAILS_ENV={main['rails_env']}, the stage says {d['rails_env']}",
+                "fab deploy (the unit and env file pass RAILS_ENV explicitly), then "
+                "fab restart-unicorn --hard",
+            )
+        )
+    elif main["user"] != deploy_user or (pid_proc and pid_proc["pid"] != main["pid"]):
+        v.append(
+            Verdict(
+                "app server",
+                "FAIL",
+                f"master {main['pid']} runs as {main['user']}; pid file names {srv['pid_file']}",
+                "fab restart-unicorn --hard",
+            )
+        )
+    elif main["workers"] < workers:
+        v.append(
+            Verdict(
+                "app server",
+                "FAIL",
+                f"{main['workers']} of {workers} workers running",
+                f"tail {paths.server_log}; fab restart-unicorn",
+            )
+        )
+    elif not s["listening"]:
+        v.append(
+            Verdict(
+                "app server",
+                "FAIL",
+                f"master {main['pid']} does not listen on {paths.socket}",
+                "fab restart-unicorn --hard",
+            )
+        )
+    else:
+        v.append(
+            Verdict(
+                "app server",
+                "ok",
+                f"master {main['pid']} ({main['user']}), "
+                f"{main['workers']} workers, RAILS_ENV={main['rails_env']}",
+            )
+        )
+
+    # Rails app (database errors are the database layer's)
+    app_log = d["logs"]["app"] + d["logs"]["server"]
+    db_error = _last(
+        app_log, r"Mysql2::Error|ConnectionNotEstablished|Can't connect to (MySQL|server)"
+    )
+    blocked = _last(app_log, r"Blocked host") or (
+        "Blocked host" in root["body"] + alb["body"] and "Blocked host"
+    )
+    if root["code"] == "403" or alb["code"] == "403" and blocked:
+        v.append(
+            Verdict(
+                "Rails app",
+                "FAIL",
+                f"host authorization blocks requests (/ -> {root['code']}, Host: ALB name -> "
+                f"{alb['code']}): {blocked or 'Blocked host'}",
+                'allow the ALB\'s name: config.hosts << ".elb.amazonaws.com" (the sample '
+                "app reads RAILS_ALLOWED_HOSTS), keep /up excluded",
+            )
+        )
+    elif up["code"] != "200":
+        v.append(
+            Verdict(
+                "Rails app",
+                "FAIL",
+                f"/up answers {up['code']}",
+                f"tail {paths.shared}/log/*.log on the host",
+            )
+        )
+    elif root["code"] == "500" and not db_error:
+        err = _last(app_log, r"Error|Exception") or "see the log"
+        v.append(
+            Verdict(
+                "Rails app",
+                "FAIL",
+                f"/ answers 500: {err}",
+                f"tail {paths.shared}/log/*.log on the host",
+            )
+        )
+    else:
+        v.append(Verdict("Rails app", "ok", f"/ {root['code']}, /up {up['code']}"))
+
+    # assets
+    if not d["asset"]:
+        v.append(
+            Verdict(
+                "assets",
+                "FAIL",
+                "no precompiled assets in current/public/assets "
+                "(pages load unstyled: asset requests 404)",
+                "RAILS_ENV=<env> bin/rails assets:precompile in the release (fab deploy does this)",
+            )
+        )
+    elif d["http"]["asset"]["code"] != "200":
+        v.append(
+            Verdict(
+                "assets",
+                "FAIL",
+                f"{d['asset']} answers {d['http']['asset']['code']}",
+                "nginx's /assets location must serve current/public/assets",
+            )
+        )
+    else:
+        v.append(Verdict("assets", "ok", f"{d['asset']} 200"))
+
+    # database
+    db = d["db"]
+    if db is None:
+        v.append(Verdict("database", "skip", "no DATABASE_HOST in the env file"))
+    elif not db["reachable"] or (root["code"] == "500" and db_error):
+        v.append(
+            Verdict(
+                "database",
+                "FAIL",
+                (
+                    f"cannot reach the database: {db.get('error')}"
+                    if not db["reachable"]
+                    else f"/ answers 500: {db_error}"
+                ),
+                "check the DB host is up and its security group allows 3306 from the app hosts",
+            )
+        )
+    else:
+        v.append(Verdict("database", "ok", "reachable on its port"))
+
+    v.append(Verdict("S3", "skip", "no bucket configured"))
+    v.append(Verdict("load balancer", "skip", "no target group configured"))
+    return v
+
+
+def first_broken(verdicts: list[Verdict]) -> Verdict | None:
+    return next((v for v in verdicts if v.status == "FAIL"), None)
+
+
+def as_json(results: dict[str, list[Verdict]]) -> str:
+    return json.dumps({h: [asdict(v) for v in vs] for h, vs in results.items()}, indent=2)

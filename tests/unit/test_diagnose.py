@@ -1,0 +1,99 @@
+"""The diagnosis as a table: probe data with one fault in -> the first broken layer out."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from railsfab.diagnose import evaluate, first_broken
+from railsfab.paths import Paths
+
+HEALTHY = json.loads((Path(__file__).parent / "data/probe_healthy.json").read_text())
+PATHS = Paths("sample", "/srv/sample")
+SOCK = PATHS.socket
+
+
+def diagnose(mutate) -> object:
+    d = copy.deepcopy(HEALTHY)
+    mutate(d)
+    return first_broken(evaluate(d, workers=2, deploy_user="deploy", paths=PATHS))
+
+
+def unicorn_stopped(d):
+    d["server"].update(active="inactive", main_pid="0", pid_file=None, pid_proc=None,
+                       main_proc=None)
+    d["socket"].update(exists=False, is_socket=False, listening=False, nginx_can_connect=None)
+    d["http"]["root"] = d["http"]["up"] = {"code": "502", "body": "Bad Gateway"}
+    d["logs"]["nginx"] = [f'connect() to unix:{SOCK} failed (2: No such file or directory)']
+
+
+def nginx_stopped(d):
+    d["nginx"].update(active="inactive", listen80=False)
+    d["http"]["root"] = d["http"]["up"] = {"code": "000", "body": ""}
+
+
+def default_site(d):
+    d["default_sites"] = ["/etc/nginx/sites-enabled/default"]
+    d["http"]["root"] = {"code": "200", "body": "<h1>Welcome to nginx!</h1>"}
+
+
+def no_assets(d):
+    d["asset"] = None
+    d["http"]["asset"] = None
+
+
+def wrong_env(d):
+    d["server"]["main_proc"]["rails_env"] = "development"
+
+
+def socket_mismatch(d):
+    d["upstream"] = "/srv/sample/shared/tmp/sockets/other.sock"
+    d["http"]["root"] = {"code": "502", "body": ""}
+
+
+def socket_denied(d):
+    d["socket"]["nginx_can_connect"] = False
+    d["http"]["root"] = {"code": "502", "body": ""}
+    d["logs"]["nginx"] = [f"connect() to unix:{SOCK} failed (13: Permission denied)"]
+
+
+def stale_pid(d):
+    unicorn_stopped(d)
+    d["server"]["pid_file"] = "999999"
+
+
+def db_down(d):
+    d["db"] = {"reachable": False, "error": "[Errno 111] Connection refused"}
+    d["http"]["root"] = {"code": "500", "body": "We're sorry"}
+    d["logs"]["app"] = ["Mysql2::Error::ConnectionError (Can't connect to server on '10.0.0.5')"]
+
+
+def blocked_host(d):
+    d["http"]["root"] = d["http"]["alb_host"] = {"code": "403", "body": "Blocked host: x"}
+    d["logs"]["app"] = ["[ActionDispatch::HostAuthorization::DefaultResponseApp] Blocked host: x"]
+
+
+@pytest.mark.parametrize("mutate, layer, evidence", [
+    (unicorn_stopped, "app server", "502"),
+    (nginx_stopped, "nginx", "connection refused"),
+    (default_site, "site config", "default site"),
+    (no_assets, "assets", "no precompiled assets"),
+    (wrong_env, "app server", "RAILS_ENV=development"),
+    (socket_mismatch, "socket", "other.sock"),
+    (socket_denied, "socket", "Permission denied"),
+    (stale_pid, "app server", "stale pid file"),
+    (db_down, "database", "Connection refused"),
+    (blocked_host, "Rails app", "Blocked host"),
+])
+def test_fault_names_its_layer(mutate, layer, evidence):
+    broken = diagnose(mutate)
+    assert broken is not None
+    assert (broken.layer, evidence in broken.detail) == (layer, True), broken
+    assert broken.fix
+
+
+def test_healthy_probe_has_no_broken_layer():
+    assert diagnose(lambda d: None) is None
