@@ -238,11 +238,9 @@ def evaluate(d: dict, *, workers: int, deploy_user: str, paths: Paths) -> list[V
                 "render both from one paths context: fab deploy",
             )
         )
-    elif (
-        s["exists"]
-        and s["nginx_can_connect"] is False
-        or (denied and root["code"] == "502" and s["listening"])
-    ):
+    # Only a live socket that root can use but nginx's user cannot is a permission problem;
+    # a socket nobody listens on is the app server's (stale log lines prove nothing alone).
+    elif s["listening"] and s["nginx_can_connect"] is False:
         v.append(
             Verdict(
                 "socket",

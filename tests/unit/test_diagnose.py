@@ -25,9 +25,12 @@ def diagnose(mutate) -> object:
 def unicorn_stopped(d):
     d["server"].update(active="inactive", main_pid="0", pid_file=None, pid_proc=None,
                        main_proc=None)
-    d["socket"].update(exists=False, is_socket=False, listening=False, nginx_can_connect=None)
+    # The socket file outlives the master, and an old permission error lingers in the log:
+    # neither may pull the diagnosis to the socket layer.
+    d["socket"].update(exists=True, is_socket=True, listening=False, nginx_can_connect=False)
     d["http"]["root"] = d["http"]["up"] = {"code": "502", "body": "Bad Gateway"}
-    d["logs"]["nginx"] = [f'connect() to unix:{SOCK} failed (2: No such file or directory)']
+    d["logs"]["nginx"] = [f"connect() to unix:{SOCK} failed (13: Permission denied)",
+                          f"connect() to unix:{SOCK} failed (111: Connection refused)"]
 
 
 def nginx_stopped(d):

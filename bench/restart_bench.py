@@ -1,0 +1,58 @@
+"""Requests served and failed during `fab restart-unicorn` and during a deploy of a changed
+release, under a 50-connection load through nginx on each web host; and the time from the
+command's start until the new code answers.
+
+Run after README command (a) (the sandbox up and deployed), as root:
+    .venv/bin/python bench/restart_bench.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.live_stage import scratch_stage  # noqa: E402
+from railsfab import inventory  # noqa: E402
+from tests.conftest import run_fab  # noqa: E402
+from tests.load import Load  # noqa: E402
+
+
+def measure(stage_file: Path, addresses: list[str], args: list[str], marker: str | None):
+    with Load(addresses, connections=50, max_seconds=300, marker=marker) as load:
+        time.sleep(2)
+        t0 = time.monotonic()
+        r = run_fab(stage_file, *args)
+        done = time.monotonic() - t0
+        time.sleep(2)
+    if r.returncode != 0:
+        raise SystemExit(r.stdout + r.stderr)
+    new_code = (load.marker_seen_at - t0) if marker and load.marker_seen_at else None
+    return load.result, done, new_code
+
+
+def main() -> None:
+    stage_file, app = scratch_stage()
+    inv = inventory.load(stage_file)
+    addresses = [h.address for h in inv.hosts(role="web")]
+    assert run_fab(stage_file, "deploy").returncode == 0
+    print(f"50 connections, spread over {', '.join(addresses)}")
+    res, took, _ = measure(stage_file, addresses, ["restart-unicorn"], None)
+    print(f"  restart-unicorn: {res.ok} served, {res.failed} failed {res.errors or ''}; "
+          f"command took {took:.1f}s")
+    marker = f"bench release {int(time.time())}"
+    view = app / "app/views/photos/index.html.erb"
+    view.write_text(view.read_text() + f"\n<p>{marker}</p>\n")
+    res, took, new_code = measure(stage_file, addresses, ["deploy"], marker)
+    print(f"  deploy (changed view): {res.ok} served, {res.failed} failed {res.errors or ''}; "
+          f"command took {took:.1f}s; new code answered {new_code:.1f}s after the start")
+    res, took, _ = measure(stage_file, addresses, ["rollback"], None)
+    print(f"  rollback: {res.ok} served, {res.failed} failed {res.errors or ''}; "
+          f"command took {took:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
