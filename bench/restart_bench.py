@@ -30,6 +30,9 @@ def measure(stage_file: Path, addresses: list[str], args: list[str], marker: str
         time.sleep(2)
     if r.returncode != 0:
         raise SystemExit(r.stdout + r.stderr)
+    for line in r.stdout.splitlines():
+        if "after USR2" in line:
+            print("   ", line.strip())
     new_code = (load.marker_seen_at - t0) if marker and load.marker_seen_at else None
     return load.result, done, new_code
 

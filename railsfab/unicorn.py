@@ -37,12 +37,16 @@ workers_of() { ps --ppid "$1" -o cmd= 2>/dev/null | grep -c 'unicorn.*worker' ||
 old=$(cat "$pidf" 2>/dev/null || true)
 if [ -z "$old" ] || ! kill -0 "$old" 2>/dev/null; then echo "no-master"; exit 3; fi
 offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
+t0=$(date +%s%N)
 kill -USR2 "$old"
 deadline=$(( $(now) + timeout )); new=""; started=$(now)
 while :; do
   p=$(cat "$pidf" 2>/dev/null || true)
-  if [ -n "$p" ] && [ "$p" != "$old" ] && kill -0 "$p" 2>/dev/null \
-     && [ "$(workers_of "$p")" -ge "$workers" ]; then new=$p; break; fi
+  if [ -n "$p" ] && [ "$p" != "$old" ] && kill -0 "$p" 2>/dev/null; then
+    w=$(workers_of "$p")
+    [ "$w" -ge 1 ] && [ -z "${first:-}" ] && first=$(date +%s%N)
+    if [ "$w" -ge "$workers" ]; then new=$p; break; fi
+  fi
   child=$(ps --ppid "$old" -o pid=,cmd= | grep 'unicorn master' | grep -v worker || true)
   if [ -z "$child" ] && [ "$p" = "$old" ] && [ ! -e "$pidf.oldbin" ] \
      && [ $(( $(now) - started )) -ge 1 ]; then
@@ -70,7 +74,7 @@ n=$(masters | wc -l)
 [ "$n" = 1 ] || { echo "masters $n: $(masters | tr '\n' ' ')"; exit 8; }
 cwd=$(readlink "/proc/$new/cwd"); want=$(readlink -f "$current")
 [ "$cwd" = "$want" ] || { echo "wrong-release $cwd (current is $want)"; exit 9; }
-echo "ok $old $new $(workers_of "$new") $cwd"
+echo "ok $old $new $(workers_of "$new") $(( (first - t0) / 1000000 )) $cwd"
 """
 
 FAILURES = {
@@ -94,8 +98,10 @@ def handover(conn, paths: Paths, *, user: str, workers: int, timeout: int, step:
                   warn=True, timeout=timeout + 120)
     lines = r.stdout.strip().splitlines()
     if r.exited == 0 and lines and lines[-1].startswith("ok "):
-        _, old, new, nworkers, cwd = lines[-1].split(" ", 4)
-        return f"master {old} -> {new}, {nworkers} workers, {cwd.rsplit('/', 1)[-1]}"
+        _, old, new, nworkers, ready_ms, cwd = lines[-1].split(" ", 5)
+        return (f"master {old} -> {new}, {nworkers} workers serving "
+                f"{cwd.rsplit('/', 1)[-1]}, first new worker up {int(ready_ms) / 1000:.1f}s "
+                "after USR2")
     what = FAILURES.get(r.exited, f"handover script exited {r.exited}")
     detail = "\n".join(lines + r.stderr.strip().splitlines()[-5:])
     host = getattr(conn, "railsfab_host", None)
