@@ -51,3 +51,14 @@ def sandbox(inv):
         yield sbx
     finally:
         sbx.down()
+
+
+@pytest.fixture(scope="session")
+def fresh_deploy(sandbox, stage_file):
+    """The one fresh `fab deploy` of the session (the slow part: packages); the tests that
+    read its output or need a deployed app share it, whatever order they run in."""
+    from tests.conftest import run_fab
+
+    r = run_fab(stage_file, "deploy")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r

@@ -81,7 +81,7 @@ def first_broken(vs: list[dict]) -> dict | None:
 
 
 @pytest.fixture(scope="module")
-def healthy(sandbox, stage_file):
+def healthy(fresh_deploy, stage_file):
     r = run_fab(stage_file, "deploy")
     assert r.returncode == 0, r.stdout + r.stderr
     return stage_file

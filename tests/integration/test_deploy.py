@@ -49,10 +49,8 @@ def asset_path(sandbox, host: str, pattern: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def deployed(sandbox, stage_file):
-    r = run_fab(stage_file, "deploy")
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r
+def deployed(fresh_deploy):
+    return fresh_deploy
 
 
 @pytest.fixture(scope="module")

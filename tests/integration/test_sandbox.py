@@ -36,6 +36,8 @@ def test_unknown_host_key_is_refused_not_accepted(sandbox, tmp_path):
     empty.write_text("")
     r = subprocess.run(
         ["ssh", "-F", str(sandbox.ssh_config), "-o", f"UserKnownHostsFile={empty}",
+         # A fresh connection: a shared master connection would skip the host key check.
+         "-o", "ControlMaster=no", "-o", "ControlPath=none",
          "-o", "BatchMode=yes", "web1", "true"],
         capture_output=True, text=True, timeout=30,
     )

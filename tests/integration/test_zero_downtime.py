@@ -20,7 +20,7 @@ WEB = ("web1", "web2")
 
 
 @pytest.fixture(scope="module")
-def app(sandbox, stage_file, inv):
+def app(fresh_deploy, stage_file, inv):
     r = run_fab(stage_file, "deploy")
     assert r.returncode == 0, r.stdout + r.stderr
     return inv.resolve(inv.stage.app.source)
