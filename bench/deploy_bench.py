@@ -100,8 +100,8 @@ def main() -> None:
     inv = inventory.load(stage_file)
     sbx = Sandbox(inv, Reporter(quiet=True))
     print("booting the bench sandbox ...", flush=True)
-    sbx.up()
     try:
+        sbx.up()
         print("warm-up deploy (fills the shared .deb cache; not measured) ...", flush=True)
         ours(stage_file, ["web1", "web2"])
         rows = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import json
 import os
 import shlex
 import shutil
@@ -20,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from railsfab import remote
+from railsfab import aws, remote
 from railsfab.errors import ConfigError, RailsfabError
 from railsfab.inventory import Host, Inventory
 from railsfab.local import PidFile, log_tail, run, wait_for
@@ -117,6 +118,13 @@ class Sandbox:
                 self.aws.stop()
                 self.aws.start()
                 s.change(self.aws.url)
+        with rep.step("local", "aws records") as s:
+            changed, ids = aws.ensure_sandbox_network(
+                aws.clients(self.inv), self.inv.stage_name, self.cfg.subnet,
+                [(h.name, h.address) for h in self.inv.stage.hosts if "web" in h.roles])
+            self.aws_ids_file.write_text(json.dumps(ids, indent=1))
+            s.set(changed, f"VPC {ids['vpc_id']}, subnets, route table, "
+                           f"{len(ids['instances'])} instance records")
         hosts = self.inv.stage.hosts
         with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
             errors = [f.exception() for f in [pool.submit(self._up_host, h) for h in hosts]]
@@ -284,6 +292,11 @@ class Sandbox:
         return rows
 
     # --- helpers ---------------------------------------------------------------------
+
+    @property
+    def aws_ids_file(self) -> Path:
+        """VPC, subnet, route table and instance ids the sandbox's AWS endpoint assigned."""
+        return self.dir / "aws.json"
 
     @property
     def ssh_config(self) -> Path:

@@ -1,0 +1,124 @@
+"""AWS calls over boto3 clients built from the stage's settings (region, endpoint_url).
+
+The same code serves real AWS and the sandbox's moto endpoint: only the stage settings
+differ. Lookups go by tag before anything is created (moto, unlike AWS, duplicates some
+resources on a repeated create).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+
+import boto3
+
+from railsfab.inventory import Inventory
+
+TAG = "railsfab:stage"
+
+
+@dataclass
+class Clients:
+    region: str
+    endpoint_url: str | None
+    sandbox: bool
+
+    def client(self, service: str):
+        kwargs = {"region_name": self.region}
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        if self.sandbox:
+            # moto accepts any key; never let a developer's real credentials reach it.
+            kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(service, **kwargs)
+
+    @cached_property
+    def ec2(self):
+        return self.client("ec2")
+
+    @cached_property
+    def elbv2(self):
+        return self.client("elbv2")
+
+    @cached_property
+    def s3(self):
+        return self.client("s3")
+
+    @cached_property
+    def cloudformation(self):
+        return self.client("cloudformation")
+
+
+def clients(inv: Inventory) -> Clients:
+    aws = inv.stage.aws
+    return Clients(aws.region, aws.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
+                   inv.stage.sandbox is not None)
+
+
+def _tags(stage: str, name: str) -> list[dict]:
+    return [{"Key": TAG, "Value": stage}, {"Key": "Name", "Value": name}]
+
+
+def _by_tag(stage: str, name: str) -> list[dict]:
+    return [{"Name": f"tag:{TAG}", "Values": [stage]}, {"Name": "tag:Name", "Values": [name]}]
+
+
+def ensure_sandbox_network(c: Clients, stage: str, cidr: str,
+                           hosts: list[tuple[str, str]]) -> tuple[bool, dict]:
+    """The EC2 side of the sandbox in moto: a VPC with the sandbox's CIDR, two subnets in two
+    AZs (an ALB needs two), a route table, and one instance record per host carrying the
+    host's private IP, so instance targets and lookups by IP work as on EC2."""
+    ec2 = c.ec2
+    changed = False
+    vpcs = ec2.describe_vpcs(Filters=_by_tag(stage, f"{stage}-vpc"))["Vpcs"]
+    if vpcs:
+        vpc = vpcs[0]["VpcId"]
+    else:
+        vpc = ec2.create_vpc(CidrBlock=cidr, TagSpecifications=[
+            {"ResourceType": "vpc", "Tags": _tags(stage, f"{stage}-vpc")}])["Vpc"]["VpcId"]
+        changed = True
+    base = cidr.split(".")[:2]
+    subnets = []
+    for az, third in (("a", 1), ("c", 2)):
+        name = f"{stage}-subnet-{az}"
+        found = ec2.describe_subnets(Filters=_by_tag(stage, name))["Subnets"]
+        if found:
+            subnets.append(found[0]["SubnetId"])
+            continue
+        subnets.append(ec2.create_subnet(
+            VpcId=vpc, CidrBlock=f"{base[0]}.{base[1]}.{third}.0/24",
+            AvailabilityZone=f"{c.region}{az}",
+            TagSpecifications=[{"ResourceType": "subnet", "Tags": _tags(stage, name)}],
+        )["Subnet"]["SubnetId"])
+        changed = True
+    rts = ec2.describe_route_tables(Filters=_by_tag(stage, f"{stage}-rt"))["RouteTables"]
+    if rts:
+        rt = rts[0]["RouteTableId"]
+    else:
+        rt = ec2.create_route_table(VpcId=vpc, TagSpecifications=[
+            {"ResourceType": "route-table", "Tags": _tags(stage, f"{stage}-rt")}]
+        )["RouteTable"]["RouteTableId"]
+        for sn in subnets:
+            ec2.associate_route_table(RouteTableId=rt, SubnetId=sn)
+        changed = True
+    image = None
+    instances = {}
+    for name, address in hosts:
+        found = [i for r in ec2.describe_instances(Filters=[
+            *_by_tag(stage, name), {"Name": "instance-state-name", "Values": ["running"]}]
+        )["Reservations"] for i in r["Instances"]]
+        if found:
+            instances[name] = found[0]["InstanceId"]
+            continue
+        subnet = subnets[0] if address.split(".")[2] == "1" else subnets[1]
+        # moto accepts any AMI id but lists real-looking ones; slow, so only when needed.
+        image = image or ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        instances[name] = ec2.run_instances(
+            ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.small",
+            SubnetId=subnet, PrivateIpAddress=address,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": _tags(stage, name)}],
+        )["Instances"][0]["InstanceId"]
+        changed = True
+    return changed, {"vpc_id": vpc, "subnet_ids": subnets, "route_table_ids": [rt],
+                     "instances": instances}
