@@ -143,7 +143,14 @@ class Sandbox:
                 self._recreate(m)
                 s.change(f"booted, {host.address}")
         with self.rep.step(host.name, "ssh") as s:
-            conn = _connect_when_booted(self.inv, host)
+            try:
+                conn = _connect_when_booted(self.inv, host)
+            except RailsfabError as exc:
+                failed = [ln for ln in m.log.read_text(errors="replace").splitlines()
+                          if "FAILED" in ln or "Failed" in ln] if m.log.exists() else []
+                exc.message += ("; console: " + " | ".join(failed[-3:])) if failed else ""
+                exc.fix = f"see the host's console log {m.log}"
+                raise
             state = _wait_system_running(conn)
             if state != "running":
                 failed = remote.sh(conn, "systemctl --failed --plain --no-legend", step="ssh",
