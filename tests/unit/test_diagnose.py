@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from railsfab.diagnose import evaluate, first_broken
+from railsfab.diagnose import LAYERS, evaluate, first_broken
 from railsfab.paths import Paths
 
 HEALTHY = json.loads((Path(__file__).parent / "data/probe_healthy.json").read_text())
@@ -100,3 +100,8 @@ def test_fault_names_its_layer(mutate, layer, evidence):
 
 def test_healthy_probe_has_no_broken_layer():
     assert diagnose(lambda d: None) is None
+
+
+def test_layers_come_in_the_order_a_request_crosses_them():
+    verdicts = evaluate(copy.deepcopy(HEALTHY), workers=2, deploy_user="deploy", paths=PATHS)
+    assert [v.layer for v in verdicts] == list(LAYERS)
