@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from tasks import check, deploy, lock, releases, sandbox, unicorn
+from tasks import aws, check, deploy, lock, releases, sandbox, unicorn
 
 ns = Collection()
 ns.add_task(deploy.deploy)
@@ -10,5 +10,6 @@ ns.add_task(check.check)
 ns.add_task(unicorn.restart_unicorn)
 ns.add_task(releases.releases)
 ns.add_task(releases.rollback)
+ns.add_collection(aws.ns)
 ns.add_collection(lock.ns)
 ns.add_collection(sandbox.ns)

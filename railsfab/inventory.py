@@ -93,9 +93,18 @@ class App(_Model):
 class AWS(_Model):
     region: str = "us-east-1"
     endpoint_url: str | None = None
-    target_group_arn: str | None = None
-    bucket: str | None = None
+    # `fab aws.provision` manages this CloudFormation stack; deploy reads its outputs.
     stack_name: str | None = None
+    bucket: str | None = None
+    target_group_arn: str | None = None  # else the stack's TargetGroupArn output
+    target_type: Literal["instance", "ip"] = "instance"
+    vpc_id: str | None = None  # on a sandbox stage, taken from the sandbox's AWS endpoint
+    subnet_ids: list[str] = Field(default_factory=list)
+    route_table_ids: list[str] = Field(default_factory=list)
+    admin_cidr: str | None = None  # who may SSH to the app hosts (port 22)
+    deregistration_delay: int = Field(30, ge=0, le=3600)
+    batch_size: int = Field(1, ge=1)
+    vpc_endpoint_only: bool = False  # bucket policy: deny object access not via the endpoint
 
 
 class Sandbox(_Model):

@@ -1,0 +1,67 @@
+"""fab aws.provision / aws.status / aws.destroy: the stage's AWS infrastructure."""
+
+from __future__ import annotations
+
+from invoke import Collection, Exit
+from rich.table import Table
+
+from railsfab import aws as awslib
+from railsfab import stack
+from railsfab.report import Reporter
+from tasks._boundary import STAGE_HELP, command, load_stage
+
+
+@command(name="aws.provision", help={"stage": STAGE_HELP})
+def provision(c, stage=None):
+    """Create or update the stage's CloudFormation stack: ALB, target group, SGs, S3, role."""
+    inv = load_stage(stage)
+    rep = Reporter()
+    rep.info(f"[bold]aws.provision[/] stack {inv.stage.aws.stack_name} "
+             f"({inv.stage.aws.endpoint_url or inv.stage.aws.region})")
+    changed = stack.provision(inv, rep)
+    for k, v in stack.outputs(inv).items():
+        rep.info(f"  {k:<20} {v}")
+    rep.info("changed" if changed else "no change")
+
+
+@command(name="aws.status", help={"stage": STAGE_HELP})
+def status(c, stage=None):
+    """Show the stack, its outputs, and the target group's targets with their health."""
+    inv = load_stage(stage)
+    rep = Reporter()
+    cl = awslib.clients(inv)
+    st = stack.describe(cl.cloudformation, inv.stage.aws.stack_name or "")
+    if st is None:
+        rep.info(f"stack {inv.stage.aws.stack_name}: not provisioned (run `fab aws.provision`)")
+        raise Exit(code=1)
+    rep.info(f"stack {st['StackName']}: {st['StackStatus']}")
+    out = stack.outputs(inv)
+    for k, v in out.items():
+        rep.info(f"  {k:<20} {v}")
+    tg = inv.stage.aws.target_group_arn or out.get("TargetGroupArn")
+    table = Table(title="targets", title_justify="left")
+    for col in ("target", "port", "state", "reason"):
+        table.add_column(col)
+    for t in cl.elbv2.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]:
+        h = t["TargetHealth"]
+        table.add_row(t["Target"]["Id"], str(t["Target"].get("Port", "")), h["State"],
+                      h.get("Reason", ""))
+    rep.console.print(table)
+
+
+@command(name="aws.destroy", help={"stage": STAGE_HELP, "yes": "do not ask for confirmation"})
+def destroy(c, stage=None, yes=False):
+    """Delete the stage's stack (asks first; empties the bucket)."""
+    inv = load_stage(stage)
+    name = inv.stage.aws.stack_name
+    if not yes:
+        answer = input(f"Delete stack {name} and everything in it, including bucket "
+                       f"{inv.stage.aws.bucket}? Type the stack name to confirm: ")
+        if answer.strip() != name:
+            print("not confirmed; nothing deleted")
+            raise Exit(code=1)
+    rep = Reporter()
+    stack.destroy(inv, rep)
+
+
+ns = Collection("aws", provision, status, destroy)
