@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from railsfab import commands, facts, lock, remote, render, unicorn, verify
+from railsfab import commands, facts, lock, remote, render, rolling, unicorn, verify
 from railsfab.errors import RailsfabError
 from railsfab.inventory import Host, Inventory
 from railsfab.paths import LINKED_DIRS, Paths
@@ -135,7 +135,23 @@ class Deployer:
             self._abandon_releases()
             raise self._first_error()
         self._migrate()
-        self._parallel(self._activate, "activate")
+        tg = self._target_group()
+        if tg is None:
+            self._parallel(self._activate, "activate")
+        else:
+            targets = {r.host.name: tg.target(r.host, r.conn) for r in self.runs.values()}
+
+            def activate_batch(batch: list[Host]) -> None:
+                self._parallel(self._activate, "activate", [self.runs[h.name] for h in batch])
+                if self._failed():
+                    raise self._first_error()
+
+            needs = {r.host.name for r in self.runs.values() if self._will_disturb(r)}
+            try:
+                rolling.roll(tg, self.rep, [r.host for r in self.runs.values()], targets,
+                             activate_batch, needs_work=needs)
+            except RailsfabError:
+                pass  # recorded on the host's run; reverted and reported below
         if self._failed():
             self._parallel_revert()
             raise self._first_error()
@@ -172,8 +188,28 @@ class Deployer:
             if r.conn is not None:
                 r.conn.close()
 
-    def _parallel(self, fn, phase: str) -> None:
-        todo = [r for r in self.runs.values() if r.error is None]
+    def _will_disturb(self, r: HostRun) -> bool:
+        """Will activation restart or reload anything on this host? (Then it leaves the
+        target group while it happens.)"""
+        f = r.facts
+        p = self.paths
+        return bool(
+            r.release or r.env_changed or r.packages_changed
+            or f.file_sha(p.server_config) != _sha(self.files["server_config"])
+            or f.file_sha(p.unit) != _sha(self.files["unit"])
+            or f.file_sha(p.nginx_site) != _sha(self.files["site"])
+            or f.unit(p.unit_name)["active"] != "active" or f.unit("nginx")["active"] != "active"
+        )
+
+    def _target_group(self) -> rolling.TargetGroup | None:
+        a = self.inv.stage.aws
+        if self.dry or not (a.target_group_arn or a.stack_name):
+            return None
+        tg = rolling.TargetGroup(self.inv)
+        return tg if tg.configured else None
+
+    def _parallel(self, fn, phase: str, runs: list[HostRun] | None = None) -> None:
+        todo = [r for r in (runs or self.runs.values()) if r.error is None]
         with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
             for r, fut in [(r, pool.submit(fn, r)) for r in todo]:
                 exc = fut.exception()

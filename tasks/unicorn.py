@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from railsfab import lock, remote, unicorn
+from railsfab import lock, remote, rolling, unicorn
 from railsfab.errors import RailsfabError
 from railsfab.paths import Paths
 from railsfab.report import Reporter
@@ -45,9 +45,22 @@ def restart_unicorn(c, stage=None, only=None, hard=False):
                 lock.release(conn, paths)
                 conn.close()
 
-    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-        errors = [f.exception() for f in [pool.submit(one, h) for h in hosts]]
-    rep.recap("restart-unicorn")
-    failed = [e for e in errors if e]
-    if failed:
-        raise failed[0] if isinstance(failed[0], RailsfabError) else RailsfabError(str(failed[0]))
+    def batch(batch_hosts) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, len(batch_hosts))) as pool:
+            errors = [f.exception() for f in [pool.submit(one, h) for h in batch_hosts]]
+        failed = [e for e in errors if e]
+        if failed:
+            raise failed[0] if isinstance(failed[0], RailsfabError) else \
+                RailsfabError(str(failed[0]), step="restart")
+
+    a = inv.stage.aws
+    tg = rolling.TargetGroup(inv) if (a.target_group_arn or a.stack_name) else None
+    try:
+        if tg is not None and tg.configured:
+            # Out of the ALB while it restarts, one batch at a time, back in once healthy.
+            targets = {h.name: tg.target(h) for h in hosts}
+            rolling.roll(tg, rep, hosts, targets, batch)
+        else:
+            batch(hosts)
+    finally:
+        rep.recap("restart-unicorn")
