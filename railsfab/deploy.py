@@ -84,6 +84,16 @@ class Deployer:
         if db:
             env.update(DATABASE_HOST=db.host, DATABASE_PORT=str(db.port),
                        DATABASE_NAME=db.name, DATABASE_USERNAME=db.user)
+        a = self.inv.stage.aws
+        if a.bucket:
+            # ActiveStorage on S3. On EC2 the SDK takes credentials from the instance role:
+            # no keys on disk. The sandbox's endpoint takes dummy keys, via this 0600 file.
+            env.update(ACTIVE_STORAGE_SERVICE="amazon", S3_BUCKET=a.bucket,
+                       AWS_REGION=a.region)
+            if a.endpoint_url:
+                env["AWS_ENDPOINT_URL"] = a.endpoint_url
+            if self.inv.stage.sandbox:
+                env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
         env.update(secrets)
         return env
 

@@ -105,6 +105,9 @@ class AWS(_Model):
     deregistration_delay: int = Field(30, ge=0, le=3600)
     batch_size: int = Field(1, ge=1)
     vpc_endpoint_only: bool = False  # bucket policy: deny object access not via the endpoint
+    # moto (the sandbox's AWS) evaluates no policy conditions: every conditional Deny
+    # denies all object access there. Sandbox stages render the policy but may skip it.
+    apply_bucket_policy: bool = True
 
 
 class Sandbox(_Model):

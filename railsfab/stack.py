@@ -121,9 +121,12 @@ def provision(inv: Inventory, rep: Reporter) -> bool:
     with rep.step("aws", "bucket policy") as s:
         policy = bucket_policy(out["BucketName"], out.get("VpcEndpointId"),
                                inv.stage.aws.vpc_endpoint_only)
-        s.set(_ensure_bucket_policy(c.s3, out["BucketName"], policy),
-              "deny non-TLS" + (", deny outside the VPC endpoint"
-                                if inv.stage.aws.vpc_endpoint_only else ""))
+        what = "deny non-TLS" + (", deny outside the VPC endpoint"
+                                 if inv.stage.aws.vpc_endpoint_only else "")
+        if not inv.stage.aws.apply_bucket_policy:
+            s.ok(f"{what}: rendered, not applied (apply_bucket_policy: false)")
+        else:
+            s.set(_ensure_bucket_policy(c.s3, out["BucketName"], policy), what)
         changed |= s.changed
     return changed
 

@@ -45,7 +45,9 @@ def sandbox_hosts_yaml(folder: Path, *, stage: str, bridge: str, net: int,
                 "hosts": [{"name": n, "address": addr[n], "roles": roles}
                           for n, (_, roles) in hosts.items()],
                 "app": app,
-                "aws": {"region": "ap-northeast-1", "endpoint_url": f"http://{gw}:5055"},
+                "aws": {"region": "ap-northeast-1", "endpoint_url": f"http://{gw}:5055",
+                        "stack_name": f"sample-{stage}", "bucket": f"sample-uploads-{stage}",
+                        "admin_cidr": f"{gw}/32", "apply_bucket_policy": False},
                 "apt_proxy": f"http://{gw}:8888",
             }
         },

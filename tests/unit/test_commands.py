@@ -57,3 +57,28 @@ def test_env_file_quotes_values_for_systemd_and_sh():
     text = env_file_text({"RAILS_ENV": "production", "SECRET_KEY_BASE": "a$b"})
     assert "RAILS_ENV='production'\n" in text
     assert "SECRET_KEY_BASE='a$b'\n" in text
+
+
+def test_production_stage_writes_no_aws_keys(tmp_path, monkeypatch):
+    """On EC2 the instance role supplies S3 credentials: no key reaches the host."""
+    from pathlib import Path
+
+    from railsfab import inventory
+    from railsfab.deploy import Deployer
+    from railsfab.report import Reporter
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "hosts.yaml").write_text(f"""
+default_stage: production
+stages:
+  production:
+    hosts: [{{name: web1, address: 198.51.100.7}}]
+    app: {{name: shop, source: {root / 'examples/sample_app'}, deploy_to: /srv/shop}}
+    aws: {{region: ap-northeast-1, bucket: shop-uploads, stack_name: shop}}
+""")
+    monkeypatch.setenv("SECRET_KEY_BASE", "x" * 64)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIADEVELOPERKEY")
+    env = Deployer(inventory.load(tmp_path / "hosts.yaml"), Reporter(quiet=True)).env_text
+    assert "S3_BUCKET='shop-uploads'" in env and "ACTIVE_STORAGE_SERVICE='amazon'" in env
+    assert "AWS_ACCESS_KEY_ID" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert "AWS_ENDPOINT_URL" not in env
