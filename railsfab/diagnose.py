@@ -178,7 +178,8 @@ def _last(lines: list[str], pattern: str) -> str | None:
     return None
 
 
-def evaluate(d: dict, *, workers: int, deploy_user: str, paths: Paths) -> list[Verdict]:
+def evaluate(d: dict, *, workers: int, deploy_user: str, paths: Paths,
+             s3: dict | None = None, lb: dict | None = None) -> list[Verdict]:
     """Pure: the probe's data -> one verdict per layer, in order."""
     v: list[Verdict] = [Verdict("network", "ok", "ssh reachable")]
     n = d["nginx"]
@@ -416,8 +417,23 @@ def evaluate(d: dict, *, workers: int, deploy_user: str, paths: Paths) -> list[V
     else:
         v.append(Verdict("database", "ok", "reachable on its port"))
 
-    v.append(Verdict("S3", "skip", "no bucket configured"))
-    v.append(Verdict("load balancer", "skip", "no target group configured"))
+    if s3 is None:
+        v.append(Verdict("S3", "skip", "no bucket configured"))
+    elif s3.get("error"):
+        v.append(Verdict("S3", "FAIL", f"round trip to {s3['bucket']} failed: {s3['error']}",
+                         "check the bucket exists (fab aws.provision) and the instance role"))
+    else:
+        v.append(Verdict("S3", "ok", f"put/get/delete on {s3['bucket']}"))
+    if lb is None:
+        v.append(Verdict("load balancer", "skip", "no target group configured"))
+    elif lb.get("state") != "healthy":
+        v.append(Verdict("load balancer", "FAIL",
+                         f"target {lb.get('id')} is {lb.get('state')} "
+                         f"{lb.get('reason') or ''}".strip(),
+                         "fab deploy registers it; an unhealthy target means /up fails "
+                         "from the ALB: check the app security group allows 80 from the ALB"))
+    else:
+        v.append(Verdict("load balancer", "ok", f"target {lb['id']} healthy"))
     return v
 
 
@@ -427,3 +443,21 @@ def first_broken(verdicts: list[Verdict]) -> Verdict | None:
 
 def as_json(results: dict[str, list[Verdict]]) -> str:
     return json.dumps({h: [asdict(v) for v in vs] for h, vs in results.items()}, indent=2)
+
+
+def s3_round_trip(inv: Inventory) -> dict:
+    """Put, read back and delete a small object in the stage's bucket."""
+    from railsfab import aws
+
+    bucket = inv.stage.aws.bucket
+    s3 = aws.clients(inv).s3
+    key = "railsfab-check/probe.txt"
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"railsfab check")
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        s3.delete_object(Bucket=bucket, Key=key)
+        if body != b"railsfab check":
+            return {"bucket": bucket, "error": "read back different bytes"}
+    except Exception as exc:  # noqa: BLE001 - any failure is the evidence
+        return {"bucket": bucket, "error": str(exc)[:200]}
+    return {"bucket": bucket}

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from invoke import Exit
 from rich.table import Table
 
-from railsfab import diagnose, remote
+from railsfab import diagnose, remote, rolling
 from railsfab.errors import RailsfabError
 from railsfab.paths import Paths
 from railsfab.report import Reporter
@@ -25,6 +25,10 @@ def check(c, stage=None, only=None, json=False):
     app = inv.stage.app
     paths = Paths(app.name, app.deploy_to, app.app_server)
     hosts = inv.hosts(role="web", only=only)
+    s3 = diagnose.s3_round_trip(inv) if inv.stage.aws.bucket else None
+    tg = rolling.TargetGroup(inv) if (inv.stage.aws.stack_name or
+                                      inv.stage.aws.target_group_arn) else None
+    health = tg.health() if tg is not None and tg.configured else None
 
     def one(host) -> list[diagnose.Verdict]:
         try:
@@ -35,8 +39,12 @@ def check(c, stage=None, only=None, json=False):
             data = diagnose.probe(conn, inv, paths)
         finally:
             conn.close()
+        lb = None
+        if health is not None:
+            tid = tg.target(host)["Id"]
+            lb = {"id": tid, "state": health.get(tid, "not registered")}
         return diagnose.evaluate(data, workers=app.workers, deploy_user=app.deploy_user,
-                                 paths=paths)
+                                 paths=paths, s3=s3, lb=lb)
 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         results = dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))

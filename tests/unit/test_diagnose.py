@@ -105,3 +105,16 @@ def test_healthy_probe_has_no_broken_layer():
 def test_layers_come_in_the_order_a_request_crosses_them():
     verdicts = evaluate(copy.deepcopy(HEALTHY), workers=2, deploy_user="deploy", paths=PATHS)
     assert [v.layer for v in verdicts] == list(LAYERS)
+
+
+def test_s3_and_load_balancer_layers_when_configured():
+    d = copy.deepcopy(HEALTHY)
+    kw = dict(workers=2, deploy_user="deploy", paths=PATHS)
+    ok = evaluate(d, s3={"bucket": "b"}, lb={"id": "i-1", "state": "healthy"}, **kw)
+    assert first_broken(ok) is None
+    s3_down = first_broken(evaluate(d, s3={"bucket": "b", "error": "AccessDenied"},
+                                    lb={"id": "i-1", "state": "healthy"}, **kw))
+    assert (s3_down.layer, "AccessDenied" in s3_down.detail) == ("S3", True)
+    lb_bad = first_broken(evaluate(d, s3={"bucket": "b"},
+                                   lb={"id": "i-1", "state": "unhealthy"}, **kw))
+    assert (lb_bad.layer, "unhealthy" in lb_bad.detail) == ("load balancer", True)
