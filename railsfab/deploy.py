@@ -72,6 +72,8 @@ class Deployer:
         self.env_text = env_file_text(self._app_env(app_secrets(secrets_file)))
         self.templates = render.environment(inv.root)
         self.files = self._render_files()
+        # What a release is made of: the app's files plus what we render into it.
+        self.release_digest = _sha(self.source.digest + (self.storage_yml or ""))
         self.release_id = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         self.runs = {h.name: HostRun(h) for h in self.hosts}
         self.lock_holder = lock.holder(command)
@@ -99,6 +101,11 @@ class Deployer:
 
     def _render_files(self) -> dict[str, str]:
         ctx = {"app": self.app, "paths": self.paths, "upstream": f"{self.app.name}_app"}
+        if self.inv.stage.aws.bucket:
+            self.storage_yml = render.render(self.templates, "storage.yml.j2", app=self.app,
+                                             aws=self.inv.stage.aws, stage=self.inv.stage_name)
+        else:
+            self.storage_yml = None
         return {
             "server_config": render.render(self.templates, "unicorn.rb.j2", **ctx),
             "unit": render.render(self.templates, "unicorn.service.j2", **ctx),
@@ -366,7 +373,7 @@ class Deployer:
     def _ensure_release(self, r: HostRun) -> None:
         cur = r.facts.current_meta
         with self.rep.step(r.host.name, "release") as s:
-            if cur.get("source") == self.source.digest and cur.get("state") != "failed":
+            if cur.get("source") == self.release_digest and cur.get("state") != "failed":
                 return s.ok(f"{r.facts.current} is current (source unchanged)")
             r.release = self.release_id
             if self.dry:
@@ -383,6 +390,10 @@ class Deployer:
                       "(test ! -d public || chmod -R o+rX public)")
             self._sh(r, f"install -d -o {u} -g {u} -m 0711 {rel} && "
                      f"runuser -u {u} -- sh -c {shlex.quote(unpack)}", "release", stdin=archive)
+            if self.storage_yml:
+                self._sh(r, f"runuser -u {u} -- sh -c 'umask 027 && cat > "
+                         f"{rel}/config/storage.yml'", "release",
+                         stdin=self.storage_yml.encode())
             self._write_meta(r, r.release, self._meta("prepared"))
             s.change(f"{r.release} uploaded ({len(archive) // 1024} KiB, "
                      f"{len(self.source.files)} files)")
@@ -431,7 +442,7 @@ class Deployer:
                 pass
 
     def _meta(self, state: str) -> dict:
-        return {"source": self.source.digest, "gems": self.source.gems_digest,
+        return {"source": self.release_digest, "gems": self.source.gems_digest,
                 "assets": self.source.assets_digest,
                 "migrations": self.source.migrations_digest, "state": state,
                 "app_server": self.app.app_server, "rails_env": self.app.rails_env}

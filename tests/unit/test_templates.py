@@ -85,3 +85,17 @@ def test_template_syntax_error_names_file_and_line(tmp_path):
     env = render.environment(tmp_path)
     with pytest.raises(RailsfabError, match=r"templates/nginx-site.conf.j2:2: "):
         render.render(env, "nginx-site.conf.j2", app=APP, paths=PATHS, upstream="x")
+
+
+def test_storage_yml_uses_path_style_only_with_an_endpoint():
+    from railsfab.inventory import AWS
+
+    env = render.environment()
+    real = render.render(env, "storage.yml.j2", app=APP, stage="production",
+                         aws=AWS(region="ap-northeast-1", bucket="shop-uploads"))
+    assert "bucket: shop-uploads" in real and "region: ap-northeast-1" in real
+    assert "endpoint" not in real and "access_key" not in real
+    sandbox = render.render(env, "storage.yml.j2", app=APP, stage="sandbox",
+                            aws=AWS(region="ap-northeast-1", bucket="b",
+                                    endpoint_url="http://10.231.0.1:5055"))
+    assert "endpoint: http://10.231.0.1:5055\n  force_path_style: true" in sandbox
