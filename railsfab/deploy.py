@@ -436,8 +436,10 @@ class Deployer:
                 continue
             try:
                 rel = self.paths.release(r.release)
-                self._sh(r, f"test ! -d {rel} || mv {rel} {self.paths.failed_releases}/",
-                         "abandon")
+                # A first deploy has nothing to go back to: the release `current` points to
+                # stays where it is (moving it would leave `current` dangling).
+                self._sh(r, f"test ! -d {rel} || [ \"$(readlink {self.paths.current})\" = "
+                         f"{rel} ] || mv {rel} {self.paths.failed_releases}/", "abandon")
             except RailsfabError:
                 pass
 

@@ -61,7 +61,7 @@ def parameters(inv: Inventory) -> list[dict]:
     ids = network_ids(inv)
     values = {"VpcId": ids["vpc_id"], "SubnetIds": ",".join(ids["subnet_ids"]),
               "RouteTableIds": ",".join(ids["route_table_ids"]), "AdminCidr": a.admin_cidr,
-              "BucketName": a.bucket, "DeregistrationDelay": str(a.deregistration_delay)}
+              "BucketName": a.bucket}
     return [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
 
 
@@ -143,22 +143,27 @@ def _update(cf, name, body, params, rep) -> bool:
         if cs["Status"] in ("CREATE_COMPLETE", "FAILED") or time.monotonic() > deadline:
             break
         time.sleep(POLL)
-    if cs["Status"] == "FAILED" or not cs.get("Changes"):
-        reason = cs.get("StatusReason", "")
-        try:
-            cf.delete_change_set(StackName=name, ChangeSetName=cs_name)
-        except ClientError:
-            pass
-        if cs["Status"] == "FAILED" and "didn't contain changes" not in reason \
-                and "No updates" not in reason:
-            raise RailsfabError(f"change set failed: {reason}", step="stack")
-        return False
-    for ch in cs["Changes"]:
+    reason = cs.get("StatusReason", "")
+    try:
+        cf.delete_change_set(StackName=name, ChangeSetName=cs_name)
+    except ClientError:
+        pass
+    if cs["Status"] == "FAILED":
+        # AWS and moto both fail a change set that "didn't contain changes".
+        if "didn't contain changes" in reason or "No updates" in reason:
+            return False
+        raise RailsfabError(f"change set failed: {reason}", step="stack")
+    # Anything else is a change, even with an empty Changes list (moto lists only template
+    # differences, not parameter ones).
+    for ch in cs.get("Changes", []):
         rc = ch.get("ResourceChange", {})
         rep.info(f"    {rc.get('Action', '?'):<8} {rc.get('LogicalResourceId', '?')} "
                  f"({rc.get('ResourceType', '?')}) replacement={rc.get('Replacement', '-')}")
     since = time.time() - 5
-    cf.execute_change_set(StackName=name, ChangeSetName=cs_name)
+    # update_stack rather than execute_change_set: moto keeps stale outputs and parameters
+    # after executing a change set; on AWS the two are equivalent here.
+    cf.update_stack(StackName=name, TemplateBody=body, Parameters=params,
+                    Capabilities=["CAPABILITY_IAM"])
     _wait(cf, name, rep, TERMINAL_OK, since=since)
     return True
 
@@ -259,7 +264,15 @@ def destroy(inv: Inventory, rep: Reporter) -> None:
             objs = c.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
             for o in objs:
                 c.s3.delete_object(Bucket=bucket, Key=o["Key"])
+        out = outputs(inv)
         since = time.time() - 5
         c.cloudformation.delete_stack(StackName=name)
         _wait(c.cloudformation, name, rep, {"DELETE_COMPLETE"}, since=since)
+        # The sandbox's engine leaves these two behind; on AWS they are already gone.
+        for call in (lambda: c.elbv2.delete_target_group(TargetGroupArn=out["TargetGroupArn"]),
+                     lambda: c.ec2.delete_vpc_endpoints(VpcEndpointIds=[out["VpcEndpointId"]])):
+            try:
+                call()
+            except (ClientError, KeyError):
+                pass
         s.change(f"{name} deleted")

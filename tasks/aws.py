@@ -55,9 +55,13 @@ def destroy(c, stage=None, yes=False):
     inv = load_stage(stage)
     name = inv.stage.aws.stack_name
     if not yes:
-        answer = input(f"Delete stack {name} and everything in it, including bucket "
-                       f"{inv.stage.aws.bucket}? Type the stack name to confirm: ")
+        try:
+            answer = input(f"Delete stack {name} and everything in it, including bucket "
+                           f"{inv.stage.aws.bucket}? Type the stack name to confirm: ")
+        except EOFError:  # no terminal to ask: never delete unconfirmed
+            answer = ""
         if answer.strip() != name:
+            print()
             print("not confirmed; nothing deleted")
             raise Exit(code=1)
     rep = Reporter()

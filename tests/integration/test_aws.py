@@ -130,3 +130,32 @@ def test_upload_on_web1_lands_in_s3_and_is_served_by_web2(provisioned, inv, clie
     assert "/proxy/" in src  # served through the app (proxy mode), not a presigned S3 URL
     with urllib.request.urlopen(f"http://{web2}{src}", timeout=10) as r:
         assert r.status == 200 and r.read() == image
+
+
+def test_changed_setting_updates_and_destroy_then_recreate_work(provisioned, stage_file,
+                                                                clients, inv):
+    import yaml
+
+    original = stage_file.read_text()
+    doc = yaml.safe_load(original)
+    doc["stages"][inv.stage_name]["aws"]["admin_cidr"] = "10.232.0.2/32"
+    try:
+        stage_file.write_text(yaml.safe_dump(doc))
+        r = run_fab(stage_file, "aws.provision")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "updated" in r.stdout
+        sg = stack.outputs(inv)["AppSecurityGroupId"]
+        rules = clients.ec2.describe_security_groups(GroupIds=[sg])["SecurityGroups"][0]
+        assert ["10.232.0.2/32"] == [r["CidrIp"] for p in rules["IpPermissions"]
+                                     if p["FromPort"] == 22 for r in p["IpRanges"]]
+    finally:
+        stage_file.write_text(original)
+    assert "updated" in run_fab(stage_file, "aws.provision").stdout  # back to the original
+    refused = run_fab(stage_file, "aws.destroy")  # no stdin: not confirmed, nothing deleted
+    assert refused.returncode != 0 and "nothing deleted" in refused.stdout
+    gone = run_fab(stage_file, "aws.destroy", "--yes")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert "deleted" in gone.stdout
+    again = run_fab(stage_file, "aws.provision")  # nothing left behind blocks a new stack
+    assert again.returncode == 0 and "created" in again.stdout, again.stdout + again.stderr
+    assert run_fab(stage_file, "deploy").returncode == 0  # registers the hosts again
