@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -167,3 +168,12 @@ def log_tail(log: Path, lines: int = 3) -> str:
         return " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def port_open(address: str, port: int, timeout: float = 1) -> bool:
+    """Does something accept TCP connections there?"""
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -14,7 +14,6 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from pathlib import Path
 from railsfab import aws, remote
 from railsfab.errors import ConfigError, RailsfabError
 from railsfab.inventory import Host, Inventory
-from railsfab.local import PidFile, log_tail, run, wait_for
+from railsfab.local import PidFile, log_tail, port_open, run, wait_for
 from railsfab.report import Reporter
 from railsfab.sandbox import image, network
 from railsfab.sandbox.machine import Machine
@@ -185,7 +184,7 @@ class Sandbox:
         if not network.host_link_ok(m.netns, m.veth, m.address, self.net.prefixlen):
             return False
         lines = set(m.host_key_lines())
-        return bool(lines) and lines <= set(self._known_lines()) and _port_open(m.address, 22)
+        return bool(lines) and lines <= set(self._known_lines()) and port_open(m.address, 22)
 
     def _recreate(self, m: Machine) -> None:
         """Clear whatever is left of this host (a killed run, a crashed container), rebuild."""
@@ -210,7 +209,7 @@ class Sandbox:
             if m.running_pid is None:
                 raise RailsfabError(f"systemd-nspawn exited: {log_tail(m.log)}", host=m.name,
                                     step="boot", fix=f"see {m.log}")
-            return _port_open(m.address, 22)
+            return port_open(m.address, 22)
 
         if not wait_for(ssh_up, BOOT_TIMEOUT, interval=0.2):
             raise RailsfabError(f"no SSH on {m.address}:22 within {BOOT_TIMEOUT} s",
@@ -291,7 +290,7 @@ class Sandbox:
             pid = m.running_pid
             if pid is None:
                 state, detail = "stopped", ""
-            elif _port_open(h.address, 22):
+            elif port_open(h.address, 22):
                 state, detail = "running", f"pid {pid}, ssh {self.inv.ssh_user(h)}@{h.address}"
             else:
                 state, detail = "booting/unreachable", f"pid {pid}, no answer on :22"
@@ -389,13 +388,6 @@ class Sandbox:
         except ValueError:
             return p
 
-
-def _port_open(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _connect_when_booted(inv: Inventory, host: Host):

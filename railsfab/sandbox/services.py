@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import sys
 import urllib.request
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from railsfab.errors import RailsfabError
-from railsfab.local import PidFile, log_tail, start_daemon, wait_for
+from railsfab.local import PidFile, log_tail, port_open, start_daemon, wait_for
 from railsfab.sandbox.image import local_debian_mirror
 
 
@@ -27,11 +26,7 @@ class Service:
         return self.pidfile.live_pid() is not None and self.ready()
 
     def ready(self) -> bool:
-        try:
-            with socket.create_connection((self.address, self.port), timeout=1):
-                return True
-        except OSError:
-            return False
+        return port_open(self.address, self.port)
 
     def wait_ready(self, timeout: float = 30) -> None:
         def ok() -> bool:
