@@ -2,12 +2,13 @@
 
 from invoke import Collection
 
-from tasks import aws, check, deploy, lock, releases, sandbox, unicorn
+from tasks import aws, check, deploy, lock, releases, restart, sandbox
 
 ns = Collection()
 ns.add_task(deploy.deploy)
 ns.add_task(check.check)
-ns.add_task(unicorn.restart_unicorn)
+ns.add_task(restart.restart_app)
+ns.add_task(restart.restart_unicorn)
 ns.add_task(releases.releases)
 ns.add_task(releases.rollback)
 ns.add_collection(aws.ns)

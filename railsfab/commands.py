@@ -69,10 +69,13 @@ def apt_install(packages: list[str]) -> Cmd:
                env={"DEBIAN_FRONTEND": "noninteractive"})
 
 
-def switch_current(paths: Paths, release_id: str) -> str:
-    """Atomic: a new symlink under a temporary name, renamed over `current` (rename(2))."""
+def switch_current(paths: Paths, release_id: str, *, owner: str | None = None) -> str:
+    """Atomic: a new symlink under a temporary name, renamed over `current` (rename(2)),
+    owned by `owner` (the deploy user) when given."""
     tmp = f"{paths.current}.new"
-    return (f"ln -sfn {shlex.quote(paths.release(release_id))} {shlex.quote(tmp)} && "
+    chown = f"chown -h {shlex.quote(owner)}:{shlex.quote(owner)} {shlex.quote(tmp)} && " \
+        if owner else ""
+    return (f"ln -sfn {shlex.quote(paths.release(release_id))} {shlex.quote(tmp)} && {chown}"
             f"mv -T {shlex.quote(tmp)} {shlex.quote(paths.current)}")
 
 

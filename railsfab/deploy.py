@@ -1,4 +1,4 @@
-"""`fab deploy`: fresh hosts -> the app behind nginx + unicorn, idempotent, with releases.
+"""`fab deploy`: fresh hosts -> the app behind nginx + unicorn/puma, idempotent, with releases.
 
 Phases, each on all web hosts in parallel:
   1. facts      one round trip per host: packages, users, paths, file hashes, services
@@ -6,7 +6,9 @@ Phases, each on all web hosts in parallel:
                 assets) -- nothing here changes what is being served
   3. migrate    once, on the `migrate` host, only when every host prepared its release
   4. activate   config files (validated before they replace the old ones), atomic switch of
-                `current`, unicorn (re)start, nginx reload, verification through nginx
+                `current`, app server (re)start, nginx reload, verification through nginx
+                (or, without nginx, on the app server's port); the other app server retired
+                once the new one serves (switching unicorn <-> puma costs no request)
   5. finalize   the release is marked good on every host; old releases beyond keep_releases go
 Nothing restarts unless something it depends on changed; a second run changes nothing.
 """
@@ -21,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from railsfab import commands, facts, lock, remote, render, rolling, unicorn, verify
+from railsfab import appserver, commands, facts, lock, remote, render, rolling, verify
 from railsfab.errors import RailsfabError
 from railsfab.inventory import Host, Inventory
 from railsfab.paths import LINKED_DIRS, Paths
@@ -29,7 +31,7 @@ from railsfab.report import Reporter
 from railsfab.secrets import app_secrets, env_file_text
 from railsfab.source import Source
 
-BASE_PACKAGES = ["nginx", "ruby", "ruby-bundler", "curl"]
+BASE_PACKAGES = ["ruby", "ruby-bundler", "curl"]
 NGINX_GROUP = "www-data"
 APT_PROXY_FILE = "/etc/apt/apt.conf.d/80railsfab-proxy"
 STOCK_UNIT = "unicorn.service"
@@ -48,6 +50,7 @@ class HostRun:
     unit_changed: bool = False
     switched_from: str | None = None  # the release `current` pointed to before this deploy
     handed_over: bool = False
+    server_started_at: float | None = None  # when the app server (re)started in this run
     site_changed: bool = False
     locked: bool = False  # this run holds the host's deploy lock
     error: RailsfabError | None = None
@@ -62,6 +65,9 @@ class Deployer:
         self.app = inv.stage.app
         self.dry = dry_run
         self.paths = Paths(self.app.name, self.app.deploy_to, self.app.app_server)
+        self.server = self.app.app_server
+        # The other app server: retired from hosts that still run it (a switch).
+        self.old_paths = appserver.paths_of(self.paths, appserver.other(self.server))
         self.hosts = inv.hosts(role="web", only=only)
         if not self.hosts:
             raise RailsfabError(f"stage {inv.stage_name} has no host with role 'web'",
@@ -100,21 +106,18 @@ class Deployer:
         return env
 
     def _render_files(self) -> dict[str, str]:
-        ctx = {"app": self.app, "paths": self.paths, "upstream": f"{self.app.name}_app"}
         if self.inv.stage.aws.bucket:
             self.storage_yml = render.render(self.templates, "storage.yml.j2", app=self.app,
                                              aws=self.inv.stage.aws, stage=self.inv.stage_name)
         else:
             self.storage_yml = None
-        return {
-            "server_config": render.render(self.templates, "unicorn.rb.j2", **ctx),
-            "unit": render.render(self.templates, "unicorn.service.j2", **ctx),
-            "site": render.render(self.templates, "nginx-site.conf.j2", **ctx),
-        }
+        self.notify = self.server == "puma" and appserver.notify_supported(self.source.root)
+        return appserver.files(self.templates, self.app, self.paths, notify=self.notify)
 
     @property
     def packages(self) -> list[str]:
-        return list(dict.fromkeys(BASE_PACKAGES + list(self.app.packages)))
+        front = ["nginx"] if self.app.nginx else []
+        return list(dict.fromkeys(front + BASE_PACKAGES + list(self.app.packages)))
 
     def _dirs(self) -> list[tuple[str, str, str, str]]:
         """(path, owner, group, mode). nginx's group may enter the socket dir and nothing else
@@ -214,8 +217,10 @@ class Deployer:
             r.release or r.env_changed or r.packages_changed
             or f.file_sha(p.server_config) != _sha(self.files["server_config"])
             or f.file_sha(p.unit) != _sha(self.files["unit"])
-            or f.file_sha(p.nginx_site) != _sha(self.files["site"])
-            or f.unit(p.unit_name)["active"] != "active" or f.unit("nginx")["active"] != "active"
+            or f.file_sha(p.nginx_site) != _sha(self.files.get("site", ""))
+            or f.unit(p.unit_name)["active"] != "active"
+            or (self.app.nginx and f.unit("nginx")["active"] != "active")
+            or f.unit(self.old_paths.unit_name)["load"] == "loaded"
         )
 
     def _target_group(self) -> rolling.TargetGroup | None:
@@ -272,9 +277,10 @@ class Deployer:
                                                      self.paths.env_file]
             files = [APT_PROXY_FILE, self.paths.env_file, self.paths.server_config,
                      self.paths.unit, self.paths.nginx_site]
+            units = [self.paths.unit_name, "nginx", STOCK_UNIT, self.old_paths.unit_name]
             r.facts = facts.gather(r.conn, self.paths, packages=self.packages,
                                    user=self.app.deploy_user, nodes=nodes, files=files,
-                                   units=[self.paths.unit_name, "nginx", STOCK_UNIT],
+                                   units=units,
                                    lock_holder=None if self.dry else self.lock_holder)
             r.locked = bool(r.facts.raw["lock"] and r.facts.raw["lock"]["acquired"])
             os_ = r.facts.raw["os"]
@@ -488,6 +494,7 @@ class Deployer:
         self._ensure_server_running(r)
         self._ensure_nginx(r)
         self._verify(r)
+        self._retire_old_server(r)
 
     def _install_file(self, r: HostRun, step: str, dest: str, text: str, *, owner: str,
                       group: str, mode: str, validate: str | None = None,
@@ -510,20 +517,22 @@ class Deployer:
 
     def _ensure_server_config(self, r: HostRun) -> None:
         r.server_config_changed = self._install_file(
-            r, "unicorn config", self.paths.server_config, self.files["server_config"],
+            r, f"{self.server} config", self.paths.server_config, self.files["server_config"],
             owner="root", group=self.app.deploy_user, mode="0640", validate="ruby -c {file}")
 
     def _ensure_unit(self, r: HostRun) -> None:
         changed = self._install_file(
-            r, "unicorn unit", self.paths.unit, self.files["unit"], owner="root",
+            r, f"{self.server} unit", self.paths.unit, self.files["unit"], owner="root",
             group="root", mode="0644", name=self.paths.unit_name,
             validate="systemd-analyze verify {file} >/dev/null")
         if changed and not self.dry:
-            self._sh(r, "systemctl daemon-reload", "unicorn unit")
+            self._sh(r, "systemctl daemon-reload", f"{self.server} unit")
         r.unit_changed = changed
 
     def _ensure_site(self, r: HostRun) -> None:
         p = self.paths
+        if not self.app.nginx:
+            return self._ensure_no_site(r)
         text = self.files["site"]
         defaults = [d for d in p.nginx_default_sites if r.facts.node(d)]
         enabled = r.facts.node(p.nginx_site_enabled)
@@ -549,6 +558,20 @@ fi""", "nginx site", stdin=text.encode())
             r.site_changed = True
             s.change(p.nginx_site + (f", removed {' '.join(defaults)}" if defaults else ""))
 
+    def _ensure_no_site(self, r: HostRun) -> None:
+        """`nginx: false`: a site left from an nginx-fronted setup would answer :80 with
+        502s once its app server is gone; take it out (nginx itself may serve other sites)."""
+        p = self.paths
+        present = [x for x in (p.nginx_site_enabled, p.nginx_site) if r.facts.node(x)]
+        with self.rep.step(r.host.name, "nginx site") as s:
+            if not present:
+                return s.ok(f"none (nginx: false; {self.server} answers on :{self.app.port})")
+            if not self.dry:
+                self._sh(r, f"rm -f {' '.join(present)} && "
+                         "(! systemctl is-active -q nginx || systemctl reload nginx)",
+                         "nginx site")
+            s.change(f"removed {' '.join(present)} (nginx: false)")
+
     def _switch(self, r: HostRun) -> None:
         if not r.release:
             return
@@ -559,49 +582,61 @@ fi""", "nginx site", stdin=text.encode())
             s.change(f"current -> releases/{r.release}")
 
     def _point_current(self, r: HostRun, release: str, step: str) -> None:
-        self._sh(r, commands.switch_current(self.paths, release) +
-                 f" && chown -h {self.app.deploy_user}:{self.app.deploy_user} "
-                 f"{self.paths.current}", step)
+        self._sh(r, commands.switch_current(self.paths, release, owner=self.app.deploy_user),
+                 step)
 
     def _ensure_server_running(self, r: HostRun) -> None:
         unit = self.paths.unit_name
         state = r.facts.unit(unit)
-        with self.rep.step(r.host.name, "unicorn") as s:
+        with self.rep.step(r.host.name, self.server) as s:
             enable = "" if state["enabled"] == "enabled" else f"systemctl enable -q {unit} && "
             if state["active"] != "active":
                 if not self.dry:
                     self._start_server(r, f"{enable}systemctl start {unit}")
-                return s.change(f"started {unit}")
+                    r.server_started_at = time.monotonic()
+                old = self.old_paths.unit_name
+                beside = (f" beside {old} (its own socket; nginx moves over next)"
+                          if r.facts.unit(old)["active"] == "active" else "")
+                return s.change(f"started {unit}{beside}")
             hard = [why for why, flag in (("unit", r.unit_changed),
                                            ("env file", r.env_changed)) if flag]
             soft = [why for why, flag in (("new release", r.release),
                                            ("config", r.server_config_changed)) if flag]
             if enable and not self.dry:
-                self._sh(r, enable.removesuffix(" && "), "unicorn")
+                self._sh(r, enable.removesuffix(" && "), self.server)
             if hard:
                 # A re-exec'd master keeps its environment and unit settings: only a full
-                # restart picks these up (a short gap while unicorn boots).
+                # restart picks these up (a short gap while the server boots).
                 if not self.dry:
                     self._start_server(r, f"systemctl restart {unit}")
+                    r.server_started_at = time.monotonic()
                 return s.change(f"restarted ({', '.join(hard + soft)} changed; full restart)")
             if soft:
+                mode = self._restart_mode(r)
                 if self.dry:
-                    return s.change(f"would hand over ({', '.join(soft)})")
-                summary = unicorn.handover(r.conn, self.paths, user=self.app.deploy_user,
-                                           workers=self.app.workers, timeout=self.app.timeout,
-                                           step="unicorn")
+                    return s.change(f"would hand over ({', '.join(soft)}; {mode})")
+                summary = appserver.restart(r.conn, self.paths, self.app, step=self.server,
+                                            mode=mode)
                 r.handed_over = True
+                r.server_started_at = time.monotonic()
                 return s.change(f"zero-downtime handover ({', '.join(soft)}): {summary}")
             if enable:
                 return s.change(f"enabled; master pid {r.facts.raw['server_pid']}")
             s.ok(f"running, master pid {r.facts.raw['server_pid']}")
 
+    def _restart_mode(self, r: HostRun) -> str:
+        """Puma: phased (workers one at a time) when only the app's code changed; hot
+        (the master re-execs) when its config or the gems changed, which a phased restart
+        would not pick up. Unicorn has one mechanism (USR2), whatever this says."""
+        gems_same = r.facts.current_meta.get("gems") == self.source.gems_digest
+        return "phased" if gems_same and not r.server_config_changed else "hot"
+
     def _start_server(self, r: HostRun, script: str) -> None:
         try:
-            self._sh(r, script, "unicorn", timeout=180)
+            self._sh(r, script, self.server, timeout=self.app.boot_timeout + 120)
         except RailsfabError as exc:
             tail = self._sh(r, f"tail -n 15 {self.paths.server_log} 2>/dev/null; "
-                            f"journalctl -u {self.paths.unit_name} -n 5 --no-pager -q", "unicorn",
+                            f"journalctl -u {self.paths.unit_name} -n 5 --no-pager -q", self.server,
                             timeout=30).stdout.strip()
             exc.message += "\n" + tail
             exc.fix = f"see {self.paths.server_log} on {r.host.name}"
@@ -618,9 +653,7 @@ fi""", "nginx site", stdin=text.encode())
             with self.rep.step(r.host.name, "revert") as s:
                 self._point_current(r, r.switched_from, "revert")
                 if r.handed_over:
-                    unicorn.handover(r.conn, self.paths, user=self.app.deploy_user,
-                                     workers=self.app.workers, timeout=self.app.timeout,
-                                     step="revert")
+                    appserver.restart(r.conn, self.paths, self.app, step="revert", mode="hot")
                 s.change(f"current -> releases/{r.switched_from}")
 
         with ThreadPoolExecutor(max_workers=len(todo)) as pool:
@@ -630,6 +663,8 @@ fi""", "nginx site", stdin=text.encode())
         self._abandon_releases()
 
     def _ensure_nginx(self, r: HostRun) -> None:
+        if not self.app.nginx:
+            return
         state = r.facts.unit("nginx")
         with self.rep.step(r.host.name, "nginx") as s:
             enable = "" if state["enabled"] == "enabled" else "systemctl enable -q nginx && "
@@ -649,7 +684,44 @@ fi""", "nginx site", stdin=text.encode())
         if self.dry:
             return
         with self.rep.step(r.host.name, "verify") as s:
-            s.ok(verify.through_nginx(r.conn, self.paths))
+            if self.app.nginx:
+                s.ok(verify.serving(r.conn, self.paths))
+            else:
+                s.ok(verify.serving(r.conn, self.paths, port=self.app.port, layer=self.server))
+
+    def _retire_old_server(self, r: HostRun) -> None:
+        """After a switch (unicorn <-> puma), once the new server verified: stop and disable
+        the old one, remove its unit, config, pid file and socket, and make sure none of its
+        processes is left. Nothing to do (and no step shown) on hosts that never ran it."""
+        old = self.old_paths
+        state = r.facts.unit(old.unit_name)
+        if state["load"] != "loaded":
+            return
+        with self.rep.step(r.host.name, f"retire {old.app_server}") as s:
+            if self.dry:
+                return s.change(f"would stop and remove {old.unit_name}")
+            # The old server's processes are ours (its unit started them): after the unit
+            # stopped, any left over are ended by PID, and named in the output.
+            pattern = "^unicorn (master|worker)" if old.app_server == "unicorn" else "^puma[ :]"
+            out = self._sh(r, f"""u={old.unit_name}
+systemctl disable -q --now "$u" 2>/dev/null || systemctl stop "$u" 2>/dev/null || true
+rm -f {old.unit} {old.server_config} {old.pid} {old.socket}
+systemctl daemon-reload && systemctl reset-failed "$u" 2>/dev/null || true
+left=$(pgrep -u {self.app.deploy_user} -f '{pattern}' || true)
+if [ -n "$left" ]; then
+  kill -TERM $left 2>/dev/null; sleep 2
+  still=$(for p in $left; do kill -0 $p 2>/dev/null && echo $p; done)
+  [ -n "$still" ] && kill -KILL $still 2>/dev/null
+  echo "ended $(echo $left | tr '\n' ' ')"
+fi
+true""", f"retire {old.app_server}").stdout.strip()
+            gap = ""
+            if r.server_started_at is not None and state["active"] == "active":
+                both = time.monotonic() - r.server_started_at
+                gap = (f"; no gap: both ran side by side for {both:.1f}s (the cost: one extra "
+                       f"app boot and both servers' memory meanwhile)")
+            orphans = f"; orphan processes {out}" if out else ""
+            s.change(f"{old.unit_name} stopped, disabled and removed{gap}{orphans}")
 
     # --- phase 5 ------------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 Layers, in the order a request crosses them:
   network -> nginx -> site config -> socket -> app server -> Rails app -> assets -> database
   -> S3 -> load balancer
+On a stage without nginx (puma alone on a TCP port) nginx, site config and socket are
+skipped, and the app server must listen on the port.
 `evaluate()` is pure (probe data in, layer verdicts out), so each fault's diagnosis is
 unit-tested from a table; the integration tests inject the same faults on real hosts.
 """
@@ -49,13 +51,13 @@ def tail(path, n=30):
     except OSError:
         return []
 
-def http(path, host=None, sock=None, as_user=None):
+def http(path, host=None, sock=None, as_user=None, base=None):
     argv = ["curl", "-s", "-m", "5", "-o", "/tmp/.railsfab-check-body", "-w", "%{http_code}"]
     if host:
         argv += ["-H", "Host: " + host]
     if sock:
         argv += ["--unix-socket", sock]
-    argv.append("http://127.0.0.1" + path)
+    argv.append((base or P["base"]) + path)
     if as_user:
         argv = ["runuser", "-u", as_user, "--"] + argv
     code = out(*argv) or "000"
@@ -101,7 +103,7 @@ if env.get("DATABASE_HOST"):
 
 pid_text = open(P["pid"]).read().strip() if os.path.exists(P["pid"]) else None
 server_cfg = open(P["server_config"]).read() if os.path.exists(P["server_config"]) else ""
-m = re.search(r'^listen "([^"]+)"', server_cfg, re.M)
+m = re.search(r'^listen "([^"]+)"|^bind "unix://([^"?]+)', server_cfg, re.M)
 site = open(P["site"]).read() if os.path.exists(P["site"]) else ""
 u = re.search(r"server unix:(\S+?)[ ;]", site)
 try:
@@ -123,10 +125,13 @@ print(json.dumps({
               "test": out("sh", "-c", "nginx -t 2>&1 | tail -n 2")},
     "default_sites": [p for p in P["default_sites"] if os.path.exists(p)],
     "upstream": u.group(1) if u else None,
-    "listen": m.group(1) if m else None,
+    "listen": (m.group(1) or m.group(2)) if m else None,
+    "front": {"nginx": P["nginx"], "port": P["port"],
+              "listening": bool(out("ss", "-Hltn", "sport = :%d" % P["port"]))},
     "socket": {"exists": st is not None, "is_socket": bool(st), "listening": listening,
                "nginx_can_connect":
-                   http("/up", sock=sock, as_user="www-data")["code"] != "000" if st else None},
+                   http("/up", sock=sock, as_user="www-data", base="http://127.0.0.1")["code"]
+                   != "000" if st else None},
     "server": {**unit(P["unit"]), "pid_file": pid_text,
                "pid_proc": proc(pid_text) if pid_text else None,
                "main_proc": proc(unit(P["unit"])["main_pid"])},
@@ -165,6 +170,9 @@ def probe(conn, inv: Inventory, paths: Paths) -> dict:
         "alb_host": "railsfab-check.elb.amazonaws.com",
         "app_log": f"{paths.shared}/log/{app.rails_env}.log",
         "server_log": paths.server_log,
+        "nginx": app.nginx,
+        "port": 80 if app.nginx else app.port,
+        "base": "http://127.0.0.1" if app.nginx else f"http://127.0.0.1:{app.port}",
     }
     script = f"PARAMS = {json.dumps(json.dumps(params))}\n{PROBE}"
     r = remote.sh(conn, "sudo -n python3 -", step="check", stdin=script.encode(), timeout=60)
@@ -182,9 +190,17 @@ def evaluate(d: dict, *, workers: int, deploy_user: str, paths: Paths,
              s3: dict | None = None, lb: dict | None = None) -> list[Verdict]:
     """Pure: the probe's data -> one verdict per layer, in order."""
     v: list[Verdict] = [Verdict("network", "ok", "ssh reachable")]
+    front = d.get("front") or {"nginx": True, "port": 80, "listening": True}
+    if not front["nginx"]:
+        where = f"tcp :{front['port']}"
+        v += [Verdict(layer, "skip", f"no nginx in this stage: {paths.app_server} answers on "
+                                     f":{front['port']} itself")
+              for layer in ("nginx", "site config", "socket")]
+        return v + _app_layers(d, front["listening"], where, workers=workers,
+                               deploy_user=deploy_user, paths=paths, s3=s3, lb=lb)
     n = d["nginx"]
     nginx_log = d["logs"]["nginx"]
-    root, up, alb = d["http"]["root"], d["http"]["up"], d["http"]["alb_host"]
+    root = d["http"]["root"]
 
     # nginx
     if not n["installed"]:
@@ -235,7 +251,7 @@ def evaluate(d: dict, *, workers: int, deploy_user: str, paths: Paths,
             Verdict(
                 "socket",
                 "FAIL",
-                f"nginx upstream {d['upstream']} != unicorn listen {d['listen']}",
+                f"nginx upstream {d['upstream']} != {paths.app_server} listen {d['listen']}",
                 "render both from one paths context: fab deploy",
             )
         )
@@ -257,6 +273,19 @@ def evaluate(d: dict, *, workers: int, deploy_user: str, paths: Paths,
         v.append(
             Verdict("socket", "ok", f"{paths.socket}" + (" listening" if s["listening"] else ""))
         )
+
+    return v + _app_layers(d, s["listening"], paths.socket, workers=workers,
+                           deploy_user=deploy_user, paths=paths, s3=s3, lb=lb)
+
+
+def _app_layers(d: dict, listening: bool, where: str, *, workers: int, deploy_user: str,
+                paths: Paths, s3: dict | None, lb: dict | None) -> list[Verdict]:
+    """app server -> Rails app -> assets -> database -> S3 -> load balancer, whatever is
+    in front; `listening`: the app server's socket or port (`where`) accepts connections."""
+    v: list[Verdict] = []
+    root, alb = d["http"]["root"], d["http"]["alb_host"]
+    up = d["http"]["up"]
+    nginx_log = d["logs"]["nginx"]
 
     # app server
     srv = d["server"]
@@ -291,9 +320,10 @@ def evaluate(d: dict, *, workers: int, deploy_user: str, paths: Paths,
             Verdict(
                 "app server",
                 "FAIL",
-                f"unicorn runs with RAILS_ENV={main['rails_env']}, the stage says {d['rails_env']}",
+                f"{paths.app_server} runs with RAILS_ENV={main['rails_env']}, "
+                f"the stage says {d['rails_env']}",
                 "fab deploy (the unit and env file pass RAILS_ENV explicitly), then "
-                "fab restart-unicorn --hard",
+                "fab restart-app --hard",
             )
         )
     elif main["user"] != deploy_user or (pid_proc and pid_proc["pid"] != main["pid"]):
@@ -302,7 +332,7 @@ def evaluate(d: dict, *, workers: int, deploy_user: str, paths: Paths,
                 "app server",
                 "FAIL",
                 f"master {main['pid']} runs as {main['user']}; pid file names {srv['pid_file']}",
-                "fab restart-unicorn --hard",
+                "fab restart-app --hard",
             )
         )
     elif main["workers"] < workers:
@@ -311,16 +341,16 @@ def evaluate(d: dict, *, workers: int, deploy_user: str, paths: Paths,
                 "app server",
                 "FAIL",
                 f"{main['workers']} of {workers} workers running",
-                f"tail {paths.server_log}; fab restart-unicorn",
+                f"tail {paths.server_log}; fab restart-app",
             )
         )
-    elif not s["listening"]:
+    elif not listening:
         v.append(
             Verdict(
                 "app server",
                 "FAIL",
-                f"master {main['pid']} does not listen on {paths.socket}",
-                "fab restart-unicorn --hard",
+                f"master {main['pid']} does not listen on {where}",
+                "fab restart-app --hard",
             )
         )
     else:

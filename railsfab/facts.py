@@ -90,6 +90,7 @@ except (OSError, ValueError):
 def unit_state(name):
     return {"active": out("systemctl", "is-active", name),
             "enabled": out("systemctl", "is-enabled", name),
+            "load": out("systemctl", "show", "-p", "LoadState", "--value", name),
             "main_pid": out("systemctl", "show", "-p", "MainPID", "--value", name)}
 
 try:

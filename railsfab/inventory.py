@@ -75,6 +75,12 @@ class App(_Model):
     deploy_user: str = "deploy"
     app_server: Literal["unicorn", "puma"] = "unicorn"
     workers: int = Field(2, ge=1, le=64)
+    threads: int = Field(5, ge=1, le=64)  # per Puma worker (unicorn workers are single-threaded)
+    # Nginx in front (the default). `nginx: false` is the seed's first step: Puma alone,
+    # listening on `port` of every interface, serving its own static files.
+    nginx: bool = True
+    port: int = Field(3000, ge=1, le=65535)
+    boot_timeout: int = Field(60, ge=5, le=1800)  # longest the app may take to boot
     timeout: int = Field(30, ge=5, le=600)
     keep_releases: int = Field(5, ge=1, le=100)
     client_max_body_size: str = "25m"
@@ -88,6 +94,15 @@ class App(_Model):
         if not v.startswith("/"):
             raise ValueError("must be an absolute path on the host, e.g. /srv/myapp")
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _server_shape(self) -> App:
+        if not self.nginx and self.app_server != "puma":
+            raise ValueError(
+                "nginx: false needs app_server: puma (unicorn is built to sit behind nginx: "
+                "slow clients would tie up its single-threaded workers)"
+            )
+        return self
 
 
 class AWS(_Model):

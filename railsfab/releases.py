@@ -13,7 +13,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from railsfab import commands, facts, lock, remote, unicorn, verify
+from railsfab import appserver, commands, facts, lock, remote, verify
 from railsfab.errors import RailsfabError
 from railsfab.inventory import Inventory
 from railsfab.paths import Paths
@@ -93,16 +93,15 @@ def rollback(inv: Inventory, rep: Reporter, *, only: str | None, to: str | None)
                 target = rollback_target(f, to)
                 s.ok(f"current {f.current}, rolling back to {target}")
             with rep.step(host.name, "switch") as s:
-                remote.sh(conn, commands.switch_current(paths, target) +
-                          f" && chown -h {app.deploy_user}:{app.deploy_user} {paths.current}",
+                remote.sh(conn, commands.switch_current(paths, target, owner=app.deploy_user),
                           sudo=True, step="switch")
                 s.change(f"current -> releases/{target}")
-            with rep.step(host.name, "unicorn") as s:
-                s.change(unicorn.handover(conn, paths, user=app.deploy_user,
-                                          workers=app.workers, timeout=app.timeout,
-                                          step="unicorn"))
+            with rep.step(host.name, app.app_server) as s:
+                # hot for puma: the release rolled back to may have other gems
+                s.change(appserver.restart(conn, paths, app, step=app.app_server, mode="hot"))
             with rep.step(host.name, "verify") as s:
-                s.ok(verify.through_nginx(conn, paths))
+                s.ok(verify.serving(conn, paths, port=80 if app.nginx else app.port,
+                                    layer=None if app.nginx else app.app_server))
         finally:
             if locked:
                 lock.release(conn, paths)

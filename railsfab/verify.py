@@ -1,4 +1,5 @@
-"""The post-deploy check, run on the host: `/`, `/up` and one asset through nginx."""
+"""The post-deploy check, run on the host: `/`, `/up` and one asset through nginx (or, on a
+stage without nginx, straight from the app server's port)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from railsfab.paths import Paths
 TIMEOUT = 60
 
 
-def through_nginx(conn, paths: Paths, *, step: str = "verify") -> str:
-    """Wait (bounded) until all three answer 200; return a summary or raise naming the layer."""
+def serving(conn, paths: Paths, *, step: str = "verify", port: int = 80,
+                  layer: str | None = None) -> str:
+    """Wait (bounded) until all three answer 200; return a summary or raise naming the layer.
+    `port`/`layer`: the app server's own port and name when no nginx is in front."""
     script = f"""asset=$(cd {paths.current}/public && ls assets/*.css 2>/dev/null | head -n1)
-code() {{ curl -s -o /dev/null -m 10 -w '%{{http_code}}' "http://127.0.0.1$1"; }}
+code() {{ curl -s -o /dev/null -m 10 -w '%{{http_code}}' "http://127.0.0.1:{port}$1"; }}
 end=$(( $(date +%s) + {TIMEOUT} ))
 while :; do
   up=$(code /up); root=$(code /); a=$(code "/$asset")
@@ -25,11 +28,12 @@ echo "/up $up"; echo "/ $root"; echo "/$asset $a\""""
     codes = dict(ln.rsplit(" ", 1) for ln in out.strip().splitlines()[:3])
     bad = {k: v for k, v in codes.items() if v != "200"}
     if bad:
-        layer = ("unicorn (nginx answers 502)" if "502" in bad.values()
-                 else "the app" if "500" in bad.values() else "nginx")
+        front = "nginx" if layer is None else f"{layer} on :{port}"
+        layer = (f"{paths.app_server} (nginx answers 502)" if "502" in bad.values()
+                 else "the app" if "500" in bad.values() else front)
         host = getattr(conn, "railsfab_host", None)
         raise RailsfabError(
-            "verification through nginx failed: " +
+            f"verification through {'nginx' if port == 80 else f':{port}'} failed: " +
             ", ".join(f"{k} -> {v}" for k, v in codes.items()),
             host=host.name if host else None, step=step,
             fix=f"check {layer}: {paths.server_log} and /var/log/nginx/error.log on the host",

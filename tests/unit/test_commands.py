@@ -82,3 +82,11 @@ stages:
     assert "S3_BUCKET='shop-uploads'" in env and "ACTIVE_STORAGE_SERVICE='amazon'" in env
     assert "AWS_ACCESS_KEY_ID" not in env and "AWS_SECRET_ACCESS_KEY" not in env
     assert "AWS_ENDPOINT_URL" not in env
+
+
+def test_switch_current_owned_by_the_deploy_user_before_the_rename():
+    assert commands.switch_current(PATHS, "20261128", owner="deploy") == (
+        "ln -sfn /srv/shop/releases/20261128 /srv/shop/current.new && "
+        "chown -h deploy:deploy /srv/shop/current.new && "
+        "mv -T /srv/shop/current.new /srv/shop/current"
+    )

@@ -118,3 +118,43 @@ def test_s3_and_load_balancer_layers_when_configured():
     lb_bad = first_broken(evaluate(d, s3={"bucket": "b"},
                                    lb={"id": "i-1", "state": "unhealthy"}, **kw))
     assert (lb_bad.layer, "unhealthy" in lb_bad.detail) == ("load balancer", True)
+
+
+# --- puma alone on a TCP port (no nginx) --------------------------------------------------
+
+PUMA_PATHS = Paths("sample", "/srv/sample", "puma")
+
+
+def alone(mutate=lambda d: None, listening=True):
+    d = copy.deepcopy(HEALTHY)
+    d["front"] = {"nginx": False, "port": 3000, "listening": listening}
+    # nothing of nginx is there, and no socket
+    d["nginx"].update(installed=False, active="inactive", listen80=False)
+    d["socket"].update(exists=False, is_socket=False, listening=False, nginx_can_connect=None)
+    mutate(d)
+    return evaluate(d, workers=2, deploy_user="deploy", paths=PUMA_PATHS)
+
+
+def test_puma_alone_skips_the_nginx_layers_and_is_healthy():
+    verdicts = alone()
+    assert [v.layer for v in verdicts] == list(LAYERS)
+    assert {v.layer: v.status for v in verdicts}["nginx"] == "skip"
+    assert "answers on :3000" in verdicts[1].detail
+    assert first_broken(verdicts) is None
+
+
+def test_puma_alone_not_listening_on_its_port_is_the_app_servers_fault():
+    broken = first_broken(alone(listening=False))
+    assert (broken.layer, "tcp :3000" in broken.detail) == ("app server", True)
+    assert "restart-app" in broken.fix
+
+
+def test_puma_alone_stopped_names_the_puma_unit():
+    def stopped(d):
+        d["server"].update(active="inactive", main_pid="0", pid_file=None, pid_proc=None,
+                           main_proc=None)
+        d["http"]["root"] = d["http"]["up"] = {"code": "000", "body": ""}
+
+    broken = first_broken(alone(stopped, listening=False))
+    assert (broken.layer, "sample-puma.service is inactive" in broken.detail) == \
+        ("app server", True)

@@ -171,3 +171,12 @@ def test_fab_prints_one_line_and_exits_2(tmp_path):
     assert "Traceback" not in out
     assert "stages.staging.app.workers: expected an integer, got 'three'" in out
     assert "sandbox.status failed" in out
+
+
+def test_nginx_false_needs_puma(tmp_path):
+    msg = error_of(tmp_path, GOOD.replace("workers: 3", "workers: 3\n      nginx: false"))
+    assert msg.startswith("hosts.yaml: stages.staging.app: nginx: false needs app_server: puma")
+    ok = write(tmp_path, GOOD.replace("workers: 3", "workers: 3\n      nginx: false\n"
+                                                     "      app_server: puma"))
+    app = inventory.load(ok, "staging").stage.app
+    assert (app.nginx, app.port, app.app_server) == (False, 3000, "puma")

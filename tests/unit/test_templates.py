@@ -99,3 +99,86 @@ def test_storage_yml_uses_path_style_only_with_an_endpoint():
                             aws=AWS(region="ap-northeast-1", bucket="b",
                                     endpoint_url="http://10.231.0.1:5055"))
     assert "endpoint: http://10.231.0.1:5055\n  force_path_style: true" in sandbox
+
+
+# --- puma: the same paths context, its own config and unit -------------------------------
+
+PUMA = APP.model_copy(update={"app_server": "puma", "threads": 4})
+PUMA_PATHS = Paths(PUMA.name, PUMA.deploy_to, "puma")
+PUMA_FILES = {("puma.rb.j2", True): "puma.rb", ("puma.service.j2", True): "puma.service",
+              ("puma.service.j2", False): "puma-simple.service"}
+
+
+def puma_rendered(template: str, app=PUMA, notify: bool = True) -> str:
+    from railsfab import appserver
+
+    files = appserver.files(render.environment(), app, PUMA_PATHS, notify=notify)
+    return {"puma.rb.j2": files["server_config"], "puma.service.j2": files["unit"],
+            "nginx-site.conf.j2": files.get("site")}[template]
+
+
+@pytest.mark.parametrize("template,notify", PUMA_FILES)
+def test_puma_golden_render(template, notify):
+    text = puma_rendered(template, notify=notify)
+    golden = GOLDEN / PUMA_FILES[(template, notify)]
+    if os.environ.get("RAILSFAB_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_nginx_upstream_is_pumas_bind_socket_and_the_unit_tracks_its_pid_file():
+    upstream = re.search(r"server unix:(\S+) ", puma_rendered("nginx-site.conf.j2")).group(1)
+    config = puma_rendered("puma.rb.j2")
+    bind = re.search(r'^bind "unix://([^"?]+)\?mode=0660', config, re.M).group(1)
+    assert upstream == bind == "/srv/shop/shared/tmp/sockets/puma.sock"
+    pid = re.search(r'^pidfile "([^"]+)"', config, re.M).group(1)
+    unit = puma_rendered("puma.service.j2")
+    assert pid == re.search(r"^PIDFile=(\S+)", unit, re.M).group(1)
+    assert "ExecStart=/usr/bin/bundle exec puma -C /srv/shop/shared/config/puma.rb" in unit
+
+
+def test_puma_config_allows_phased_restarts_from_current():
+    config = puma_rendered("puma.rb.j2")
+    assert 'directory "/srv/shop/current"' in config
+    assert "workers 3" in config and "threads 4, 4" in config
+    assert not re.search(r"^\s*preload_app", config, re.M)  # phased restarts need it off
+
+
+def test_puma_unit_speaks_notify_with_a_watchdog_only_when_the_bundle_can():
+    unit = puma_rendered("puma.service.j2")
+    assert "Type=notify" in unit and "WatchdogSec=60" in unit
+    assert "RAILS_MAX_THREADS=4" in unit  # the database pool follows the thread count
+    simple = puma_rendered("puma.service.j2", notify=False)
+    assert "Type=simple" in simple and "WatchdogSec" not in simple
+
+
+def test_puma_alone_binds_the_port_serves_static_files_and_renders_no_site():
+    from railsfab import appserver
+
+    alone = PUMA.model_copy(update={"nginx": False, "port": 3000})
+    files = appserver.files(render.environment(), alone, PUMA_PATHS, notify=True)
+    assert 'bind "tcp://0.0.0.0:3000?backlog=1024"' in files["server_config"]
+    assert "unix://" not in files["server_config"]
+    assert "RAILS_SERVE_STATIC_FILES=1" in files["unit"]
+    assert "site" not in files
+
+
+@pytest.mark.parametrize("gemfile,lock,expected", [
+    ('gem "puma"\ngem "sd_notify"\n', None, True),
+    ('gem "puma"\n', None, False),
+    ('gem "puma"\n', "GEM\n  specs:\n    puma (6.4.2)\n      nio4r (~> 2.0)\n", True),
+    ('gem "puma"\n', "GEM\n  specs:\n    puma (5.6.5)\n      nio4r (~> 2.0)\n", False),
+])
+def test_notify_support_is_read_from_the_bundle(tmp_path, gemfile, lock, expected):
+    from railsfab import appserver
+
+    (tmp_path / "Gemfile").write_text(gemfile)
+    if lock:
+        (tmp_path / "Gemfile.lock").write_text(lock)
+    assert appserver.notify_supported(tmp_path) is expected
+
+
+def test_the_sample_app_can_use_type_notify():
+    from railsfab import appserver
+
+    assert appserver.notify_supported(Path(__file__).parents[2] / "examples/sample_app")

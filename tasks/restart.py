@@ -1,29 +1,47 @@
-"""fab restart-unicorn: a verified zero-downtime handover on every web host."""
+"""fab restart-app / restart-unicorn: a verified zero-downtime restart on every web host."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from railsfab import lock, remote, rolling, unicorn
+from railsfab import appserver, lock, remote, rolling
 from railsfab.errors import RailsfabError
 from railsfab.paths import Paths
 from railsfab.report import Reporter
 from tasks._boundary import STAGE_HELP, command, load_stage
 
-
-@command(name="restart-unicorn", help={
+HELP = {
     "stage": STAGE_HELP,
     "only": "comma-separated host names (default: every web host)",
-    "hard": "stop and start instead of the zero-downtime handover (a short gap)",
-})
+    "hard": "stop and start instead of the zero-downtime restart (a short gap)",
+    "hot": "puma: re-exec the master (new config and gems) instead of a phased restart",
+}
+
+
+@command(name="restart-app", help=HELP)
+def restart_app(c, stage=None, only=None, hard=False, hot=False):
+    """Restart the stage's app server with zero downtime (unicorn: USR2; puma: phased)."""
+    _restart(stage, only, hard, hot, command="restart-app")
+
+
+@command(name="restart-unicorn", help={k: v for k, v in HELP.items() if k != "hot"})
 def restart_unicorn(c, stage=None, only=None, hard=False):
     """Restart unicorn with zero downtime (USR2 handover, verified; systemd keeps tracking)."""
+    _restart(stage, only, hard, False, command="restart-unicorn", require="unicorn")
+
+
+def _restart(stage, only, hard, hot, *, command: str, require: str | None = None) -> None:
     inv = load_stage(stage)
     app = inv.stage.app
+    if require and app.app_server != require:
+        raise RailsfabError(
+            f"stage {inv.stage_name} runs {app.app_server}, not {require}",
+            step=command, fix=f"fab restart-app --stage {inv.stage_name}")
     paths = Paths(app.name, app.deploy_to, app.app_server)
     rep = Reporter()
     hosts = inv.hosts(role="web", only=only)
-    me = lock.holder("fab restart-unicorn")
+    me = lock.holder(f"fab {command}")
+    mode = "hot" if hot else "phased"
 
     def one(host) -> None:
         with rep.step(host.name, "restart") as s:
@@ -36,11 +54,9 @@ def restart_unicorn(c, stage=None, only=None, hard=False):
             try:
                 if hard:
                     remote.sh(conn, f"systemctl restart {paths.unit_name}", sudo=True,
-                              step="restart", timeout=app.timeout + 120)
+                              step="restart", timeout=app.boot_timeout + 120)
                     return s.change("stopped and started (--hard)")
-                s.change(unicorn.handover(conn, paths, user=app.deploy_user,
-                                          workers=app.workers, timeout=app.timeout,
-                                          step="restart"))
+                s.change(appserver.restart(conn, paths, app, step="restart", mode=mode))
             finally:
                 lock.release(conn, paths)
                 conn.close()
@@ -63,4 +79,4 @@ def restart_unicorn(c, stage=None, only=None, hard=False):
         else:
             batch(hosts)
     finally:
-        rep.recap("restart-unicorn")
+        rep.recap(command)

@@ -1,0 +1,26 @@
+# Rendered by railsfab from templates/puma.rb.j2: edit the template, not this file.
+# puma for shop (production). Paths come from railsfab.paths: the
+# nginx upstream, systemd's PIDFile= and every restart use the same socket and pid file.
+
+# Restarts start from here: a phased restart (USR1) chdirs to `current` before it forks
+# each new worker, a hot restart (USR2) before it re-execs, so both pick up the release
+# `current` points to now.
+directory "/srv/shop/current"
+rackup "/srv/shop/current/config.ru"
+environment "production"
+
+# Cluster mode, and no preload_app!: each worker loads the app itself, which is what makes
+# phased (one worker at a time, zero-downtime) restarts possible.
+workers 3
+threads 4, 4
+# Unix socket only. mode 0660 + the socket dir (/srv/shop/shared/tmp/sockets: group
+# www-data, 2750) let nginx in and nobody else.
+bind "unix:///srv/shop/shared/tmp/sockets/puma.sock?mode=0660&backlog=1024"
+pidfile "/srv/shop/shared/tmp/pids/puma.pid"
+stdout_redirect "/srv/shop/shared/log/puma.stdout.log", "/srv/shop/shared/log/puma.stderr.log", true
+
+# A worker that stops checking in for this long is killed and replaced.
+worker_timeout 60
+worker_boot_timeout 60
+# TERM (systemctl stop) lets workers finish their requests first, up to this long.
+worker_shutdown_timeout 30
