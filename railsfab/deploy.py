@@ -217,7 +217,8 @@ class Deployer:
             r.release or r.env_changed or r.packages_changed
             or f.file_sha(p.server_config) != _sha(self.files["server_config"])
             or f.file_sha(p.unit) != _sha(self.files["unit"])
-            or f.file_sha(p.nginx_site) != _sha(self.files.get("site", ""))
+            or (f.file_sha(p.nginx_site) != _sha(self.files["site"]) if self.app.nginx
+                else f.node(p.nginx_site_enabled) is not None)
             or f.unit(p.unit_name)["active"] != "active"
             or (self.app.nginx and f.unit("nginx")["active"] != "active")
             or f.unit(self.old_paths.unit_name)["load"] == "loaded"
@@ -615,6 +616,10 @@ fi""", "nginx site", stdin=text.encode())
                 mode = self._restart_mode(r)
                 if self.dry:
                     return s.change(f"would hand over ({', '.join(soft)}; {mode})")
+                # A failed unicorn handover leaves the old master serving as it was; a failed
+                # puma restart leaves the master in the new release's directory, so a revert
+                # must restart it either way.
+                r.handed_over = self.server == "puma"
                 summary = appserver.restart(r.conn, self.paths, self.app, step=self.server,
                                             mode=mode)
                 r.handed_over = True

@@ -35,7 +35,8 @@ set -u
 unit=$UNIT; out=$OUT; err=$ERR; workers=$WORKERS; timeout=$TIMEOUT; current=$CURRENT
 now() { date +%s; }
 since() { tail -c +$(( $2 + 1 )) "$1" 2>/dev/null; }
-said() { since "$err" "$eoff" > /tmp/.railsfab-said
+said() { since "$out" "$ooff" | grep -m 1 'Unable to load' | cut -c1-300
+         since "$err" "$eoff" > /tmp/.railsfab-said
          grep -m 3 -E '(Error|Exception)' /tmp/.railsfab-said | cut -c1-300
          tail -n 4 /tmp/.railsfab-said | cut -c1-300; rm -f /tmp/.railsfab-said; }
 kids() { ps --ppid "$1" -o pid= | tr -s ' \n' '  '; }
@@ -60,7 +61,8 @@ while :; do
     if [ "$n" = "$workers" ] && [ "$stale" = 0 ] \
        && [ "$(systemctl show -p ActiveState --value "$unit")" = active ]; then break; fi
   fi
-  if since "$err" "$eoff" | grep -q 'Unable to load application'; then
+  if { since "$out" "$ooff"; since "$err" "$eoff"; } | grep -q 'Unable to load application'
+  then
     echo "workers-fail"; said; exit 5
   fi
   [ "$(now)" -ge "$deadline" ] && { echo "timeout"; said; exit 6; }

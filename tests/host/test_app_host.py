@@ -5,20 +5,31 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 
-def test_nginx_installed_enabled_running_on_port_80(host):
+# How each app server's master names itself in ps.
+MASTER = {"unicorn": "unicorn master", "puma": "puma "}
+
+
+@pytest.fixture
+def behind_nginx(app):
+    if not app.nginx:
+        pytest.skip(f"no nginx in this stage: {app.app_server} answers on :{app.port}")
+
+
+def test_nginx_installed_enabled_running_on_port_80(host, behind_nginx):
     assert host.package("nginx").is_installed
     nginx = host.service("nginx")
     assert nginx.is_enabled and nginx.is_running
     assert host.socket("tcp://0.0.0.0:80").is_listening
 
 
-def test_default_site_is_absent(host, app, paths):
+def test_default_site_is_absent(host, app, paths, behind_nginx):
     assert not host.file("/etc/nginx/sites-enabled/default").exists
     assert host.file(paths.nginx_site_enabled).linked_to == paths.nginx_site
 
 
-def test_unicorn_service_is_active(host, paths):
+def test_app_server_service_is_active(host, paths):
     unit = host.service(paths.unit_name)
     assert unit.is_enabled and unit.is_running
 
@@ -28,7 +39,7 @@ def test_pid_file_names_a_live_master_owned_by_the_deploy_user(host, app, paths)
         pid = host.file(paths.pid).content_string.strip()
         proc = host.process.get(pid=int(pid))
     assert proc.user == app.deploy_user
-    assert proc.args.startswith("unicorn master")
+    assert proc.args.startswith(MASTER[app.app_server])
     assert host.run(f"systemctl show -p MainPID --value {paths.unit_name}").stdout.strip() == pid
 
 
@@ -39,7 +50,7 @@ def test_configured_number_of_workers(host, app, paths):
     assert len([w for w in workers if "worker" in w.args]) == app.workers
 
 
-def test_socket_is_live_and_the_path_nginx_uses(host, paths):
+def test_socket_is_live_and_the_path_nginx_uses(host, paths, behind_nginx):
     with host.sudo():
         sock = host.file(paths.socket)
         assert sock.is_socket
@@ -67,9 +78,11 @@ def test_env_file_is_root_only(host, paths):
         assert f.user == "root" and f.mode == 0o600
 
 
-def test_pages_and_assets_answer_200_through_nginx(host, paths):
+def test_pages_and_assets_answer_200_through_nginx_or_the_app_port(host, app, paths):
+    base = "http://127.0.0.1" if app.nginx else f"http://127.0.0.1:{app.port}"
+
     def code(path: str) -> str:
-        return host.run(f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1{path}").stdout
+        return host.run(f"curl -s -o /dev/null -w '%{{http_code}}' {base}{path}").stdout
 
     assert code("/") == "200"
     assert code("/up") == "200"

@@ -22,5 +22,13 @@ stdout_redirect "/srv/shop/shared/log/puma.stdout.log", "/srv/shop/shared/log/pu
 # A worker that stops checking in for this long is killed and replaced.
 worker_timeout 60
 worker_boot_timeout 60
-# TERM (systemctl stop) lets workers finish their requests first, up to this long.
+# TERM (systemctl stop, and every worker a restart replaces) lets workers finish their
+# requests first, up to this long, and answer what already waits on the socket.
 worker_shutdown_timeout 30
+drain_on_shutdown
+
+# A hot restart re-execs the master, whose new watchdog thread first pings after
+# WatchdogSec/2: ping right before the exec, so the gap stays well under WatchdogSec.
+on_restart do
+  SdNotify.watchdog if defined?(SdNotify)
+end
