@@ -30,5 +30,7 @@ def deploy(c, stage=None, only=None, dry_run=False):
         rep.info(f"{n} would change" if n else "nothing would change")
     else:
         rep.info(f"{n} changed" if n else "0 changed: everything was already in place")
+        app = deployer.app
+        port = "" if app.nginx else f":{app.port}"
         for h in deployer.hosts:
-            rep.info(f"  http://{h.address}/")
+            rep.info(f"  http://{h.address}{port}/")

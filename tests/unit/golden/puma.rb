@@ -16,6 +16,11 @@ threads 4, 4
 # Unix socket only. mode 0660 + the socket dir (/srv/shop/shared/tmp/sockets: group
 # www-data, 2750) let nginx in and nobody else.
 bind "unix:///srv/shop/shared/tmp/sockets/puma.sock?mode=0660&backlog=1024"
+# nginx buffers whole requests before it connects, so a worker hands each connection
+# straight to a thread instead of its reactor. A worker that a restart stops then finishes
+# every connection it accepted; from the reactor, one whose request bytes had not arrived
+# yet would be closed, and nginx would answer 502.
+queue_requests false
 pidfile "/srv/shop/shared/tmp/pids/puma.pid"
 stdout_redirect "/srv/shop/shared/log/puma.stdout.log", "/srv/shop/shared/log/puma.stderr.log", true
 
