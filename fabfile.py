@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from tasks import aws, check, deploy, lock, releases, restart, sandbox
+from tasks import aws, check, deploy, diagram, lock, releases, restart, sandbox
 
 ns = Collection()
 ns.add_task(deploy.deploy)
@@ -11,6 +11,7 @@ ns.add_task(restart.restart_app)
 ns.add_task(restart.restart_unicorn)
 ns.add_task(releases.releases)
 ns.add_task(releases.rollback)
+ns.add_task(diagram.diagram)
 ns.add_collection(aws.ns)
 ns.add_collection(lock.ns)
 ns.add_collection(sandbox.ns)
