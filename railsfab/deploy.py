@@ -543,6 +543,7 @@ class Deployer:
                 return s.ok(f"{p.nginx_site}, default site absent")
             if self.dry:
                 self._show_diff(r, p.nginx_site, text)
+                r.site_changed = True
                 return s.change(f"would update {p.nginx_site}" +
                                 (f", remove {' '.join(defaults)}" if defaults else ""))
             # Written in place but only kept if `nginx -t` accepts the whole configuration;
@@ -598,7 +599,7 @@ fi""", "nginx site", stdin=text.encode())
                 old = self.old_paths.unit_name
                 beside = (f" beside {old} (its own socket; nginx moves over next)"
                           if r.facts.unit(old)["active"] == "active" else "")
-                return s.change(f"started {unit}{beside}")
+                return s.change(f"{'would start' if self.dry else 'started'} {unit}{beside}")
             hard = [why for why, flag in (("unit", r.unit_changed),
                                            ("env file", r.env_changed)) if flag]
             soft = [why for why, flag in (("new release", r.release),
@@ -678,7 +679,7 @@ fi""", "nginx site", stdin=text.encode())
                 # reload-or-restart is right whether it runs or not.
                 if not self.dry:
                     self._sh(r, f"{enable}systemctl reload-or-restart nginx", "nginx")
-                return s.change("reloaded (site changed)")
+                return s.change(f"{'would reload' if self.dry else 'reloaded'} (site changed)")
             if state["active"] != "active":
                 if not self.dry:
                     self._sh(r, f"{enable}systemctl start nginx", "nginx")
