@@ -22,10 +22,7 @@ restarts again).
 
 from __future__ import annotations
 
-import shlex
-
 from railsfab import remote
-from railsfab.errors import RailsfabError
 from railsfab.paths import Paths
 
 SIGNALS = {"phased": "USR1", "hot": "USR2"}
@@ -93,17 +90,9 @@ def restart(conn, paths: Paths, *, workers: int, timeout: int, mode: str, step: 
     env = {"UNIT": paths.unit_name, "OUT": paths.server_stdout, "ERR": paths.server_log,
            "WORKERS": str(workers), "TIMEOUT": str(timeout), "CURRENT": paths.current,
            "SIG": SIGNALS[mode]}
-    script = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " bash -s"
-    r = remote.sh(conn, f"sudo -n env {script}", step=step, stdin=RESTART.encode(),
-                  warn=True, timeout=timeout + 60)
-    lines = r.stdout.strip().splitlines()
-    if r.exited == 0 and lines and lines[-1].startswith("ok "):
-        _, master, n, ready_ms, cwd = lines[-1].split(" ", 4)
-        return (f"{mode} restart of master {master}: {n} new workers serving "
-                f"{cwd.rsplit('/', 1)[-1]}, first up {int(ready_ms) / 1000:.1f}s after "
-                f"{SIGNALS[mode]}")
-    what = FAILURES.get(r.exited, f"restart script exited {r.exited}")
-    detail = "\n".join(lines + r.stderr.strip().splitlines()[-5:])
-    host = getattr(conn, "railsfab_host", None)
-    raise RailsfabError(f"{what}\n{detail}".strip(), host=host.name if host else None,
-                        step=step, fix=f"see {paths.server_log} on the host")
+    master, n, ready_ms, cwd = remote.checked_script(
+        conn, RESTART, env, step=step, timeout=timeout + 60, failures=FAILURES,
+        fix=f"see {paths.server_log} on the host")
+    return (f"{mode} restart of master {master}: {n} new workers serving "
+            f"{cwd.rsplit('/', 1)[-1]}, first up {int(ready_ms) / 1000:.1f}s after "
+            f"{SIGNALS[mode]}")

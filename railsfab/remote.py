@@ -165,3 +165,21 @@ def _drain(chan) -> tuple[bytes, bytes]:
         out.extend(data)
     t.join()
     return bytes(out), bytes(err)
+
+
+def checked_script(conn: Connection, script: str, env: dict[str, str], *, step: str,
+                   timeout: float, failures: dict[int, str], fix: str) -> list[str]:
+    """Run a bash `script` as root with `env`; it reports success as a last line
+    "ok FIELD..." (returned split), failure as its exit status (`failures` says what it
+    means) with its last lines as evidence."""
+    assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    r = sh(conn, f"sudo -n env {assigns} bash -s", step=step, stdin=script.encode(),
+           warn=True, timeout=timeout)
+    lines = r.stdout.strip().splitlines()
+    if r.exited == 0 and lines and lines[-1].startswith("ok "):
+        return lines[-1].split(" ")[1:]
+    what = failures.get(r.exited, f"the {step} script exited {r.exited}")
+    detail = "\n".join(lines + r.stderr.strip().splitlines()[-5:])
+    host = getattr(conn, "railsfab_host", None)
+    raise RailsfabError(f"{what}\n{detail}".strip(), host=host.name if host else None,
+                        step=step, fix=fix)

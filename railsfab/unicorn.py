@@ -18,10 +18,7 @@ serving; we print the tail of the new master's stderr and fail.
 
 from __future__ import annotations
 
-import shlex
-
 from railsfab import remote
-from railsfab.errors import RailsfabError
 from railsfab.paths import Paths
 
 HANDOVER = r"""
@@ -93,17 +90,9 @@ def handover(conn, paths: Paths, *, user: str, workers: int, timeout: int, step:
     env = {"PIDF": paths.pid, "LOG": paths.server_log, "UNIT": paths.unit_name,
            "WORKERS": str(workers), "TIMEOUT": str(timeout + 60), "CURRENT": paths.current,
            "USER_": user}
-    script = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " bash -s"
-    r = remote.sh(conn, f"sudo -n env {script}", step=step, stdin=HANDOVER.encode(),
-                  warn=True, timeout=timeout + 120)
-    lines = r.stdout.strip().splitlines()
-    if r.exited == 0 and lines and lines[-1].startswith("ok "):
-        _, old, new, nworkers, ready_ms, cwd = lines[-1].split(" ", 5)
-        return (f"master {old} -> {new}, {nworkers} workers serving "
-                f"{cwd.rsplit('/', 1)[-1]}, first new worker up {int(ready_ms) / 1000:.1f}s "
-                "after USR2")
-    what = FAILURES.get(r.exited, f"handover script exited {r.exited}")
-    detail = "\n".join(lines + r.stderr.strip().splitlines()[-5:])
-    host = getattr(conn, "railsfab_host", None)
-    raise RailsfabError(f"{what}\n{detail}".strip(), host=host.name if host else None,
-                        step=step, fix=f"see {paths.server_log} on the host")
+    old, new, nworkers, ready_ms, cwd = remote.checked_script(
+        conn, HANDOVER, env, step=step, timeout=timeout + 120, failures=FAILURES,
+        fix=f"see {paths.server_log} on the host")
+    return (f"master {old} -> {new}, {nworkers} workers serving "
+            f"{cwd.rsplit('/', 1)[-1]}, first new worker up {int(ready_ms) / 1000:.1f}s "
+            "after USR2")
