@@ -181,17 +181,22 @@ def model(inv: Inventory, outputs: dict | None, health: dict | None) -> Model:
         grp = f"host-{h.name}"
         m.groups.append(Group(grp, "host", f"{h.name} (EC2)", parent=app_sg, health=state))
         target, nginx, srv = f"target-{h.name}", f"nginx-{h.name}", f"app-{h.name}"
+        port = 80 if app.nginx else app.port
         m.nodes.append(Node(target, "target", label, group=grp, health=state, host=h.name))
-        m.nodes.append(Node(nginx, "nginx", "nginx :80", group=grp, host=h.name))
         m.nodes.append(Node(srv, "app_server",
-                            f"{server}\n{paths.unit_name}\n{app.workers} workers{threads}",
+                            f"{server}\n{paths.unit_name}\n{app.workers} workers{threads}"
+                            + ("" if app.nginx else f"\nlistening on :{port}"),
                             group=grp, host=h.name))
         if has_lb:
-            m.edges.append(Edge("tg", target, "HTTP :80", health=state))
+            m.edges.append(Edge("tg", target, f"HTTP :{port}", health=state))
         else:
-            m.edges.append(Edge("client", target, "HTTP :80"))
-        m.edges.append(Edge(target, nginx, ""))
-        m.edges.append(Edge(nginx, srv, f"unix:{paths.socket}"))
+            m.edges.append(Edge("client", target, f"HTTP :{port}"))
+        if app.nginx:
+            m.nodes.append(Node(nginx, "nginx", "nginx :80", group=grp, host=h.name))
+            m.edges.append(Edge(target, nginx, ""))
+            m.edges.append(Edge(nginx, srv, f"unix:{paths.socket}"))
+        else:  # puma alone on its port (the seed's first step)
+            m.edges.append(Edge(target, srv, f"tcp :{port}"))
         if db_target:
             m.edges.append(Edge(srv, db_target, f"MySQL :{db_cfg.port}"))
         if s3_in:

@@ -82,6 +82,13 @@ def test_a_puma_stage_is_drawn_as_puma_with_its_socket(tmp_path):
         "unix:/srv/sample/shared/tmp/sockets/puma.sock"]
 
 
+def test_puma_alone_is_drawn_without_nginx_on_its_port(tmp_path):
+    m = diagram.model(stage(tmp_path, app_server="puma", nginx=False, port=3000), {}, None)
+    assert not [n for n in m.nodes if n.kind == "nginx"]
+    assert edge_labels(m, "target-web1", "app-web1") == ["tcp :3000"]
+    assert [e.label for e in m.edges if e.target == "target-web1"] == ["HTTP :3000"]
+
+
 def test_security_groups_enclose_the_alb_and_the_web_hosts(inv):
     m = diagram.model(inv, OUTPUTS, {})
     groups = {g.id: g for g in m.groups}
