@@ -12,10 +12,15 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import boto3
+from botocore.config import Config
 
 from railsfab.inventory import Inventory
 
 TAG = "railsfab:stage"
+# An unreachable endpoint should fail in seconds, not after boto3's default 60 s connect
+# timeout times its retries.
+CONFIG = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3,
+                                                              "mode": "standard"})
 
 
 @dataclass
@@ -25,7 +30,7 @@ class Clients:
     sandbox: bool
 
     def client(self, service: str):
-        kwargs = {"region_name": self.region}
+        kwargs = {"region_name": self.region, "config": CONFIG}
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
         if self.sandbox:
