@@ -311,7 +311,8 @@ def write_png_svg(m: Model, out_base: Path) -> tuple[Path, Path]:
             subgroups, nodes = m.children(g.id)
             for n in nodes:
                 draw(n)
-            for s in subgroups:
+            # graphviz stacks sibling clusters bottom-up in LR: reversed, web1 is on top
+            for s in reversed(subgroups):
                 group(s)
 
     with Diagram(title, filename=str(out_base), outformat=["png", "svg"], show=False,
