@@ -15,9 +15,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def scratch_stage(stage: str = "sandbox") -> tuple[Path, Path]:
+def scratch_stage(stage: str = "sandbox", **app_settings) -> tuple[Path, Path]:
     doc = yaml.safe_load((ROOT / "hosts.yaml").read_text())
     st = doc["stages"][stage]
+    st["app"].update(app_settings)
     folder = Path(tempfile.mkdtemp(prefix="railsfab-bench-"))
     app = folder / "app"
     shutil.copytree(ROOT / st["app"]["source"], app,

@@ -1,13 +1,16 @@
-"""Requests served and failed during `fab restart-unicorn` and during a deploy of a changed
+"""Requests served and failed during `fab restart-app` and during a deploy of a changed
 release, under a 50-connection load through nginx on each web host; and the time from the
 command's start until the new code answers.
 
 Run after README command (a) (the sandbox up and deployed), as root:
-    .venv/bin/python bench/restart_bench.py
+    .venv/bin/python bench/restart_bench.py            # unicorn (the stage's default)
+    .venv/bin/python bench/restart_bench.py puma       # switches the hosts to puma first
+The puma run also measures the hot restart and the switches unicorn -> puma -> unicorn.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -31,30 +34,44 @@ def measure(stage_file: Path, addresses: list[str], args: list[str], marker: str
     if r.returncode != 0:
         raise SystemExit(r.stdout + r.stderr)
     for line in r.stdout.splitlines():
-        if "after USR2" in line:
+        if "after USR" in line or "side by side" in line:
             print("   ", line.strip())
     new_code = (load.marker_seen_at - t0) if marker and load.marker_seen_at else None
     return load.result, done, new_code
 
 
+def report(what: str, res, took: float) -> None:
+    print(f"  {what}: {res.ok} served, {res.failed} failed {res.errors or ''}; "
+          f"command took {took:.1f}s")
+
+
 def main() -> None:
-    stage_file, app = scratch_stage()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("server", nargs="?", default="unicorn", choices=["unicorn", "puma"])
+    server = parser.parse_args().server
+    unicorn_file, _ = scratch_stage()
+    stage_file, app = scratch_stage(app_server=server)
     inv = inventory.load(stage_file)
     addresses = [h.address for h in inv.hosts(role="web")]
-    assert run_fab(stage_file, "deploy").returncode == 0
-    print(f"50 connections, spread over {', '.join(addresses)}")
-    res, took, _ = measure(stage_file, addresses, ["restart-unicorn"], None)
-    print(f"  restart-unicorn: {res.ok} served, {res.failed} failed {res.errors or ''}; "
-          f"command took {took:.1f}s")
+    assert run_fab(unicorn_file, "deploy").returncode == 0
+    print(f"{server}; 50 connections, spread over {', '.join(addresses)}")
+    if server == "puma":
+        report("switch unicorn -> puma (deploy)", *measure(stage_file, addresses, ["deploy"],
+                                                           None)[:2])
+    report("restart-app", *measure(stage_file, addresses, ["restart-app"], None)[:2])
+    if server == "puma":
+        report("restart-app --hot", *measure(stage_file, addresses,
+                                             ["restart-app", "--hot"], None)[:2])
     marker = f"bench release {int(time.time())}"
     view = app / "app/views/photos/index.html.erb"
     view.write_text(view.read_text() + f"\n<p>{marker}</p>\n")
     res, took, new_code = measure(stage_file, addresses, ["deploy"], marker)
     print(f"  deploy (changed view): {res.ok} served, {res.failed} failed {res.errors or ''}; "
           f"command took {took:.1f}s; new code answered {new_code:.1f}s after the start")
-    res, took, _ = measure(stage_file, addresses, ["rollback"], None)
-    print(f"  rollback: {res.ok} served, {res.failed} failed {res.errors or ''}; "
-          f"command took {took:.1f}s")
+    report("rollback", *measure(stage_file, addresses, ["rollback"], None)[:2])
+    if server == "puma":
+        report("switch puma -> unicorn (deploy)", *measure(unicorn_file, addresses, ["deploy"],
+                                                           None)[:2])
 
 
 if __name__ == "__main__":
