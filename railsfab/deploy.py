@@ -710,6 +710,15 @@ fi""", "nginx site", stdin=text.encode())
             # stopped, any left over are ended by PID, and named in the output.
             pattern = "^unicorn (master|worker)" if old.app_server == "unicorn" else "^puma[ :]"
             out = self._sh(r, f"""u={old.unit_name}
+# nginx's workers from before the reload may still pass requests to the old socket, and a
+# server that stops resets what waits in its backlog: stop it once they are gone and
+# nothing is connected to it any more (bounded).
+end=$(( $(date +%s) + 60 ))
+while [ "$(date +%s)" -lt "$end" ]; do
+  if ! pgrep -f '^nginx: worker process is shutting down' >/dev/null \
+     && ! ss -Hx state connected 2>/dev/null | grep -qF ' {old.socket} '; then break; fi
+  sleep 0.1
+done
 systemctl disable -q --now "$u" 2>/dev/null || systemctl stop "$u" 2>/dev/null || true
 rm -f {old.unit} {old.server_config} {old.pid} {old.socket}
 systemctl daemon-reload && systemctl reset-failed "$u" 2>/dev/null || true

@@ -1,8 +1,12 @@
 """A bounded HTTP load generator for zero-downtime tests and bench/ (stdlib only).
 
 N threads, each with its own keep-alive connection, request a path until told to stop or
-until the time or request limit is reached. Every answer other than 200, and every
-connection error, counts as failed. Traffic goes only to the sandbox hosts given.
+until the time or request limit is reached. Every answer other than 200, every connection
+error and every answer slower than TIMEOUT counts as failed, with one exception that every
+HTTP client makes (RFC 9112 9.3.1; browsers, urllib3): when a server closes an idle
+keep-alive connection just as the next request goes out (nginx does on a reload), the
+request is sent again once on a new connection, and counted as `retried`, not failed.
+Traffic goes only to the sandbox hosts given.
 """
 
 from __future__ import annotations
@@ -12,17 +16,28 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+# Longer than any restart's pause (a puma hot restart holds requests in the socket's backlog
+# while the app boots), shorter than nginx's proxy_read_timeout.
+TIMEOUT = 30
+
+# A reused connection that fails like this got no answer at all: the server had closed it.
+STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
 
 @dataclass
 class LoadResult:
     ok: int = 0
     failed: int = 0
+    retried: int = 0
+    slowest: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
     bodies: list[str] = field(default_factory=list)
 
     def merge(self, other: LoadResult) -> None:
         self.ok += other.ok
         self.failed += other.failed
+        self.retried += other.retried
+        self.slowest = max(self.slowest, other.slowest)
         for k, v in other.errors.items():
             self.errors[k] = self.errors.get(k, 0) + v
 
@@ -77,11 +92,23 @@ class Load:
         conn = None
         while self._next():
             try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(address, 80, timeout=10)
-                conn.request("GET", self.path)
-                resp = conn.getresponse()
+                t0 = time.monotonic()
+                try:
+                    reused = conn is not None
+                    if conn is None:
+                        conn = http.client.HTTPConnection(address, 80, timeout=TIMEOUT)
+                    conn.request("GET", self.path)
+                    resp = conn.getresponse()
+                except STALE:
+                    if not reused:
+                        raise
+                    res.retried += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection(address, 80, timeout=TIMEOUT)
+                    conn.request("GET", self.path)
+                    resp = conn.getresponse()
                 body = resp.read()
+                res.slowest = max(res.slowest, time.monotonic() - t0)
                 if resp.status == 200:
                     res.ok += 1
                     if self.marker and self.marker_seen_at is None and \
