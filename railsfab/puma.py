@@ -15,7 +15,7 @@ configured number of workers booted since the signal, none of the old workers is
 runs from the release `current` points to, and the unit is active again.
 
 If the new workers cannot load the app, puma would fork them again forever: we stop waiting
-at the first "Unable to load application", print what the worker said and fail (in a phased
+at the first "Unable to start worker", print what the worker said and fail (in a phased
 restart the old workers not yet replaced keep serving; deploy then reverts `current` and
 restarts again).
 """
@@ -31,8 +31,10 @@ RESTART = r"""
 set -u
 unit=$UNIT; out=$OUT; err=$ERR; workers=$WORKERS; timeout=$TIMEOUT; current=$CURRENT
 now() { date +%s; }
+# How puma 5 says that a worker could not load the app (cluster mode, then single mode).
+unable='Unable to (start worker|load application)'
 since() { tail -c +$(( $2 + 1 )) "$1" 2>/dev/null; }
-said() { since "$out" "$ooff" | grep -m 1 'Unable to load' | cut -c1-300
+said() { since "$out" "$ooff" | grep -m 1 -A 1 -E "$unable" | cut -c1-300
          since "$err" "$eoff" > /tmp/.railsfab-said
          grep -m 3 -E '(Error|Exception)' /tmp/.railsfab-said | cut -c1-300
          tail -n 4 /tmp/.railsfab-said | cut -c1-300; rm -f /tmp/.railsfab-said; }
@@ -58,8 +60,7 @@ while :; do
     if [ "$n" = "$workers" ] && [ "$stale" = 0 ] \
        && [ "$(systemctl show -p ActiveState --value "$unit")" = active ]; then break; fi
   fi
-  if { since "$out" "$ooff"; since "$err" "$eoff"; } | grep -q 'Unable to load application'
-  then
+  if { since "$out" "$ooff"; since "$err" "$eoff"; } | grep -qE "$unable"; then
     echo "workers-fail"; said; exit 5
   fi
   [ "$(now)" -ge "$deadline" ] && { echo "timeout"; said; exit 6; }
@@ -92,7 +93,7 @@ def restart(conn, paths: Paths, *, workers: int, timeout: int, mode: str, step: 
            "SIG": SIGNALS[mode]}
     master, n, ready_ms, cwd = remote.checked_script(
         conn, RESTART, env, step=step, timeout=timeout + 60, failures=FAILURES,
-        fix=f"see {paths.server_log} on the host")
+        fix=f"see {paths.server_stdout} and {paths.server_log} on the host")
     return (f"{mode} restart of master {master}: {n} new workers serving "
             f"{cwd.rsplit('/', 1)[-1]}, first up {int(ready_ms) / 1000:.1f}s after "
             f"{SIGNALS[mode]}")
