@@ -26,6 +26,17 @@ def command(*, name: str, help: dict[str, str] | None = None):
             except KeyboardInterrupt:
                 print(f"\nfab {name}: interrupted", file=sys.stderr)
                 raise Exit(code=130) from None
+            except Exception as exc:
+                # AWS errors (no credentials, endpoint unreachable, access denied) are the
+                # user's to fix, not tracebacks; botocore is not imported to recognise them.
+                if not type(exc).__module__.startswith("botocore"):
+                    raise
+                err = RailsfabError(
+                    f"AWS call failed: {exc}", step="aws",
+                    fix="check the credentials (instance role, AWS_PROFILE or AWS_* "
+                        "variables) and aws.region / aws.endpoint_url of the stage")
+                Reporter().failure(err, command=f"fab {name}")
+                raise Exit(code=err.exit_code) from None
 
         return task(help=help or {})(wrapper)
 
