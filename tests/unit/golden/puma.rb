@@ -28,9 +28,8 @@ stdout_redirect "/srv/shop/shared/log/puma.stdout.log", "/srv/shop/shared/log/pu
 worker_timeout 60
 worker_boot_timeout 60
 # TERM (systemctl stop, and every worker a restart replaces) lets workers finish their
-# requests first, up to this long, and answer what already waits on the socket.
+# requests first, up to this long; what waits on the socket stays there for the others.
 worker_shutdown_timeout 30
-drain_on_shutdown
 
 # A hot restart re-execs the master, whose new watchdog thread first pings after
 # WatchdogSec/2: ping right before the exec, so the gap stays well under WatchdogSec.
