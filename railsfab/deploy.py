@@ -51,6 +51,7 @@ class HostRun:
     switched_from: str | None = None  # the release `current` pointed to before this deploy
     handed_over: bool = False
     server_started_at: float | None = None  # when the app server (re)started in this run
+    reverted: bool = False  # back on `switched_from` after a failed activation
     site_changed: bool = False
     locked: bool = False  # this run holds the host's deploy lock
     error: RailsfabError | None = None
@@ -169,7 +170,7 @@ class Deployer:
             needs = {r.host.name for r in self.runs.values() if self._will_disturb(r)}
             try:
                 rolling.roll(tg, self.rep, [r.host for r in self.runs.values()], targets,
-                             activate_batch, needs_work=needs)
+                             activate_batch, needs_work=needs, recover=self._recover)
             except RailsfabError:
                 pass  # recorded on the host's run; reverted and reported below
         if self._failed():
@@ -648,25 +649,43 @@ fi""", "nginx site", stdin=text.encode())
             exc.fix = f"see {self.paths.server_log} on {r.host.name}"
             raise
 
+    def _revert(self, r: HostRun) -> None:
+        with self.rep.step(r.host.name, "revert") as s:
+            self._point_current(r, r.switched_from, "revert")
+            if r.handed_over:
+                appserver.restart(r.conn, self.paths, self.app, step="revert", mode="hot")
+            r.reverted = True
+            s.change(f"current -> releases/{r.switched_from}")
+
     def _parallel_revert(self) -> None:
         """After a failed activation anywhere: every host back on the release it served."""
-        todo = [r for r in self.runs.values() if r.switched_from and not self.dry]
+        todo = [r for r in self.runs.values()
+                if r.switched_from and not r.reverted and not self.dry]
         if not todo:
             self._abandon_releases()
             return
-
-        def revert(r: HostRun) -> None:
-            with self.rep.step(r.host.name, "revert") as s:
-                self._point_current(r, r.switched_from, "revert")
-                if r.handed_over:
-                    appserver.restart(r.conn, self.paths, self.app, step="revert", mode="hot")
-                s.change(f"current -> releases/{r.switched_from}")
-
         with ThreadPoolExecutor(max_workers=len(todo)) as pool:
-            for r, fut in [(r, pool.submit(revert, r)) for r in todo]:
+            for r, fut in [(r, pool.submit(self._revert, r)) for r in todo]:
                 if fut.exception() and not r.error:
                     r.error = fut.exception()
         self._abandon_releases()
+
+    def _recover(self, batch: list[Host]) -> None:
+        """A batch whose activation failed, before it may rejoin the target group: back on
+        the release it served and verified serving it; raises if not (a first deploy has
+        nothing to go back to)."""
+        def one(r: HostRun) -> None:
+            if r.switched_from and not r.reverted:
+                self._revert(r)
+            self._verify(r)
+
+        runs = [self.runs[h.name] for h in batch]
+        with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+            errors = [f.exception() for f in [pool.submit(one, r) for r in runs]]
+        failed = [e for e in errors if e]
+        if failed:
+            raise failed[0] if isinstance(failed[0], RailsfabError) else \
+                RailsfabError(str(failed[0]), step="revert")
 
     def _ensure_nginx(self, r: HostRun) -> None:
         if not self.app.nginx:

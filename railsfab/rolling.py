@@ -76,11 +76,14 @@ class TargetGroup:
 
 
 def roll(tg: TargetGroup, rep: Reporter, hosts: list[Host], targets: dict[str, dict],
-         work: Callable[[list[Host]], None], needs_work: set[str] | None = None) -> None:
+         work: Callable[[list[Host]], None], needs_work: set[str] | None = None,
+         recover: Callable[[list[Host]], None] | None = None) -> None:
     """Run `work` on batches of hosts, each batch out of the target group meanwhile.
 
     Hosts not in `needs_work` (nothing to restart or reload) stay in service; they are
-    only registered if they are not yet.
+    only registered if they are not yet. When `work` fails on a batch, the roll stops
+    there; `recover` (if given) puts the batch back as it was and raises if it cannot, and
+    only a recovered batch rejoins the target group.
     """
     idle = [h for h in hosts if needs_work is not None and h.name not in needs_work]
     hosts = [h for h in hosts if h not in idle]
@@ -120,6 +123,17 @@ def roll(tg: TargetGroup, rep: Reporter, hosts: list[Host], targets: dict[str, d
             left = ", ".join(h.name for h in batch)
             exc.state = (f"the roll stopped at {left}, which stays out of the target group; "
                          "every other host is registered and healthy")
+            if recover is None:
+                raise
+            try:
+                recover(batch)
+            except RailsfabError:
+                raise exc from None
+            with rep.step(names, "register") as s:
+                tg.register(batch_targets)
+                s.change("back in the target group, on the release it served before")
+            exc.state = (f"the roll stopped at {left}: back on the release it served, verified "
+                         "and back in the target group; no host runs the new release")
             raise
         with rep.step(names, "register") as s:
             tg.register(batch_targets)

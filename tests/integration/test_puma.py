@@ -125,6 +125,10 @@ def test_release_that_raises_at_boot_is_reverted(sandbox, app, puma_stage, addre
     assert {h: current_release(sandbox, h) for h in WEB} == before
     for address in addresses:
         assert "puma phased" in get(address, "/")[2]
+    # the host whose restart failed is back on its release and back behind the ALB
+    assert "back in the target group" in r.stdout
+    check = run_fab(puma_stage, "check")
+    assert check.returncode == 0, check.stdout
 
 
 def test_puma_alone_answers_on_port_3000(sandbox, stage_file, inv):
