@@ -126,7 +126,8 @@ def test_release_that_raises_at_boot_is_reverted(sandbox, app, puma_stage, addre
     for address in addresses:
         assert "puma phased" in get(address, "/")[2]
     # the host whose restart failed is back on its release and back behind the ALB
-    assert "back in the target group" in r.stdout
+    if " deregister " in r.stdout:  # test_aws provisioned the stack
+        assert "back in the target group" in r.stdout
     check = run_fab(puma_stage, "check")
     assert check.returncode == 0, check.stdout
 

@@ -107,7 +107,8 @@ def test_release_that_raises_at_boot_never_serves(app, sandbox, stage_file, addr
         boom.unlink()
     assert r.returncode != 0
     assert "failed to boot" in r.stdout and "boom at boot" in r.stdout
-    assert "back in the target group" in r.stdout  # the stack of test_aws is up
+    if " deregister " in r.stdout:  # behind the ALB (test_aws provisioned the stack)
+        assert "back in the target group" in r.stdout
     assert load.result.failed == 0, load.result.errors
     assert {h: current_release(sandbox, h) for h in WEB} == before
     for address in addresses:
