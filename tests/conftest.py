@@ -62,3 +62,14 @@ def run_fab(stage_file: Path, *args: str, timeout: float = 1800) -> subprocess.C
     env = {**os.environ, "RAILSFAB_HOSTS": str(stage_file), "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "fabric", "-r", str(ROOT), *args],
                           capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def run_host_spec(stage_file: Path, ssh_config: Path,
+                  hosts: list[str]) -> subprocess.CompletedProcess:
+    """The testinfra spec of tests/host with plain pytest, as a user runs it without fab."""
+    return subprocess.run(
+        ["pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests/host"),
+         "--hosts=" + ",".join(f"ssh://{h}" for h in hosts), f"--ssh-config={ssh_config}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={"PATH": f"{ROOT / '.venv/bin'}:/usr/bin:/bin", "RAILSFAB_HOSTS": str(stage_file)},
+    )

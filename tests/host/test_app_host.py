@@ -5,27 +5,28 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-
 # How each app server's master names itself in ps.
 MASTER = {"unicorn": "unicorn master", "puma": "puma "}
 
 
-@pytest.fixture
-def behind_nginx(app):
+def test_front_door_is_listening(host, app):
+    """nginx on :80 in front; without nginx, the app server itself on its port."""
     if not app.nginx:
-        pytest.skip(f"no nginx in this stage: {app.app_server} answers on :{app.port}")
-
-
-def test_nginx_installed_enabled_running_on_port_80(host, behind_nginx):
+        assert host.socket(f"tcp://0.0.0.0:{app.port}").is_listening
+        return
     assert host.package("nginx").is_installed
     nginx = host.service("nginx")
     assert nginx.is_enabled and nginx.is_running
     assert host.socket("tcp://0.0.0.0:80").is_listening
 
 
-def test_default_site_is_absent(host, app, paths, behind_nginx):
+def test_only_the_apps_site_is_enabled(host, app, paths):
+    """The default site never shadows the app; without nginx, no site of the app is left
+    (it would answer 502 for a server that is gone)."""
     assert not host.file("/etc/nginx/sites-enabled/default").exists
+    if not app.nginx:
+        assert not host.file(paths.nginx_site_enabled).exists
+        return
     assert host.file(paths.nginx_site_enabled).linked_to == paths.nginx_site
 
 
@@ -50,7 +51,11 @@ def test_configured_number_of_workers(host, app, paths):
     assert len([w for w in workers if "worker" in w.args]) == app.workers
 
 
-def test_socket_is_live_and_the_path_nginx_uses(host, paths, behind_nginx):
+def test_socket_is_live_and_the_path_nginx_uses(host, app, paths):
+    if not app.nginx:  # the app server binds its TCP port only
+        with host.sudo():
+            assert not host.socket(f"unix://{paths.socket}").is_listening
+        return
     with host.sudo():
         sock = host.file(paths.socket)
         assert sock.is_socket

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT, run_fab
+from tests.conftest import run_fab, run_host_spec
 
 SITE = "/etc/nginx/sites-available/sample"
 SOCKDIR = "/srv/sample/shared/tmp/sockets"
@@ -128,11 +128,6 @@ def test_database_unreachable_is_the_database_layer(healthy, sandbox):
 
 def test_spec_runs_with_plain_pytest_and_testinfra(healthy, sandbox, inv):
     """tests/host is a testinfra spec usable without fab: pytest --hosts=..."""
-    r = subprocess.run(
-        ["pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests/host"),
-         "--hosts=ssh://web1,ssh://web2", f"--ssh-config={sandbox.ssh_config}"],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
-        env={"PATH": f"{ROOT / '.venv/bin'}:/usr/bin:/bin", "RAILSFAB_HOSTS": str(healthy)},
-    )
+    r = run_host_spec(healthy, sandbox.ssh_config, ["web1", "web2"])
     assert r.returncode == 0, r.stdout + r.stderr
     assert " passed" in r.stdout and "failed" not in r.stdout

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 import yaml
 
-from tests.conftest import run_fab
+from tests.conftest import run_fab, run_host_spec
 from tests.integration.test_deploy import current_release, get, ssh
 from tests.integration.test_zero_downtime import edit_view, under_load
 
@@ -75,6 +75,12 @@ def test_puma_deploy_is_idempotent_and_check_is_green(puma_stage):
     check = run_fab(puma_stage, "check")
     assert check.returncode == 0, check.stdout
     assert "puma.sock listening" in check.stdout
+
+
+def test_host_spec_holds_for_puma_behind_nginx(sandbox, puma_stage):
+    r = run_host_spec(puma_stage, sandbox.ssh_config, list(WEB))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert " passed" in r.stdout and "skipped" not in r.stdout
 
 
 @pytest.mark.parametrize("flags,mode", [((), "phased"), (("--hot",), "hot")])
@@ -157,6 +163,9 @@ def test_puma_alone_answers_on_port_3000(sandbox, stage_file, inv):
     assert check.returncode == 0, check.stdout
     assert "no nginx in this stage" in check.stdout
     assert "0 changed" in run_fab(path, "deploy").stdout
+    spec = run_host_spec(path, sandbox.ssh_config, ["web2"])
+    assert spec.returncode == 0, spec.stdout + spec.stderr
+    assert " passed" in spec.stdout and "skipped" not in spec.stdout
 
 
 def test_switch_back_to_unicorn_under_load_loses_nothing(sandbox, puma_stage, stage_file,
