@@ -709,10 +709,7 @@ fi""", "nginx site", stdin=text.encode())
         if self.dry:
             return
         with self.rep.step(r.host.name, "verify") as s:
-            if self.app.nginx:
-                s.ok(verify.serving(r.conn, self.paths))
-            else:
-                s.ok(verify.serving(r.conn, self.paths, port=self.app.port, layer=self.server))
+            s.ok(verify.serving(r.conn, self.paths, self.app))
 
     def _retire_old_server(self, r: HostRun) -> None:
         """After a switch (unicorn <-> puma), once the new server verified: stop and disable

@@ -57,7 +57,7 @@ def http(path, host=None, sock=None, as_user=None, base=None):
         argv += ["-H", "Host: " + host]
     if sock:
         argv += ["--unix-socket", sock]
-    argv.append((base or P["base"]) + path)
+    argv.append((base or "http://127.0.0.1:%d" % P["port"]) + path)
     if as_user:
         argv = ["runuser", "-u", as_user, "--"] + argv
     code = out(*argv) or "000"
@@ -171,8 +171,7 @@ def probe(conn, inv: Inventory, paths: Paths) -> dict:
         "app_log": f"{paths.shared}/log/{app.rails_env}.log",
         "server_log": paths.server_log,
         "nginx": app.nginx,
-        "port": 80 if app.nginx else app.port,
-        "base": "http://127.0.0.1" if app.nginx else f"http://127.0.0.1:{app.port}",
+        "port": app.http_port,
     }
     script = f"PARAMS = {json.dumps(json.dumps(params))}\n{PROBE}"
     r = remote.sh(conn, "sudo -n python3 -", step="check", stdin=script.encode(), timeout=60)

@@ -181,7 +181,7 @@ def model(inv: Inventory, outputs: dict | None, health: dict | None) -> Model:
         grp = f"host-{h.name}"
         m.groups.append(Group(grp, "host", f"{h.name} (EC2)", parent=app_sg, health=state))
         target, nginx, srv = f"target-{h.name}", f"nginx-{h.name}", f"app-{h.name}"
-        port = 80 if app.nginx else app.port
+        port = app.http_port
         m.nodes.append(Node(target, "target", label, group=grp, health=state, host=h.name))
         m.nodes.append(Node(srv, "app_server",
                             f"{server}\n{paths.unit_name}\n{app.workers} workers{threads}"

@@ -95,6 +95,11 @@ class App(_Model):
             raise ValueError("must be an absolute path on the host, e.g. /srv/myapp")
         return v.rstrip("/")
 
+    @property
+    def http_port(self) -> int:
+        """Where requests to a web host go: nginx's :80, or the app server's own port."""
+        return 80 if self.nginx else self.port
+
     @model_validator(mode="after")
     def _server_shape(self) -> App:
         if not self.nginx and self.app_server != "puma":

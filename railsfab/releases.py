@@ -100,8 +100,7 @@ def rollback(inv: Inventory, rep: Reporter, *, only: str | None, to: str | None)
                 # hot for puma: the release rolled back to may have other gems
                 s.change(appserver.restart(conn, paths, app, step=app.app_server, mode="hot"))
             with rep.step(host.name, "verify") as s:
-                s.ok(verify.serving(conn, paths, port=80 if app.nginx else app.port,
-                                    layer=None if app.nginx else app.app_server))
+                s.ok(verify.serving(conn, paths, app))
         finally:
             if locked:
                 lock.release(conn, paths)

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from railsfab import remote
 from railsfab.errors import RailsfabError
+from railsfab.inventory import App
 from railsfab.paths import Paths
 
 TIMEOUT = 60
 
 
-def serving(conn, paths: Paths, *, step: str = "verify", port: int = 80,
-                  layer: str | None = None) -> str:
+def serving(conn, paths: Paths, app: App, *, step: str = "verify") -> str:
     """Wait (bounded) until all three answer 200; return a summary or raise naming the layer.
-    `port`/`layer`: the app server's own port and name when no nginx is in front."""
+    Through nginx on :80, or from the app server's own port when the stage has no nginx."""
+    port = app.http_port
     script = f"""asset=$(cd {paths.current}/public && ls assets/*.css 2>/dev/null | head -n1)
 code() {{ curl -s -o /dev/null -m 10 -w '%{{http_code}}' "http://127.0.0.1:{port}$1"; }}
 end=$(( $(date +%s) + {TIMEOUT} ))
@@ -28,12 +29,12 @@ echo "/up $up"; echo "/ $root"; echo "/$asset $a\""""
     codes = dict(ln.rsplit(" ", 1) for ln in out.strip().splitlines()[:3])
     bad = {k: v for k, v in codes.items() if v != "200"}
     if bad:
-        front = "nginx" if layer is None else f"{layer} on :{port}"
+        front = "nginx" if app.nginx else f"{app.app_server} on :{port}"
         layer = (f"{paths.app_server} (nginx answers 502)" if "502" in bad.values()
                  else "the app" if "500" in bad.values() else front)
         host = getattr(conn, "railsfab_host", None)
         raise RailsfabError(
-            f"verification through {'nginx' if port == 80 else f':{port}'} failed: " +
+            f"verification through {'nginx' if app.nginx else f':{port}'} failed: " +
             ", ".join(f"{k} -> {v}" for k, v in codes.items()),
             host=host.name if host else None, step=step,
             fix=f"check {layer}: {paths.server_log} and /var/log/nginx/error.log on the host",

@@ -31,6 +31,6 @@ def deploy(c, stage=None, only=None, dry_run=False):
     else:
         rep.info(f"{n} changed" if n else "0 changed: everything was already in place")
         app = deployer.app
-        port = "" if app.nginx else f":{app.port}"
+        port = "" if app.http_port == 80 else f":{app.http_port}"
         for h in deployer.hosts:
             rep.info(f"  http://{h.address}{port}/")
