@@ -15,34 +15,9 @@ import os
 import socket
 import time
 
-from railsfab import remote
+from railsfab import onhost, remote
 from railsfab.errors import RailsfabError
 from railsfab.paths import Paths
-
-# Runs on the host as root, inside the facts probe or alone.
-TAKE_LOCK = r'''
-def take_lock(req):
-    import json, os, shutil
-    path, me = req["path"], req["holder"]
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    for _ in range(2):
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            try:
-                with open(path + "/holder.json") as f:
-                    held = json.load(f)
-            except (OSError, ValueError):
-                held = {"owner": "unknown (no holder file)"}
-            if req.get("steal_if") is not None and held == req["steal_if"]:
-                shutil.rmtree(path, ignore_errors=True)
-                continue
-            return {"acquired": False, "holder": held}
-        with open(path + "/holder.json", "w") as f:
-            json.dump(me, f)
-        return {"acquired": True}
-    return {"acquired": False, "holder": {"owner": "unknown (lock reappeared)"}}
-'''
 
 
 def holder(command: str) -> dict:
@@ -69,10 +44,8 @@ def acquire(conn, paths: Paths, me: dict, *, steal_if: dict | None = None,
             step: str = "lock") -> None:
     """Take the lock in one round trip (taking over a stale one of ours), or raise."""
     req = {"path": paths.lock, "holder": me, "steal_if": steal_if}
-    script = (f"import json\nREQ = json.loads({json.dumps(json.dumps(req))})\n"
-              f"{TAKE_LOCK}\nprint(json.dumps(take_lock(REQ)))\n")
     got = json.loads(remote.sh(conn, "sudo -n python3 -", step=step,
-                               stdin=script.encode()).stdout)
+                               stdin=onhost.python_call("facts.py", "lock_only", req)).stdout)
     if got["acquired"]:
         return
     if steal_if is None and is_stale(got["holder"], me):

@@ -7,6 +7,10 @@ restart command read these attributes, so they cannot disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from railsfab.inventory import App
 
 # Directories in shared/ that every release links in (Capistrano's linked_dirs).
 LINKED_DIRS = ("log", "tmp/pids", "tmp/sockets", "storage")
@@ -17,6 +21,10 @@ class Paths:
     app: str
     deploy_to: str
     app_server: str = "unicorn"
+
+    @classmethod
+    def of(cls, app: App) -> Paths:
+        return cls(app.name, app.deploy_to, app.app_server)
 
     @property
     def releases(self) -> str:

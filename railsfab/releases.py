@@ -4,20 +4,24 @@ Each release carries `.railsfab-release.json`: `prepared` once uploaded and buil
 once its verification passed on every host of the deploy. Releases of a deploy that
 failed are moved to `releases-failed/` (kept for inspection), so neither cleanup nor
 rollback can ever pick them. Rollback goes to the newest good release older than the
-current one (or `--to ID`), with the same zero-downtime handover and verification as a
-deploy, under the deploy lock.
+current one (or `--to ID`) through the same publish path as a deploy: in batches through
+the target group, verified, reverted when its verification fails.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from railsfab import appserver, commands, facts, lock, remote, verify
+from railsfab import facts
 from railsfab.errors import RailsfabError
+from railsfab.executor import Executor
 from railsfab.inventory import Inventory
-from railsfab.paths import Paths
+from railsfab.ops import activate, runs
+from railsfab.ops.base import Change, Plan, Planned
+from railsfab.ops.desired import Serving
+from railsfab.publish import Publication, publish
 from railsfab.report import Reporter
+from railsfab.session import Session
 
 
 @dataclass
@@ -51,64 +55,38 @@ def rollback_target(f: facts.Facts, to: str | None) -> str:
     return older[-1].id
 
 
-def _facts(inv: Inventory, conn, paths: Paths, holder: dict | None) -> facts.Facts:
-    app = inv.stage.app
-    return facts.gather(conn, paths, packages=[], user=app.deploy_user, nodes=[], files=[],
-                        units=[paths.unit_name], lock_holder=holder)
+def spec(s: Serving) -> facts.Spec:
+    return facts.Spec(user=s.app.deploy_user, units=(s.paths.unit_name,))
 
 
 def list_releases(inv: Inventory, only: str | None) -> dict[str, list[Release]]:
-    app = inv.stage.app
-    paths = Paths(app.name, app.deploy_to, app.app_server)
+    with Session(inv, Reporter(quiet=True), only=only, command="fab releases",
+                 locking=False) as session:
+        session.open(spec(Serving.of(inv.stage.app)))
+        return {r.name: ledger(r.facts) for r in session.runs.values()}
 
-    def one(host):
-        conn = remote.open_checked(inv, host)
-        try:
-            return host.name, ledger(_facts(inv, conn, paths, None))
-        finally:
-            conn.close()
 
-    hosts = inv.hosts(role="web", only=only)
-    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-        return dict(pool.map(one, hosts))
+def rollback_plan(s: Serving, f: facts.Facts, target: str) -> Plan:
+    # hot for puma: the release rolled back to may have other gems
+    mode = s.server.restart_mode(gems_changed=True, config_changed=True)
+    return Plan([
+        Planned("switch", activate.switch_to(s, target)),
+        Planned(s.server.name, Change(f"restart {s.server.name} from {target}",
+                                      run=runs.handover(s.server, mode, False))),
+        Planned("verify", activate.verified(f, s)),
+    ])
 
 
 def rollback(inv: Inventory, rep: Reporter, *, only: str | None, to: str | None) -> None:
-    app = inv.stage.app
-    paths = Paths(app.name, app.deploy_to, app.app_server)
-    me = lock.holder("fab rollback")
-    hosts = inv.hosts(role="web", only=only)
-
-    def one(host) -> None:
-        conn = remote.open_checked(inv, host)
-        locked = False
-        try:
-            with rep.step(host.name, "ledger") as s:
-                f = _facts(inv, conn, paths, me)
-                got = f.raw["lock"]
-                if not got["acquired"]:
-                    lock.acquire(conn, paths, me, steal_if=got["holder"]
-                                 if lock.is_stale(got["holder"], me) else None)
-                locked = True
-                target = rollback_target(f, to)
-                s.ok(f"current {f.current}, rolling back to {target}")
-            with rep.step(host.name, "switch") as s:
-                remote.sh(conn, commands.switch_current(paths, target, owner=app.deploy_user),
-                          sudo=True, step="switch")
-                s.change(f"current -> releases/{target}")
-            with rep.step(host.name, app.app_server) as s:
-                # hot for puma: the release rolled back to may have other gems
-                s.change(appserver.restart(conn, paths, app, step=app.app_server, mode="hot"))
-            with rep.step(host.name, "verify") as s:
-                s.ok(verify.serving(conn, paths, app))
-        finally:
-            if locked:
-                lock.release(conn, paths)
-            conn.close()
-
-    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-        errors = [f.exception() for f in [pool.submit(one, h) for h in hosts]]
-    failed = [e for e in errors if e]
-    if failed:
-        raise failed[0] if isinstance(failed[0], RailsfabError) else \
-            RailsfabError(f"{type(failed[0]).__name__}: {failed[0]}", step="rollback")
+    s = Serving.of(inv.stage.app)
+    with Session(inv, rep, only=only, command="fab rollback") as session:
+        session.open(spec(s))
+        for r in session.runs.values():
+            target = rollback_target(r.facts, to)  # every host checked before any changes
+            with rep.step(r.name, "ledger") as step:
+                step.ok(f"current {r.facts.current}, rolling back to {target}")
+        plans = {r.name: rollback_plan(s, r.facts, rollback_target(r.facts, to))
+                 for r in session.runs.values()}
+        publish(Publication(session, Executor(rep), plans,
+                            revert=lambda r: activate.revert_plan(s, r),
+                            change="the release rolled back to"))

@@ -8,8 +8,10 @@ unknown or changed keys, like `ssh -o StrictHostKeyChecking=yes`.
 
 from __future__ import annotations
 
+import re
 import shlex
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paramiko
@@ -113,12 +115,14 @@ class Result:
 
 
 def sh(conn: Connection, script: str, *, step: str, sudo: bool = False, stdin: bytes | None = None,
-       warn: bool = False, timeout: float | None = None) -> Result:
+       warn: bool = False, timeout: float | None = None,
+       on_line: Callable[[str], None] | None = None) -> Result:
     """Run a shell snippet on the host (as root with `sudo`); failures become RailsfabError.
 
     One SSH channel per call, stdin streamed whole (an archive, a secrets file): no
     per-character stdin relay and no polling sleeps. Secrets go through `stdin`, never into
-    `script`, which may be shown in error messages.
+    `script`, which may be shown in error messages. `on_line` sees each line of output
+    (stdout and stderr) as it arrives: live progress.
     """
     cmd = f"sudo -n sh -c {shlex.quote(script)}" if sudo else script
     host = getattr(conn, "railsfab_host", None)
@@ -133,7 +137,7 @@ def sh(conn: Connection, script: str, *, step: str, sudo: bool = False, stdin: b
         if stdin:
             chan.sendall(stdin)
         chan.shutdown_write()
-        out, err = _drain(chan)
+        out, err = _drain(chan, on_line)
         exited = chan.recv_exit_status()
     except TimeoutError:
         raise RailsfabError(f"`{script}` did not finish in {timeout:.0f} s", host=name,
@@ -150,31 +154,41 @@ def sh(conn: Connection, script: str, *, step: str, sudo: bool = False, stdin: b
     return result
 
 
-def _drain(chan) -> tuple[bytes, bytes]:
+def _drain(chan, on_line: Callable[[str], None] | None = None) -> tuple[bytes, bytes]:
     """Read stdout here and stderr in a helper thread, so neither can stall the other."""
     err = bytearray()
 
-    def read_stderr() -> None:
-        while data := chan.recv_stderr(65536):
-            err.extend(data)
+    def pump(recv, buf: bytearray) -> None:
+        start = 0
+        while data := recv(65536):
+            buf.extend(data)
+            if on_line is None:
+                continue
+            # apt and friends redraw a line with \r: each redraw is a line of progress.
+            end = max(buf.rfind(b"\n"), buf.rfind(b"\r"))
+            if end >= start:
+                for line in re.split(rb"[\r\n]+", bytes(buf[start:end])):
+                    if line.strip():
+                        on_line(line.decode(errors="replace").strip())
+                start = end + 1
 
-    t = threading.Thread(target=read_stderr, daemon=True)
+    t = threading.Thread(target=pump, args=(chan.recv_stderr, err), daemon=True)
     t.start()
     out = bytearray()
-    while data := chan.recv(65536):
-        out.extend(data)
+    pump(chan.recv, out)
     t.join()
     return bytes(out), bytes(err)
 
 
 def checked_script(conn: Connection, script: str, env: dict[str, str], *, step: str,
-                   timeout: float, failures: dict[int, str], fix: str) -> list[str]:
+                   timeout: float, failures: dict[int, str], fix: str,
+                   on_line: Callable[[str], None] | None = None) -> list[str]:
     """Run a bash `script` as root with `env`; it reports success as a last line
     "ok FIELD..." (returned split), failure as its exit status (`failures` says what it
     means) with its last lines as evidence."""
     assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     r = sh(conn, f"sudo -n env {assigns} bash -s", step=step, stdin=script.encode(),
-           warn=True, timeout=timeout)
+           warn=True, timeout=timeout, on_line=on_line)
     lines = r.stdout.strip().splitlines()
     if r.exited == 0 and lines and lines[-1].startswith("ok "):
         return lines[-1].split(" ")[1:]

@@ -1,5 +1,10 @@
 """Progress a person can follow: one line per host and step (ok/changed/failed, time),
-a recap per host, and the one failure block."""
+a recap per host, and the one failure block.
+
+In a terminal, each running step also has a live line (spinner, host, step, elapsed time
+and the last thing its commands printed: apt's downloads, precompile, "waiting for the new
+master..."), replaced by the usual line when the step ends. Without a terminal (CI, a pipe)
+only the usual lines are printed."""
 
 from __future__ import annotations
 
@@ -10,7 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
 
 from railsfab.errors import RailsfabError
 
@@ -28,11 +37,17 @@ class Result:
 
 @dataclass
 class Step:
-    """Handle given to the body of `Reporter.step`: say whether something changed."""
+    """Handle given to the body of `Reporter.step`: say whether something changed, and
+    (`progress`) what is happening meanwhile."""
 
     changed: bool = False
     detail: str = ""
     _done: bool = field(default=False, repr=False)
+    _progress: object = field(default=None, repr=False)
+
+    def progress(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress(text)
 
     def ok(self, detail: str = "") -> None:
         self.changed, self.detail, self._done = False, detail, True
@@ -51,18 +66,81 @@ def _console() -> Console:
     return c
 
 
+@dataclass
+class _Running:
+    host: str
+    step: str
+    started: float
+    spinner: Spinner
+    activity: str = ""
+
+
+class _LiveLines:
+    """What the live area shows: one line per running step, drawn on each refresh."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def __rich__(self) -> Table:
+        grid = Table.grid(padding=(0, 1))
+        now = time.monotonic()
+        with self.reporter._lock:
+            running = list(self.reporter._running.values())
+        for r in running:
+            grid.add_row(r.spinner, Text(f"{r.host:<8}"), Text(f"{r.step:<16}"),
+                         Text(f"{now - r.started:5.1f}s", style="dim"),
+                         Text(r.activity[:90], style="dim", no_wrap=True, overflow="ellipsis"))
+        return grid
+
+
 class Reporter:
-    def __init__(self, console: Console | None = None, quiet: bool = False) -> None:
+    def __init__(self, console: Console | None = None, quiet: bool = False,
+                 live: bool | None = None) -> None:
         self.console = console or _console()
         self.quiet = quiet
+        self.live = (self.console.is_terminal if live is None else live) and not quiet
         self.results: list[Result] = []
         self.started = time.monotonic()
         self._lock = threading.Lock()
+        self._running: dict[int, _Running] = {}
+        self._live: Live | None = None
+
+    def _begin(self, host: str, name: str, handle: Step) -> int:
+        key = id(handle)
+        if not self.live:
+            return key
+        with self._lock:
+            self._running[key] = _Running(host, name, time.monotonic(), Spinner("dots"))
+            if self._live is None:
+                self._live = Live(_LiveLines(self), console=self.console, transient=True,
+                                  refresh_per_second=8, redirect_stdout=False,
+                                  redirect_stderr=False)
+                self._live.start()
+
+        def progress(text: str) -> None:
+            running = self._running.get(key)
+            if running is not None:
+                running.activity = text
+
+        handle._progress = progress
+        return key
+
+    def _end(self, key: int) -> None:
+        if not self.live:
+            return
+        with self._lock:
+            self._running.pop(key, None)
+            live = self._live if not self._running else None
+            if live is not None:
+                self._live = None
+        if live is not None:
+            live.stop()
 
     @contextmanager
     def step(self, host: str, name: str) -> Iterator[Step]:
         handle = Step()
         t0 = time.monotonic()
+        key = self._begin(host, name, handle)
         try:
             yield handle
         except RailsfabError as exc:
@@ -73,6 +151,8 @@ class Reporter:
         except Exception as exc:
             self._record(Result(host, name, "failed", str(exc), time.monotonic() - t0))
             raise
+        finally:
+            self._end(key)
         status = "changed" if handle.changed else "ok"
         self._record(Result(host, name, status, handle.detail, time.monotonic() - t0))
 

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import tarfile
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +38,8 @@ class FileEntry:
 class Source:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._archive: bytes | None = None
+        self._archive_lock = threading.Lock()
         if not (root / "config.ru").is_file() or not (root / "Gemfile").is_file():
             raise ConfigError(f"{root}: not a Rails app (no config.ru or Gemfile)",
                               fix="point app.source in hosts.yaml at your Rails app's folder")
@@ -89,7 +92,14 @@ class Source:
         return self._digest(MIGRATION_INPUTS)
 
     def archive(self) -> bytes:
-        """One gzip'd tar of the release (gzip level 1: the link, not the CPU, is the limit)."""
+        """One gzip'd tar of the release (gzip level 1: the link, not the CPU, is the limit),
+        built once however many hosts ask for it."""
+        with self._archive_lock:
+            if self._archive is None:
+                self._archive = self._build_archive()
+            return self._archive
+
+    def _build_archive(self) -> bytes:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
             for e in self.files:

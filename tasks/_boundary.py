@@ -1,15 +1,30 @@
-"""The one place task failures become a message and an exit status."""
+"""The one place task failures become a message and an exit status, and where the flags of
+every task follow the same conventions."""
 
 from __future__ import annotations
 
 import functools
 import sys
 
-from invoke import Exit, task
+from invoke import Exit, Task, task
 
 from railsfab import inventory
-from railsfab.errors import RailsfabError
+from railsfab.errors import ConfigError, RailsfabError
 from railsfab.report import Reporter
+
+# One meaning per short flag, in every task. Invoke would otherwise give each task the first
+# free letter of each flag: `-h` became `--hard` in restart-app (help everywhere else), `-o`
+# meant `--only` in one task and `--out` in another. Destructive or rare flags stay long.
+SHORT_FLAGS = {"stage": "s", "only": "o", "dry_run": "n", "json": "j"}
+
+
+class RailsfabTask(Task):
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        short = SHORT_FLAGS.get(name)
+        if short and short not in taken_names:
+            opts["names"].append(short)
+        return opts
 
 
 def command(*, name: str, help: dict[str, str] | None = None):
@@ -19,6 +34,7 @@ def command(*, name: str, help: dict[str, str] | None = None):
         @functools.wraps(fn)
         def wrapper(c, *args, **kwargs):
             try:
+                _refuse_fabric_hosts(c)
                 return fn(c, *args, **kwargs)
             except RailsfabError as exc:
                 Reporter().failure(exc, command=f"fab {name}")
@@ -38,12 +54,23 @@ def command(*, name: str, help: dict[str, str] | None = None):
                 Reporter().failure(err, command=f"fab {name}")
                 raise Exit(code=err.exit_code) from None
 
-        return task(help=help or {})(wrapper)
+        return task(klass=RailsfabTask, auto_shortflags=False, help=help or {})(wrapper)
 
     return deco
 
 
+def _refuse_fabric_hosts(c) -> None:
+    """`fab -H web1 deploy` would run the whole task once per -H host (Fabric hands each
+    call a Connection): railsfab's hosts come from the stage in hosts.yaml."""
+    host = getattr(c, "host", None)
+    if host:
+        raise ConfigError(
+            "fab -H/--hosts is not how railsfab picks hosts: they come from the stage in "
+            "hosts.yaml", fix=f"use --only {host} (a host name from hosts.yaml)")
+
+
 STAGE_HELP = "stage from hosts.yaml (default: $RAILSFAB_STAGE, else the file's default_stage)"
+ONLY_HELP = "comma-separated host names (default: every web host)"
 
 
 def load_stage(stage: str | None) -> inventory.Inventory:

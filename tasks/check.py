@@ -23,7 +23,7 @@ def check(c, stage=None, only=None, json=False):
     """Check every layer of each web host; name the first broken one and how to fix it."""
     inv = load_stage(stage)
     app = inv.stage.app
-    paths = Paths(app.name, app.deploy_to, app.app_server)
+    paths = Paths.of(app)
     hosts = inv.hosts(role="web", only=only)
     s3 = diagnose.s3_round_trip(inv) if inv.stage.aws.bucket else None
     tg = rolling.TargetGroup(inv) if (inv.stage.aws.stack_name or

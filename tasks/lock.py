@@ -17,7 +17,7 @@ def release(c, stage=None, only=None):
     inv = load_stage(stage)
     rep = Reporter()
     app = inv.stage.app
-    paths = Paths(app.name, app.deploy_to, app.app_server)
+    paths = Paths.of(app)
     for host in inv.hosts(role="web", only=only):
         with rep.step(host.name, "lock") as s:
             conn = remote.open_checked(inv, host)

@@ -6,9 +6,8 @@ from rich.table import Table
 
 from railsfab import releases as ledger
 from railsfab.report import Reporter
+from tasks._boundary import ONLY_HELP as ONLY
 from tasks._boundary import STAGE_HELP, command, load_stage
-
-ONLY = "comma-separated host names (default: every web host)"
 
 
 @command(name="releases", help={"stage": STAGE_HELP, "only": ONLY})
@@ -28,7 +27,7 @@ def releases(c, stage=None, only=None):
 @command(name="rollback", help={"stage": STAGE_HELP, "only": ONLY,
                                 "to": "release id to go back to (default: the previous good one)"})
 def rollback(c, stage=None, only=None, to=None):
-    """Switch back to the previous good release with a zero-downtime handover."""
+    """Switch back to the previous good release: zero downtime, in batches through the ALB."""
     inv = load_stage(stage)
     rep = Reporter()
     try:

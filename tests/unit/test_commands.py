@@ -64,8 +64,7 @@ def test_production_stage_writes_no_aws_keys(tmp_path, monkeypatch):
     from pathlib import Path
 
     from railsfab import inventory
-    from railsfab.deploy import Deployer
-    from railsfab.report import Reporter
+    from railsfab.ops import desired
 
     root = Path(__file__).resolve().parents[2]
     (tmp_path / "hosts.yaml").write_text(f"""
@@ -78,7 +77,7 @@ stages:
 """)
     monkeypatch.setenv("SECRET_KEY_BASE", "x" * 64)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIADEVELOPERKEY")
-    env = Deployer(inventory.load(tmp_path / "hosts.yaml"), Reporter(quiet=True)).env_text
+    env = desired.build(inventory.load(tmp_path / "hosts.yaml")).env_text
     assert "S3_BUCKET='shop-uploads'" in env and "ACTIVE_STORAGE_SERVICE='amazon'" in env
     assert "AWS_ACCESS_KEY_ID" not in env and "AWS_SECRET_ACCESS_KEY" not in env
     assert "AWS_ENDPOINT_URL" not in env

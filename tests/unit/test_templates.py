@@ -112,7 +112,7 @@ PUMA_FILES = {("puma.rb.j2", True): "puma.rb", ("puma.service.j2", True): "puma.
 def puma_rendered(template: str, app=PUMA, notify: bool = True) -> str:
     from railsfab import appserver
 
-    files = appserver.files(render.environment(), app, PUMA_PATHS, notify=notify)
+    files = appserver.Puma(app, PUMA_PATHS).files(render.environment(), notify=notify)
     return {"puma.rb.j2": files["server_config"], "puma.service.j2": files["unit"],
             "nginx-site.conf.j2": files.get("site")}[template]
 
@@ -156,7 +156,7 @@ def test_puma_alone_binds_the_port_serves_static_files_and_renders_no_site():
     from railsfab import appserver
 
     alone = PUMA.model_copy(update={"nginx": False, "port": 3000})
-    files = appserver.files(render.environment(), alone, PUMA_PATHS, notify=True)
+    files = appserver.Puma(alone, PUMA_PATHS).files(render.environment(), notify=True)
     assert 'bind "tcp://0.0.0.0:3000?backlog=1024"' in files["server_config"]
     assert "unix://" not in files["server_config"]
     assert "RAILS_SERVE_STATIC_FILES=1" in files["unit"]
@@ -175,10 +175,12 @@ def test_notify_support_is_read_from_the_bundle(tmp_path, gemfile, lock, expecte
     (tmp_path / "Gemfile").write_text(gemfile)
     if lock:
         (tmp_path / "Gemfile.lock").write_text(lock)
-    assert appserver.notify_supported(tmp_path) is expected
+    assert appserver.Puma(PUMA, PUMA_PATHS).notify(tmp_path) is expected
 
 
 def test_the_sample_app_can_use_type_notify():
     from railsfab import appserver
 
-    assert appserver.notify_supported(Path(__file__).parents[2] / "examples/sample_app")
+    sample = Path(__file__).parents[2] / "examples/sample_app"
+    assert appserver.Puma(PUMA, PUMA_PATHS).notify(sample)
+    assert not appserver.Unicorn(APP, PUMA_PATHS).notify(sample)

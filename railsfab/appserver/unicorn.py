@@ -1,0 +1,60 @@
+"""Unicorn: preforking, single-threaded workers, one zero-downtime mechanism (USR2).
+
+The unit is Type=forking with PIDFile= pointing at the pid file unicorn.rb writes. A
+handover is unicorn's own USR2 re-exec: the old master renames its pid file to `.oldbin`
+and forks a new master (same command line, so the same config, whose `working_directory`
+and `before_exec` point at `current`), which writes the pid file once it has bound the
+socket it inherited. Both masters serve from the same listening socket, so no request is
+refused. We then QUIT the old master; systemd sees its main process exit, re-reads PIDFile=
+and adopts the new master (it is in the unit's cgroup). No sleeps: every wait is a condition
+polled with a deadline (onhost/unicorn_handover.sh), and every stage is checked: the new
+master is alive, runs from the release `current` points to, has its workers, the old master
+is gone, exactly one master is left, and systemd's MainPID is the new master. If the new
+master fails to boot, unicorn restores the old pid file and the old master keeps serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from railsfab import onhost, remote
+from railsfab.appserver.base import AppServer
+
+FAILURES = {
+    3: "unicorn is not running (no live master in the pid file)",
+    4: "the new unicorn master failed to boot; the old master keeps serving",
+    5: "the new unicorn master did not get its workers up in time; the old master keeps serving",
+    6: "the old unicorn master did not quit in time",
+    7: "systemd did not adopt the new master",
+    8: "more than one unicorn master is running",
+    9: "the new master does not run the release `current` points to",
+}
+
+
+class Unicorn(AppServer):
+    name = "unicorn"
+    title = "Unicorn"
+    processes = "^unicorn (master|worker)"
+    master_pattern = "^unicorn master"
+    failed_restart_changes_it = False
+
+    def restart_mode(self, *, gems_changed: bool, config_changed: bool) -> str:
+        return "usr2"  # the re-exec'd master loads everything afresh
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return ("usr2",)
+
+    def restart(self, conn, *, mode: str, step: str,
+                on_line: Callable[[str], None] | None = None) -> str:
+        p, app = self.paths, self.app
+        env = {"PIDF": p.pid, "LOG": p.server_log, "UNIT": p.unit_name,
+               "WORKERS": str(app.workers), "TIMEOUT": str(app.timeout + 60),
+               "CURRENT": p.current, "USER_": app.deploy_user}
+        old, new, nworkers, ready_ms, cwd = remote.checked_script(
+            conn, onhost.load("unicorn_handover.sh"), env, step=step,
+            timeout=app.timeout + 120, failures=FAILURES,
+            fix=f"see {p.server_log} on the host", on_line=on_line)
+        return (f"master {old} -> {new}, {nworkers} workers serving "
+                f"{cwd.rsplit('/', 1)[-1]}, first new worker up {int(ready_ms) / 1000:.1f}s "
+                "after USR2")

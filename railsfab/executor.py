@@ -1,0 +1,118 @@
+"""Runs a host's plan, or prints it: a dry run is this module's mode, not a branch in each
+step. Every step is reported (ok / changed / failed, time); a step that runs shows live
+progress in a terminal (what its commands print)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from railsfab import remote
+from railsfab.errors import RailsfabError
+from railsfab.facts import Facts
+from railsfab.inventory import Host
+from railsfab.ops.base import Change, Check, NoChange, Plan, Script
+from railsfab.report import Reporter
+
+
+@dataclass
+class HostRun:
+    """One host during one command: its connection, its facts, what was applied."""
+
+    host: Host
+    conn: Any = None
+    facts: Facts | None = None
+    locked: bool = False  # this run holds the host's deploy lock
+    applied: list[str] = field(default_factory=list)  # steps whose changes ran, in order
+    marks: dict[str, float] = field(default_factory=dict)  # when things happened
+    restarted: bool = False  # the app server was started, restarted or handed over
+    error: RailsfabError | None = None
+    progress: Callable[[str], None] | None = None  # the running step's live line
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+
+def parallel(fn: Callable[[HostRun], None], runs: Iterable[HostRun],
+             phase: str) -> dict[str, RailsfabError]:
+    """`fn` on each run, one thread per host. Failures come back by host name (each a
+    RailsfabError naming host and step) and are recorded on runs that had none yet; nothing
+    is raised here."""
+    todo = list(runs)
+    errors: dict[str, RailsfabError] = {}
+    if not todo:
+        return errors
+    with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+        for r, fut in [(r, pool.submit(fn, r)) for r in todo]:
+            exc = fut.exception()
+            if exc is None:
+                continue
+            if not isinstance(exc, RailsfabError):
+                exc = RailsfabError(f"{type(exc).__name__}: {exc}", host=r.name, step=phase)
+            exc.host = exc.host or r.name
+            errors[r.name] = exc
+            if r.error is None:
+                r.error = exc
+    return errors
+
+
+class Executor:
+    def __init__(self, rep: Reporter, *, dry: bool = False) -> None:
+        self.rep = rep
+        self.dry = dry
+
+    def run(self, r: HostRun, plan: Plan) -> None:
+        """Each step in order; raises (RailsfabError) at the first that fails."""
+        changed = False
+        for planned in plan:
+            o = planned.outcome
+            if isinstance(o, Check) and (self.dry or not (changed or o.always)):
+                continue
+            diff = None
+            with self.rep.step(r.name, planned.step) as s:
+                r.progress = s.progress
+                try:
+                    if isinstance(o, Check):
+                        s.ok(o.run(r))
+                    elif isinstance(o, NoChange):
+                        self._scripts(r, o.scripts, planned.step)
+                        s.ok(o.reason)
+                    elif self.dry:
+                        s.change(f"would {o.what}")
+                        diff = o.diff and self._diff(r, *o.diff)
+                    else:
+                        s.change(self._apply(r, planned.step, o))
+                        changed = True
+                finally:
+                    r.progress = None
+            if diff:
+                self.rep.info(diff)
+
+    def _apply(self, r: HostRun, step: str, o: Change) -> str:
+        r.applied.append(step)
+        self._scripts(r, o.scripts, step)
+        said = o.run(r) if o.run else None
+        return said or o.done or o.what
+
+    def _scripts(self, r: HostRun, scripts: tuple[Script, ...], step: str) -> None:
+        if self.dry:
+            return
+        for sc in scripts:
+            stdin = sc.stdin() if callable(sc.stdin) else sc.stdin
+            try:
+                remote.sh(r.conn, sc.text, step=step, sudo=True, stdin=stdin,
+                          timeout=sc.timeout, on_line=r.progress)
+            except RailsfabError as exc:
+                if sc.fix:
+                    exc.fix = sc.fix
+                raise
+
+    def _diff(self, r: HostRun, dest: str, text: str) -> str:
+        old = (r.facts.text(dest) if r.facts else None) or ""
+        diff = difflib.unified_diff(old.splitlines(keepends=True), text.splitlines(keepends=True),
+                                    f"{r.name}:{dest}", "rendered")
+        return "".join(diff).rstrip() or f"(new file {dest})"

@@ -1,0 +1,174 @@
+"""What deploy, rollback and restart need to know about a host, printed as one JSON document.
+
+Runs as root; with a lock request it also takes the app's deploy lock in the same round
+trip (mkdir is atomic: of several concurrent runs exactly one gets it).
+"""
+
+import glob
+import grp
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import time
+
+# Files whose text comes back too (for dry-run diffs); never the env file (secrets).
+MAX_TEXT = 65536
+
+
+def sha(path):
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def text(path):
+    try:
+        if os.path.getsize(path) > MAX_TEXT:
+            return None
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def out(*argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def node(path):
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return {"mode": f"{stat.S_IMODE(st.st_mode):04o}", "owner": owner, "group": group,
+            "link": os.readlink(path) if stat.S_ISLNK(st.st_mode) else None,
+            "dir": stat.S_ISDIR(st.st_mode)}
+
+
+def os_release():
+    osr = {}
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                k, _, v = line.strip().partition("=")
+                osr[k] = v.strip('"')
+    except OSError:
+        pass
+    return {"id": osr.get("ID"), "version": osr.get("VERSION_ID"),
+            "codename": osr.get("VERSION_CODENAME")}
+
+
+def installed(packages):
+    found = set()
+    if not packages:
+        return []
+    listing = out("dpkg-query", "-W", "-f", "${Package} ${Status}\n", *packages)
+    for line in listing.splitlines():
+        parts = line.split()
+        if parts[-3:] == ["install", "ok", "installed"]:
+            found.add(parts[0])
+    return sorted(found)
+
+
+def releases(folder):
+    found = {}
+    for d in sorted(glob.glob(folder + "/*")):
+        meta = {}
+        try:
+            with open(d + "/.railsfab-release.json") as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            pass
+        found[os.path.basename(d)] = meta
+    return found
+
+
+def unit_states(names):
+    """ActiveState, UnitFileState, LoadState and MainPID of each unit, in one systemctl."""
+    if not names:
+        return {}
+    show = out("systemctl", "show", "-p", "Id,ActiveState,UnitFileState,LoadState,MainPID",
+               *names)
+    blocks = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+              for block in show.split("\n\n")]
+    states = {}
+    for name, props in zip(names, blocks + [{}] * (len(names) - len(blocks)), strict=False):
+        enabled = props.get("UnitFileState", "")
+        if props.get("LoadState") == "masked":
+            enabled = "masked"
+        states[name] = {"active": props.get("ActiveState", ""), "enabled": enabled,
+                        "load": props.get("LoadState", ""),
+                        "main_pid": props.get("MainPID", "")}
+    return states
+
+
+def take_lock(req):
+    """Take the lock directory, or say who holds it; `steal_if` takes over a lock whose
+    holder is exactly that (a dead run of ours)."""
+    path, me = req["path"], req["holder"]
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    for _ in range(2):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            try:
+                with open(path + "/holder.json") as f:
+                    held = json.load(f)
+            except (OSError, ValueError):
+                held = {"owner": "unknown (no holder file)"}
+            if req.get("steal_if") is not None and held == req["steal_if"]:
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            return {"acquired": False, "holder": held}
+        with open(path + "/holder.json", "w") as f:
+            json.dump(me, f)
+        return {"acquired": True}
+    return {"acquired": False, "holder": {"owner": "unknown (lock reappeared)"}}
+
+
+def lock_only(req):
+    print(json.dumps(take_lock(req)))
+
+
+def main(P):
+    current = None
+    try:
+        current = os.path.basename(os.readlink(P["current"]))
+    except OSError:
+        pass
+    try:
+        pwd.getpwnam(P["user"])
+        user = True
+    except KeyError:
+        user = False
+    lists = [os.path.getmtime(p) for p in glob.glob("/var/lib/apt/lists/*_Packages*")]
+    print(json.dumps({
+        "lock": take_lock(P["lock"]) if P.get("lock") else None,
+        "os": os_release(),
+        "installed": installed(P.get("packages", [])),
+        "apt_lists_age": (time.time() - max(lists)) if lists else None,
+        "user": user,
+        "nodes": {p: node(p) for p in P.get("nodes", [])},
+        "files": {p: sha(p) for p in P.get("files", [])},
+        "texts": {p: text(p) for p in P.get("texts", [])},
+        "releases": releases(P["releases"]),
+        "current": current,
+        "units": unit_states(P.get("units", [])),
+    }))

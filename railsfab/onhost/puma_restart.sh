@@ -1,0 +1,52 @@
+# A verified puma restart: phased (SIG=USR1, workers one at a time) or hot (SIG=USR2, the
+# master re-execs). Environment: UNIT OUT ERR WORKERS TIMEOUT CURRENT SIG. Success: a last
+# line "ok MASTER WORKERS FIRST_MS CWD"; failure: an exit status railsfab.appserver.puma
+# names, with the evidence before it. Progress goes to stderr.
+set -u
+unit=$UNIT; out=$OUT; err=$ERR; workers=$WORKERS; timeout=$TIMEOUT; current=$CURRENT
+now() { date +%s; }
+# How puma 5 says that a worker could not load the app (cluster mode, then single mode).
+unable='Unable to (start worker|load application)'
+since() { tail -c +$(( $2 + 1 )) "$1" 2>/dev/null; }
+said() { since "$out" "$ooff" | grep -m 1 -A 1 -E "$unable" | cut -c1-300
+         t=$(mktemp) && since "$err" "$eoff" > "$t"
+         grep -m 3 -E '(Error|Exception)' "$t" | cut -c1-300
+         tail -n 4 "$t" | cut -c1-300; rm -f "$t"; }
+kids() { ps --ppid "$1" -o pid= | tr -s ' \n' '  '; }
+master=$(systemctl show -p MainPID --value "$unit")
+if [ -z "$master" ] || [ "$master" = 0 ] || ! kill -0 "$master" 2>/dev/null; then
+  echo "no-master"; exit 3
+fi
+old=" $(kids "$master") "
+ooff=$(stat -c %s "$out" 2>/dev/null || echo 0); eoff=$(stat -c %s "$err" 2>/dev/null || echo 0)
+t0=$(date +%s%N); first=""; seen=-1
+kill -"$SIG" "$master"
+echo "$SIG sent to master $master; waiting for $workers new workers" >&2
+deadline=$(( $(now) + timeout ))
+while :; do
+  kill -0 "$master" 2>/dev/null || { echo "master-died"; said; exit 4; }
+  booted=$(since "$out" "$ooff" | grep -c 'booted in' || true)
+  [ "$booted" -ge 1 ] && [ -z "$first" ] && first=$(date +%s%N)
+  [ "$booted" != "$seen" ] && { echo "$booted of $workers new workers booted" >&2; seen=$booted; }
+  if [ "$booted" -ge "$workers" ]; then
+    n=0; stale=0
+    for k in $(kids "$master"); do
+      n=$((n + 1)); case "$old" in *" $k "*) stale=$((stale + 1)) ;; esac
+    done
+    if [ "$n" = "$workers" ] && [ "$stale" = 0 ] \
+       && [ "$(systemctl show -p ActiveState --value "$unit")" = active ]; then break; fi
+  fi
+  if { since "$out" "$ooff"; since "$err" "$eoff"; } | grep -qE "$unable"; then
+    echo "workers-fail"; said; exit 5
+  fi
+  [ "$(now)" -ge "$deadline" ] && { echo "timeout"; said; exit 6; }
+  sleep 0.1
+done
+[ "$(systemctl show -p MainPID --value "$unit")" = "$master" ] \
+  || { echo "systemd-lost-track"; exit 7; }
+want=$(readlink -f "$current")
+for k in $(kids "$master"); do
+  cwd=$(readlink "/proc/$k/cwd")
+  [ "$cwd" = "$want" ] || { echo "wrong-release worker $k in $cwd (current is $want)"; exit 9; }
+done
+echo "ok $master $n $(( (first - t0) / 1000000 )) $want"

@@ -1,0 +1,229 @@
+"""Activate: what changes what is being served, run per batch through the publish path.
+
+Config files are validated before they replace the old ones; `current` is switched
+atomically; the app server is (re)started or handed over, and counts as ready only once it
+answers on its own socket or port; nginx moves to it only then; the other server (after a
+switch unicorn <-> puma) is retired once nginx's old workers are done with it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from railsfab import commands, onhost, remote, verify
+from railsfab.appserver import HEALTH_PATH, AppServer
+from railsfab.facts import Facts
+from railsfab.ops import runs
+from railsfab.ops.base import Change, Check, NoChange, Plan, Planned, Script
+from railsfab.ops.desired import Desired, Serving, sha
+
+if TYPE_CHECKING:
+    from railsfab.executor import HostRun
+
+
+def _install(dest: str, text: str, *, owner: str, group: str, mode: str,
+             validate: str | None = None, name: str | None = None, then: str = "") -> Script:
+    """Up to a temp file, validated there, then moved into place: on failure the old file
+    stays."""
+    fname = name or dest.rsplit("/", 1)[-1]
+    check = f" && {validate.format(file=f'$t/{fname}')}" if validate else ""
+    return Script(f"t=$(mktemp -d) && trap 'rm -rf $t' EXIT && cat > $t/{fname}{check} && "
+                  f"install -o {owner} -g {group} -m {mode} $t/{fname} {dest}{then}",
+                  stdin=text.encode())
+
+
+def server_config(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
+    dest, text = d.paths.server_config, d.files["server_config"]
+    if f.file_sha(dest) == sha(text):
+        return NoChange(dest)
+    return Change(f"update {dest}", done=dest, diff=(dest, text), scripts=(_install(
+        dest, text, owner="root", group=d.app.deploy_user, mode="0640",
+        validate="ruby -c {file} >/dev/null"),))
+
+
+def unit(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
+    dest, text = d.paths.unit, d.files["unit"]
+    if f.file_sha(dest) == sha(text):
+        return NoChange(dest)
+    return Change(f"update {dest}", done=dest, diff=(dest, text), scripts=(_install(
+        dest, text, owner="root", group="root", mode="0644", name=d.paths.unit_name,
+        validate="systemd-analyze verify {file} >/dev/null",
+        then=" && systemctl daemon-reload"),))
+
+
+def site(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
+    paths = d.paths
+    if not d.app.nginx:
+        return _no_site(f, d)
+    text = d.files["site"]
+    defaults = [x for x in paths.nginx_default_sites if f.node(x)]
+    enabled = f.node(paths.nginx_site_enabled)
+    removed = f", remove {' '.join(defaults)}" if defaults else ""
+    if (f.file_sha(paths.nginx_site) == sha(text) and not defaults and enabled
+            and enabled["link"] == paths.nginx_site):
+        return NoChange(f"{paths.nginx_site}, default site absent")
+    # Written in place but kept only if `nginx -t` accepts the whole configuration; the
+    # running nginx keeps its loaded config either way until the nginx step reloads it.
+    script = f"""t=$(mktemp -d) && trap 'rm -rf $t' EXIT && cat > $t/site &&
+if [ -f {paths.nginx_site} ]; then cp -p {paths.nginx_site} $t/old; fi &&
+install -m 0644 $t/site {paths.nginx_site} &&
+ln -sfn {paths.nginx_site} {paths.nginx_site_enabled} &&
+rm -f {' '.join(paths.nginx_default_sites)} &&
+if ! nginx -t 2>$t/err; then
+  if [ -f $t/old ]; then cp -p $t/old {paths.nginx_site}; else rm -f {paths.nginx_site} \
+{paths.nginx_site_enabled}; fi
+  grep -v 'test failed' $t/err >&2; exit 1
+fi"""
+    return Change(f"update {paths.nginx_site}{removed}", diff=(paths.nginx_site, text),
+                  done=paths.nginx_site + removed.replace("remove", "removed"),
+                  scripts=(Script(script, stdin=text.encode()),))
+
+
+def _no_site(f: Facts, d: Desired) -> Change | NoChange:
+    """`nginx: false`: a site left from an nginx-fronted setup would answer :80 with 502s
+    once its app server is gone; take it out (nginx itself may serve other sites)."""
+    paths = d.paths
+    present = [x for x in (paths.nginx_site_enabled, paths.nginx_site) if f.node(x)]
+    if not present:
+        return NoChange(f"none (nginx: false; {d.server.name} answers on :{d.app.port})")
+    return Change(f"remove {' '.join(present)} (nginx: false)",
+                  done=f"removed {' '.join(present)} (nginx: false)",
+                  scripts=(Script(f"rm -f {' '.join(present)} && "
+                                  "(! systemctl is-active -q nginx || systemctl reload nginx)"),))
+
+
+def switch(f: Facts, d: Desired, p: Plan) -> Change | None:
+    if not p.changes("release"):
+        return None
+    return switch_to(d, d.release)
+
+
+def switch_to(d: Serving, release: str) -> Change:
+    return Change(f"point current to releases/{release}", done=f"current -> releases/{release}",
+                  scripts=(Script(commands.switch_current(d.paths, release,
+                                                          owner=d.app.deploy_user)),))
+
+
+def app_server(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
+    server, unit_name = d.server, d.paths.unit_name
+    state = f.unit(unit_name)
+    enable = state["enabled"] != "enabled"
+    if state["active"] != "active":
+        running = [s for s in d.retired if f.unit(s.paths.unit_name)["active"] == "active"]
+        beside = (f" beside {running[0].paths.unit_name} (its own socket; nginx moves over "
+                  "once it answers)") if running else ""
+        return Change(f"start {unit_name}{beside}", run=runs.start(server, enable),
+                      done=f"started {unit_name}{beside}")
+    hard = [why for why, step in (("unit", f"{server.name} unit"), ("env file", "env file"))
+            if p.changes(step)]
+    soft = [why for why, step in (("new release", "release"), ("config", f"{server.name} config"))
+            if p.changes(step)]
+    if hard:
+        # A re-exec'd master keeps its environment and unit settings: only a full restart
+        # picks these up (a short gap while the server boots).
+        why = ", ".join(hard + soft)
+        return Change(f"restart {unit_name} ({why} changed; full restart)",
+                      run=runs.hard_restart(server, enable),
+                      done=f"restarted ({why} changed; full restart)")
+    if soft:
+        gems_changed = f.current_meta.get("gems") != d.digests.gems
+        mode = server.restart_mode(gems_changed=gems_changed,
+                                   config_changed=p.changes(f"{server.name} config"))
+        return Change(f"hand over ({', '.join(soft)}; {mode})",
+                      run=runs.handover(server, mode, enable,
+                                        summary=f"zero-downtime handover ({', '.join(soft)})"))
+    pid = state["main_pid"]
+    if enable:
+        return Change(f"enable {unit_name}", done=f"enabled; master pid {pid}", scripts=(
+            Script(f"systemctl enable -q {unit_name}"),))
+    return NoChange(f"running, master pid {pid}")
+
+
+def nginx(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
+    if not d.app.nginx:
+        return None
+    state = f.unit("nginx")
+    enable = "" if state["enabled"] == "enabled" else "systemctl enable -q nginx && "
+    if p.changes("nginx site"):
+        # The package's postinst may have started nginx since the facts were read:
+        # reload-or-restart is right whether it runs or not.
+        return Change("reload (site changed)", done="reloaded (site changed)",
+                      run=runs.script_marked(f"{enable}systemctl reload-or-restart nginx",
+                                             mark="nginx"))
+    if state["active"] != "active":
+        return Change("start", done="started", scripts=(Script(f"{enable}systemctl start nginx"),))
+    return NoChange("running, config unchanged")
+
+
+def verified(f: Facts | None, d: Serving, p: Plan | None = None, *,
+             always: bool = False) -> Check:
+    where = "nginx" if d.app.nginx else f":{d.app.port}"
+    return Check(f"/, {HEALTH_PATH} and an asset answer 200 through {where}",
+                 run=lambda r: verify.serving(r.conn, d.paths, d.app), always=always)
+
+
+def retire(f: Facts, d: Desired, p: Plan) -> Change | None:
+    """After a switch (unicorn <-> puma), once the new server verified: stop and disable the
+    old one, remove its unit, config, pid file and socket, and end any process of it left.
+    Nothing to do (and no step shown) on hosts that never ran it."""
+    old = [s for s in d.retired if f.unit(s.paths.unit_name)["load"] == "loaded"]
+    if not old:
+        return None
+    was_serving = {s.name: f.unit(s.paths.unit_name)["active"] == "active" for s in old}
+    names = " ".join(s.paths.unit_name for s in old)
+    return Change(f"stop and remove {names}", run=_retire_run(d.server, old, was_serving))
+
+
+def _retire_run(new: AppServer, old: list[AppServer], was_serving: dict[str, bool]
+                ) -> Callable[[HostRun], str]:
+    def run(r: HostRun) -> str:
+        said = []
+        for s in old:
+            p = s.paths
+            env = {"UNIT": p.unit_name, "UNIT_FILE": p.unit, "CONFIG": p.server_config,
+                   "PIDF": p.pid, "SOCKET": p.socket, "USER_": s.app.deploy_user,
+                   "PATTERN": s.processes}
+            out = remote.sh(r.conn, f"sudo -n env {_assign(env)} bash -s",
+                            step=f"retire {s.name}", stdin=onhost.load("retire.sh").encode(),
+                            on_line=r.progress, timeout=120).stdout.strip()
+            stopped = time.monotonic()
+            said.append(f"{p.unit_name} stopped, disabled and removed"
+                        + _no_gap(r, new, s, was_serving[s.name], stopped)
+                        + (f"; orphan processes {out.removeprefix('ended ')}" if out else ""))
+        return "; ".join(said)
+    return run
+
+
+def _no_gap(r: HostRun, new: AppServer, old: AppServer, was_serving: bool,
+            stopped: float) -> str:
+    """Claimed only from what was measured in this run: the new server answered before
+    nginx moved to it, and the old one served until after that."""
+    ready, moved = r.marks.get("ready"), r.marks.get("nginx")
+    if not (was_serving and ready and moved and ready <= moved):
+        return ""
+    return (f"; no gap: {new.title} answered {moved - ready:.1f}s before nginx moved to it, "
+            f"{old.title} stopped {stopped - moved:.1f}s after (the cost: one extra app boot "
+            f"and both servers' memory meanwhile)")
+
+
+def _assign(env: dict[str, str]) -> str:
+    return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+
+
+def revert_plan(d: Serving, r: HostRun) -> Plan | None:
+    """Back on the release the host served before this deploy, its app server restarted from
+    it if this run had touched it, verified. None on a first deploy (nothing to go back to)."""
+    prev = r.facts.current
+    if prev is None:
+        return None
+    steps = []
+    if "switch" in r.applied:
+        steps.append(Planned("revert", switch_to(d, prev)))
+    if r.restarted:
+        steps.append(Planned("revert", Change(f"restart {d.server.name} from {prev}",
+                                              run=runs.revert(d.server))))
+    steps.append(Planned("verify", verified(r.facts, d, always=True)))
+    return Plan(steps)

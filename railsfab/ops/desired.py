@@ -1,0 +1,114 @@
+"""What a deploy wants every web host to look like, computed once on the controller before
+the first SSH connection: rendered files, the env file, the release and its digests."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from railsfab import appserver, render
+from railsfab.appserver import AppServer
+from railsfab.inventory import App, Inventory
+from railsfab.paths import Paths
+from railsfab.secrets import app_secrets, env_file_text
+from railsfab.source import Source
+
+BASE_PACKAGES = ("ruby", "ruby-bundler", "curl")
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Digests:
+    """What a release is made of, as hashes: each decides whether its step must run."""
+
+    release: str  # the app's files plus what railsfab renders into the release
+    gems: str
+    assets: str
+    migrations: str
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The app as it serves: what rollback and restart need (and deploy, among the rest)."""
+
+    app: App
+    paths: Paths
+    server: AppServer
+
+    @classmethod
+    def of(cls, app: App) -> Serving:
+        paths = Paths.of(app)
+        return cls(app, paths, appserver.for_app(app, paths))
+
+
+@dataclass(frozen=True)
+class Desired(Serving):
+    retired: tuple[AppServer, ...]  # servers the stage does not run any more
+    packages: tuple[str, ...]
+    apt_proxy: str | None
+    env_text: str
+    files: dict[str, str]  # server_config, unit and (behind nginx) site
+    storage_yml: str | None
+    release: str  # the id a new release gets
+    digests: Digests
+    archive: Callable[[], bytes] = field(repr=False, compare=False)
+    source_files: int = 0
+
+    def meta(self, state: str) -> dict:
+        """The release's ledger entry (.railsfab-release.json)."""
+        return {"source": self.digests.release, "gems": self.digests.gems,
+                "assets": self.digests.assets, "migrations": self.digests.migrations,
+                "state": state, "app_server": self.app.app_server,
+                "rails_env": self.app.rails_env}
+
+
+def app_env(inv: Inventory, secrets: dict[str, str]) -> dict[str, str]:
+    """The app's environment: RAILS_ENV explicit, the database, S3, then the secrets."""
+    app, a = inv.stage.app, inv.stage.aws
+    env = {"RAILS_ENV": app.rails_env, "RACK_ENV": app.rails_env}
+    if app.database:
+        db = app.database
+        env.update(DATABASE_HOST=db.host, DATABASE_PORT=str(db.port),
+                   DATABASE_NAME=db.name, DATABASE_USERNAME=db.user)
+    if a.bucket:
+        # ActiveStorage on S3. On EC2 the SDK takes credentials from the instance role:
+        # no keys on disk. The sandbox's endpoint takes dummy keys, via this 0600 file.
+        env.update(ACTIVE_STORAGE_SERVICE="amazon", S3_BUCKET=a.bucket, AWS_REGION=a.region)
+        if a.endpoint_url:
+            env["AWS_ENDPOINT_URL"] = a.endpoint_url
+        if inv.stage.sandbox:
+            env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    env.update(secrets)
+    return env
+
+
+def build(inv: Inventory, *, release: str | None = None) -> Desired:
+    """Everything local is read and checked here, before any SSH connection."""
+    app = inv.stage.app
+    paths = Paths.of(app)
+    server = appserver.for_app(app, paths)
+    source = Source(inv.resolve(app.source))
+    secrets_file = inv.resolve(app.secrets_file) if app.secrets_file else None
+    env_text = env_file_text(app_env(inv, app_secrets(secrets_file)))
+    templates = render.environment(inv.root)
+    storage_yml = None
+    if inv.stage.aws.bucket:
+        storage_yml = render.render(templates, "storage.yml.j2", app=app, aws=inv.stage.aws,
+                                    stage=inv.stage_name)
+    files = server.files(templates, notify=server.notify(source.root))
+    front = ("nginx",) if app.nginx else ()
+    packages = tuple(dict.fromkeys(front + BASE_PACKAGES + tuple(app.packages)))
+    digests = Digests(release=sha(source.digest + (storage_yml or "")), gems=source.gems_digest,
+                      assets=source.assets_digest, migrations=source.migrations_digest)
+    return Desired(
+        app=app, paths=paths, server=server, retired=tuple(appserver.others(app, paths)),
+        packages=packages, apt_proxy=inv.stage.apt_proxy, env_text=env_text, files=files,
+        storage_yml=storage_yml,
+        release=release or time.strftime("%Y%m%d%H%M%S", time.gmtime()),
+        digests=digests, archive=source.archive, source_files=len(source.files),
+    )

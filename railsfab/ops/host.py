@@ -1,0 +1,108 @@
+"""Prepare, part one: what the host needs before a release can be built on it. Nothing here
+touches what is being served."""
+
+from __future__ import annotations
+
+import shlex
+
+from railsfab import commands
+from railsfab.facts import Facts
+from railsfab.ops.base import Change, NoChange, Plan, Script
+from railsfab.ops.desired import Desired, sha
+
+APT_PROXY_FILE = "/etc/apt/apt.conf.d/80railsfab-proxy"
+APT_LISTS_MAX_AGE = 6 * 3600
+# Debian's unicorn package ships unicorn.service (configured through /etc/default/unicorn).
+# Enabled but unconfigured it fails at every boot and leaves the host "degraded"; ours is
+# <app>-unicorn.service, so the stock one is masked.
+STOCK_UNIT = "unicorn.service"
+NGINX_GROUP = "www-data"
+
+
+def dirs(d: Desired) -> list[tuple[str, str, str, str]]:
+    """(path, owner, group, mode). nginx's group may enter the socket dir and nothing else of
+    the app's private files; public/ is world-readable inside each release."""
+    u, p = d.app.deploy_user, d.paths
+    return [
+        (p.deploy_to, u, u, "0711"),
+        (p.releases, u, u, "0711"),
+        (p.failed_releases, u, u, "0700"),
+        (p.shared, u, u, "0711"),
+        (f"{p.shared}/log", u, u, "0750"),
+        (f"{p.shared}/tmp", u, u, "0711"),
+        (f"{p.shared}/tmp/pids", u, u, "0750"),
+        (f"{p.shared}/tmp/sockets", u, NGINX_GROUP, "2750"),
+        (f"{p.shared}/storage", u, u, "0750"),
+        (p.shared_config, "root", u, "0750"),
+        ("/etc/railsfab", "root", "root", "0700"),
+    ]
+
+
+def apt_proxy(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
+    if not d.apt_proxy:
+        return None
+    text = f'Acquire::http::Proxy "{d.apt_proxy}";\n'
+    if f.file_sha(APT_PROXY_FILE) == sha(text):
+        return NoChange(d.apt_proxy)
+    return Change(f"set {d.apt_proxy}", done=d.apt_proxy, disturbs=False,
+                  scripts=(Script(f"cat > {APT_PROXY_FILE}", stdin=text.encode()),))
+
+
+def packages(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
+    missing = [name for name in d.packages if name not in f.installed]
+    if not missing:
+        return NoChange(f"{len(d.packages)} installed")
+    age = f.raw.get("apt_lists_age")
+    update = age is None or age > APT_LISTS_MAX_AGE
+    return Change(f"install {' '.join(missing)}", done=f"installed {' '.join(missing)}",
+                  scripts=(Script(commands.apt_install_script(missing, update=update)),))
+
+
+def stock_unit(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
+    state = f.unit(STOCK_UNIT)
+    if state["enabled"] in ("masked", "") and state["active"] != "failed" \
+            and not p.changes("packages"):
+        return NoChange(f"{STOCK_UNIT} {state['enabled'] or 'absent'}")
+    return Change(f"mask {STOCK_UNIT} (ours is {d.paths.unit_name})", disturbs=False,
+                  done=f"{STOCK_UNIT} masked (ours is {d.paths.unit_name})",
+                  scripts=(Script(f"systemctl mask -q --now {STOCK_UNIT} && "
+                                  f"systemctl reset-failed {STOCK_UNIT} 2>/dev/null; true"),))
+
+
+def deploy_user(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
+    u = d.app.deploy_user
+    if f.raw["user"]:
+        return NoChange(u)
+    return Change(f"create {u}", done=f"created {u}", disturbs=False, scripts=(Script(
+        f"useradd --system --create-home --home-dir /home/{u} --shell /bin/bash "
+        f"--user-group {u}"),))
+
+
+def directories(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
+    wrong = []
+    for path, owner, group, mode in dirs(d):
+        n = f.node(path)
+        if not (n and n["dir"] and (n["owner"], n["group"], n["mode"]) == (owner, group, mode)):
+            wrong.append((path, owner, group, mode))
+    if not wrong:
+        return NoChange(f"{d.paths.deploy_to} layout and permissions")
+    script = " && ".join(f"install -d -o {o} -g {g} -m {m} {shlex.quote(path)} && "
+                         f"chmod {m} {shlex.quote(path)}" for path, o, g, m in wrong)
+    return Change(f"fix {len(wrong)}: " + ", ".join(path for path, *_ in wrong),
+                  done=f"{len(wrong)} fixed: " + ", ".join(path for path, *_ in wrong),
+                  disturbs=False, scripts=(Script(script),))
+
+
+def env_file(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
+    path = d.paths.env_file
+    node = f.node(path)
+    if f.file_sha(path) == sha(d.env_text) and node and \
+            (node["owner"], node["mode"]) == ("root", "0600"):
+        return NoChange(f"{path} (0600)")
+    # umask 077 before the file exists: it is never readable by anyone else. The running app
+    # server reads it only when it (re)starts: the app server step restarts it.
+    return Change(f"write {path} (0600, secrets not shown)",
+                  done=f"{path} (0600, secrets not shown)", disturbs=False,
+                  scripts=(Script(f"umask 077 && cat > {path}.new && chown root:root "
+                                  f"{path}.new && mv {path}.new {path}",
+                                  stdin=d.env_text.encode()),))

@@ -1,0 +1,117 @@
+"""Prepare, part two: the new release (upload, bundle, assets), and the migration that runs
+once, on the migrate host, before any host switches. Nothing here touches what is being
+served: the release is built beside the one `current` points to."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from railsfab import commands
+from railsfab.facts import Facts
+from railsfab.ops.base import Change, NoChange, Plan, Script
+from railsfab.ops.desired import Desired
+from railsfab.paths import LINKED_DIRS
+
+META = ".railsfab-release.json"
+
+
+def _as_deploy_user(d: Desired, script: str) -> str:
+    """Inside a release (which the app's own code may change), root never writes: the
+    deploy user does."""
+    return f"runuser -u {d.app.deploy_user} -- sh -c {shlex.quote(script)}"
+
+
+def write_meta(d: Desired, release: str, state: str) -> Script:
+    path = f"{d.paths.release(release)}/{META}"
+    meta = json.dumps({"id": release, **d.meta(state)})
+    return Script(_as_deploy_user(d, f"umask 022 && cat > {path}.new && mv {path}.new {path}"),
+                  stdin=meta.encode())
+
+
+def release(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
+    cur = f.current_meta
+    if cur.get("source") == d.digests.release and cur.get("state") != "failed":
+        return NoChange(f"{f.current} is current (source unchanged)")
+    rel = d.paths.release(d.release)
+    links = " && ".join(f"rm -rf {x} && mkdir -p $(dirname {x}) && ln -s {d.paths.shared}/{x} {x}"
+                        for x in LINKED_DIRS)
+    # Unpacked by the deploy user, private by default (umask 027); only public/ is opened
+    # up to nginx.
+    unpack = (f"umask 027 && cd {rel} && tar -xzf - && {links} && "
+              "(test ! -d public || chmod -R o+rX public)")
+    u = d.app.deploy_user
+    scripts = [Script(f"install -d -o {u} -g {u} -m 0711 {rel} && "
+                      f"{_as_deploy_user(d, unpack)}", stdin=d.archive)]
+    if d.storage_yml:
+        scripts.append(Script(_as_deploy_user(d, f"umask 027 && cat > {rel}/config/storage.yml"),
+                              stdin=d.storage_yml.encode()))
+    scripts.append(write_meta(d, d.release, "prepared"))
+    return Change(f"create release {d.release}", disturbs=False, scripts=tuple(scripts),
+                  done=f"{d.release} uploaded ({d.source_files} files)")
+
+
+def _previous(f: Facts, d: Desired) -> str | None:
+    return d.paths.release(f.current) if f.current else None
+
+
+def bundle(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
+    if not p.changes("release"):
+        return None
+    rel, prev = d.paths.release(d.release), _previous(f, d)
+    install = commands.bundle_install(d.paths, rel, d.app.deploy_user)
+    if prev and f.current_meta.get("gems") == d.digests.gems and not p.changes("packages"):
+        # Same Gemfile, same gem packages: the resolved lock of the running release holds.
+        reuse = Script(f"test -f {prev}/Gemfile.lock && cp -p {prev}/Gemfile.lock "
+                       f"{rel}/Gemfile.lock || {install}")
+        return NoChange(f"Gemfile unchanged, lock reused from {f.current}", scripts=(reuse,))
+    return Change("bundle install --local", disturbs=False, scripts=(Script(str(install)),))
+
+
+def assets(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
+    if not p.changes("release"):
+        return None
+    rel, prev = d.paths.release(d.release), _previous(f, d)
+    if prev and f.current_meta.get("assets") == d.digests.assets:
+        reuse = Script(f"test -d {prev}/public/assets && "
+                       f"cp -al {prev}/public/assets {rel}/public/assets")
+        return NoChange(f"asset inputs unchanged, reused from {f.current}", scripts=(reuse,))
+    env = d.app.rails_env
+    cmd = commands.rails(d.paths, rel, d.app.deploy_user, env, "assets:precompile")
+    fix = (f"fix the asset error above (try `RAILS_ENV={env} bin/rails assets:precompile` "
+           "locally), then deploy again")
+    return Change(f"RAILS_ENV={env} assets:precompile", disturbs=False, scripts=(
+        Script(str(cmd), fix=fix),
+        Script(_as_deploy_user(d, f"chmod -R o+rX {rel}/public")),
+    ))
+
+
+def migrate(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
+    if not p.changes("release") or f.current_meta.get("migrations") == d.digests.migrations:
+        return NoChange("migrations unchanged")
+    cmd = commands.rails(d.paths, d.paths.release(d.release), d.app.deploy_user,
+                         d.app.rails_env, "db:migrate")
+    return Change(f"RAILS_ENV={d.app.rails_env} db:migrate", disturbs=False, scripts=(
+        Script(str(cmd), fix="fix the migration, then deploy again (no host switched release)"),))
+
+
+def finalize(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
+    """The new release is marked good (it verified on every host); releases beyond
+    keep_releases go, oldest first, never the current one."""
+    new = p.changes("release")
+    current = d.release if new else f.current
+    if current is None:
+        return None
+    keep = d.app.keep_releases
+    others = [n for n in sorted(set(f.releases) | ({d.release} if new else set()))
+              if n != current]
+    remove = others[:max(0, len(others) - (keep - 1))]
+    if not new and not remove:
+        return NoChange(f"{current} current, nothing to clean")
+    scripts = [write_meta(d, d.release, "good")] if new else []
+    if remove:
+        scripts.append(Script(f"cd {d.paths.releases} && rm -rf -- "
+                              + " ".join(shlex.quote(n) for n in remove)))
+    gone = f", removed {' '.join(remove)}" if remove else ""
+    return Change(f"mark {current} good{gone.replace('removed', 'remove')}", disturbs=False,
+                  done=f"{current} good; kept {keep}{gone}", scripts=tuple(scripts))

@@ -1,0 +1,97 @@
+"""The work of steps that is more than a script: app server starts and restarts that count
+as done only once the server answers, and marks of when things happened (for claims such as
+"no gap" that the output may make only from a measurement)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from railsfab import remote
+from railsfab.appserver import AppServer
+from railsfab.errors import RailsfabError
+
+if TYPE_CHECKING:
+    from railsfab.executor import HostRun
+
+Run = Callable[["HostRun"], str | None]
+
+
+def _ready(r: HostRun, server: AppServer, step: str) -> int:
+    ms = server.wait_serving(r.conn, step=step, on_line=r.progress)
+    r.marks["ready"] = time.monotonic()
+    return ms
+
+
+def _systemctl(r: HostRun, server: AppServer, script: str) -> None:
+    """Start or restart the unit; on failure the server's own words are the evidence."""
+    app, p = server.app, server.paths
+    try:
+        remote.sh(r.conn, script, sudo=True, step=server.name,
+                  timeout=app.boot_timeout + 120, on_line=r.progress)
+    except RailsfabError as exc:
+        tail = remote.sh(r.conn, f"tail -n 15 {p.server_log} 2>/dev/null; journalctl -u "
+                         f"{p.unit_name} -n 5 --no-pager -q", sudo=True, step=server.name,
+                         timeout=30, warn=True).stdout.strip()
+        exc.message += "\n" + tail
+        exc.fix = f"see {p.server_log} on {r.host.name}"
+        raise
+
+
+def start(server: AppServer, enable: bool) -> Run:
+    def run(r: HostRun) -> None:
+        unit = server.paths.unit_name
+        r.restarted = True
+        _systemctl(r, server, (f"systemctl enable -q {unit} && " if enable else "")
+                   + f"systemctl start {unit}")
+        _ready(r, server, server.name)
+    return run
+
+
+def hard_restart(server: AppServer, enable: bool) -> Run:
+    def run(r: HostRun) -> None:
+        unit = server.paths.unit_name
+        r.restarted = True
+        _systemctl(r, server, (f"systemctl enable -q {unit} && " if enable else "")
+                   + f"systemctl restart {unit}")
+        _ready(r, server, server.name)
+    return run
+
+
+def handover(server: AppServer, mode: str, enable: bool, *, summary: str = "") -> Run:
+    def run(r: HostRun) -> str:
+        if enable:
+            remote.sh(r.conn, f"systemctl enable -q {server.paths.unit_name}", sudo=True,
+                      step=server.name)
+        # Whether a failed restart left the server changed (then a revert restarts it).
+        r.restarted = r.restarted or server.failed_restart_changes_it
+        said = server.restart(r.conn, mode=mode, step=server.name, on_line=r.progress)
+        _ready(r, server, server.name)
+        return f"{summary}: {said}" if summary else said
+    return run
+
+
+def script_marked(script: str, *, mark: str) -> Run:
+    def run(r: HostRun) -> None:
+        remote.sh(r.conn, script, sudo=True, step=mark, on_line=r.progress)
+        r.marks[mark] = time.monotonic()
+    return run
+
+
+def revert(server: AppServer) -> Run:
+    """After a failed activation, with `current` back on the old release: restart the
+    server from it, with its own zero-downtime mechanism if it still runs."""
+    def run(r: HostRun) -> str:
+        unit = server.paths.unit_name
+        active = remote.sh(r.conn, f"systemctl is-active {unit}", step="revert",
+                           warn=True).stdout.strip()
+        if active == "active":
+            mode = server.restart_mode(gems_changed=True, config_changed=True)
+            said = server.restart(r.conn, mode=mode, step="revert", on_line=r.progress)
+        else:
+            _systemctl(r, server, f"systemctl restart {unit}")
+            said = f"restarted {unit}"
+        server.wait_serving(r.conn, step="revert", on_line=r.progress)
+        return said
+    return run

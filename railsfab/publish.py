@@ -1,0 +1,146 @@
+"""The one publish path: deploy, rollback and restart-app all put hosts into service this
+way (Capistrano's `publishing` stage, run again for a rollback).
+
+Every host was connected to, read and locked before (railsfab.session). Without a target
+group, every host's activation plan runs at once. With one, hosts whose plan disturbs nothing
+stay in service, the others go in batches: deregister (never the last healthy target) and
+drain -> the plan (switch, handover or restart; its verification is the local health gate)
+-> register and wait until healthy. When a host fails, the roll stops; the failed batch is
+put back as it was (a batch in which nothing had changed yet at once), verified and
+registered again, and hosts that already took the change are reverted too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from railsfab.errors import RailsfabError
+from railsfab.executor import Executor, HostRun, parallel
+from railsfab.ops.base import Plan
+from railsfab.rolling import TargetGroup
+from railsfab.session import Session
+
+
+@dataclass
+class Publication:
+    session: Session
+    executor: Executor
+    plans: dict[str, Plan]  # each host's activation plan
+    # How to put a host back as it was after its plan ran (partly or wholly); None when
+    # there is nothing to go back to (a first deploy).
+    revert: Callable[[HostRun], Plan | None]
+    # What a revert takes away ("the new release"), for messages. None: there is nothing to
+    # take away from hosts that succeeded (a restart), which are then left as they are.
+    change: str | None = "the new release"
+
+
+def publish(pub: Publication) -> None:
+    tg = None if pub.executor.dry else pub.session.target_group()
+    if tg is None:
+        _all_at_once(pub)
+    else:
+        _roll(pub, tg)
+
+
+def _activate(pub: Publication, runs: list[HostRun]) -> dict[str, RailsfabError]:
+    return parallel(lambda r: pub.executor.run(r, pub.plans[r.name]), runs, "activate")
+
+
+def _revert(pub: Publication, runs: list[HostRun]) -> list[str]:
+    """Put each host back (in parallel); the names of those that could not be."""
+    plans = {r.name: pub.revert(r) for r in runs if r.applied}
+    todo = [r for r in runs if plans.get(r.name) is not None]
+    errors = parallel(lambda r: pub.executor.run(r, plans[r.name]), todo, "revert")
+    return [r.name for r in runs if r.applied and (plans.get(r.name) is None or r.name in errors)]
+
+
+def _all_at_once(pub: Publication) -> None:
+    runs = list(pub.session.runs.values())
+    if not _activate(pub, runs):
+        return
+    stuck = _revert(pub, runs)
+    state = None
+    if any(r.applied for r in runs):
+        state = (f"back on what they served before: {_names(r for r in runs if r.applied)}"
+                 + (f"; could not revert {', '.join(stuck)}" if stuck else ""))
+    pub.session.raise_if_failed(state=state)
+
+
+def _roll(pub: Publication, tg: TargetGroup) -> None:
+    runs = list(pub.session.runs.values())
+    rep = pub.session.rep
+    targets = {r.name: tg.target(r.host, r.conn) for r in runs}
+    idle = [r for r in runs if not pub.plans[r.name].disturbs]
+    busy = [r for r in runs if pub.plans[r.name].disturbs]
+    if idle:
+        if _activate(pub, idle):
+            pub.session.raise_if_failed()
+        health = tg.health()
+        for r in idle:
+            with rep.step(r.name, "target") as s:
+                t = targets[r.name]
+                if health.get(t["Id"]) == "healthy":
+                    s.ok(f"{t['Id']} healthy in the target group")
+                else:
+                    tg.register([t])
+                    s.change(f"{t['Id']} registered, healthy")
+    done: list[HostRun] = []
+    size = pub.session.inv.stage.aws.batch_size
+    for i in range(0, len(busy), size):
+        batch = busy[i:i + size]
+        _deregister(tg, rep, batch, targets)
+        if _activate(pub, batch):
+            _recover(pub, tg, batch, [targets[r.name] for r in batch], done)
+        with rep.step(_names(batch), "register") as s:
+            tg.register([targets[r.name] for r in batch])
+            s.change("healthy in the target group")
+        done += batch
+
+
+def _deregister(tg: TargetGroup, rep, batch: list[HostRun], targets: dict) -> None:
+    ids = {targets[r.name]["Id"] for r in batch}
+    health = tg.health()
+    others_healthy = [t for t, s in health.items() if s == "healthy" and t not in ids]
+    out = [targets[r.name] for r in batch if targets[r.name]["Id"] in health]
+    with rep.step(_names(batch), "deregister") as s:
+        if out and not others_healthy:
+            s.ok("kept registered: it is the last healthy target (the handover keeps it "
+                 "serving)")
+        elif out:
+            tg.deregister(out)
+            s.change(f"drained (deregistration delay {tg.delay} s)")
+        else:
+            s.ok("not registered yet")
+
+
+def _recover(pub: Publication, tg: TargetGroup, batch: list[HostRun], targets: list[dict],
+             done: list[HostRun]) -> None:
+    """The batch failed: back as it was, verified, back in service; then the hosts that took
+    the change before it are reverted too. Always raises the batch's error."""
+    names = _names(batch)
+    err = next(r.error for r in batch if r.error)
+    touched = [r for r in batch if r.applied]
+    stuck = _revert(pub, touched)
+    if stuck:
+        err.state = (f"the roll stopped at {names}; {', '.join(stuck)} could not be put back "
+                     "and stays out of the target group; every other host is registered")
+        raise err
+    with pub.session.rep.step(names, "register") as s:
+        tg.register(targets)
+        s.change("back in the target group, on what it served before" if touched
+                 else "back in the target group (nothing had changed on it)")
+    err.state = (f"the roll stopped at {names}: "
+                 + ("back on what it served before, verified" if touched else "nothing changed")
+                 + " and back in the target group")
+    if done and pub.change:
+        stuck = _revert(pub, done)
+        err.state += (f"; {_names(done)} reverted too" if not stuck
+                      else f"; could not revert {', '.join(stuck)}")
+    if pub.change:
+        err.state += f": no host runs {pub.change}"
+    raise err
+
+
+def _names(runs) -> str:
+    return ", ".join(r.name for r in runs)
