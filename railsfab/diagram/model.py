@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from railsfab import appserver
 from railsfab.inventory import App, Host, Inventory, Stage
 from railsfab.paths import Paths
 
@@ -212,7 +213,7 @@ def _web_host(m: Model, k: _Known, h: Host, state: str | None, app_sg: str,
     """One web host as a group: its target, nginx (when in front) and the app server,
     wired from the load balancer (or the clients) through to the database and S3."""
     app = k.inv.stage.app
-    paths = Paths(app.name, app.deploy_to, app.app_server)
+    paths = Paths.of(app)
     port = app.http_port
     shown = {"unknown": "health unknown"}.get(state or "", state)
     label = f"{h.name} {h.address}" + (f" — {shown}" if shown else "")
@@ -240,15 +241,9 @@ def _web_host(m: Model, k: _Known, h: Host, state: str | None, app_sg: str,
 
 
 def _server_label(app: App) -> str:
-    """The app server's box: which server, its unit, and how much it runs at once.
-
-    The only place the diagram tells servers apart (an app-server interface is to take
-    its place), so no other part of the picture names one.
-    """
-    server = {"puma": "Puma", "unicorn": "Unicorn"}[app.app_server]
-    threads = f" × {app.threads} threads" if app.app_server == "puma" else ""
-    unit = Paths(app.name, app.deploy_to, app.app_server).unit_name
-    return f"{server}\n{unit}\n{app.workers} workers{threads}"
+    """The app server's box: which server, its unit, and how much it runs at once."""
+    server = appserver.for_app(app)
+    return f"{server.title}\n{server.paths.unit_name}\n{server.capacity()}"
 
 
 def _arn_name(arn: str | None) -> str:
