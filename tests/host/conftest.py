@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from railsfab import inventory
+from railsfab import appserver, inventory
 from railsfab.paths import Paths
 
 
@@ -27,4 +27,9 @@ def app(inv):
 
 @pytest.fixture(scope="session")
 def paths(app):
-    return Paths(app.name, app.deploy_to, app.app_server)
+    return Paths.of(app)
+
+
+@pytest.fixture(scope="session")
+def server(app, paths):
+    return appserver.for_app(app, paths)

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-# How each app server's master names itself in ps.
-MASTER = {"unicorn": "unicorn master", "puma": "puma "}
-
 
 def test_front_door_is_listening(host, app):
     """nginx on :80 in front; without nginx, the app server itself on its port."""
@@ -35,12 +32,12 @@ def test_app_server_service_is_active(host, paths):
     assert unit.is_enabled and unit.is_running
 
 
-def test_pid_file_names_a_live_master_owned_by_the_deploy_user(host, app, paths):
+def test_pid_file_names_a_live_master_owned_by_the_deploy_user(host, app, paths, server):
     with host.sudo():
         pid = host.file(paths.pid).content_string.strip()
         proc = host.process.get(pid=int(pid))
     assert proc.user == app.deploy_user
-    assert proc.args.startswith(MASTER[app.app_server])
+    assert re.match(server.master_pattern, proc.args), proc.args
     assert host.run(f"systemctl show -p MainPID --value {paths.unit_name}").stdout.strip() == pid
 
 

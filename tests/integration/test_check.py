@@ -81,10 +81,9 @@ def first_broken(vs: list[dict]) -> dict | None:
 
 
 @pytest.fixture(scope="module")
-def healthy(fresh_deploy, stage_file):
-    r = run_fab(stage_file, "deploy")
-    assert r.returncode == 0, r.stdout + r.stderr
-    return stage_file
+def healthy(stages):
+    """unicorn behind the ALB: every layer, the load balancer's included, has a verdict."""
+    return stages.unicorn(alb=True)
 
 
 def test_healthy_hosts_are_all_green(healthy):
@@ -92,8 +91,9 @@ def test_healthy_hosts_are_all_green(healthy):
     assert r.returncode == 0, r.stdout
     assert "web1: all layers healthy" in r.stdout and "web2: all layers healthy" in r.stdout
     for layer in ("nginx", "site config", "socket", "app server", "Rails app", "assets",
-                  "database"):
+                  "database", "S3", "load balancer"):
         assert layer in r.stdout
+    assert "skip" not in r.stdout
 
 
 @pytest.mark.parametrize("fault", FAULTS)

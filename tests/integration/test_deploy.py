@@ -1,7 +1,8 @@
 """`fab deploy` on real sandbox hosts: fresh deploy, no-op re-deploy, a change, a failure.
 
-The tests run in file order and build on each other: one fresh deploy (the slow part:
-packages) is shared by the rest.
+The session's one fresh deploy (the slow part: packages) is read for its output; then the
+hosts are brought to unicorn without the ALB, from the pristine sample app, and the tests
+in this file build on each other in order.
 """
 
 from __future__ import annotations
@@ -54,11 +55,16 @@ def deployed(fresh_deploy):
 
 
 @pytest.fixture(scope="module")
+def stage(stages):
+    return stages.unicorn()
+
+
+@pytest.fixture(scope="module")
 def web_hosts(inv):
     return {h.name: h.address for h in inv.hosts(role="web")}
 
 
-def test_fresh_deploy_serves_the_app_through_nginx_on_every_web_host(deployed, sandbox,
+def test_fresh_deploy_serves_the_app_through_nginx_on_every_web_host(stage, sandbox,
                                                                       web_hosts):
     for name, address in web_hosts.items():
         status, _, body = get(address, "/")
@@ -86,7 +92,7 @@ def test_migrations_ran_once_on_the_migrate_host(deployed):
     assert len(lines) == 1 and lines[0].lstrip().startswith("web1")
 
 
-def test_host_layout_permissions_and_secrets(deployed, sandbox):
+def test_host_layout_permissions_and_secrets(deployed, stage, sandbox):
     # Debian's own unicorn.service is masked: nothing failed, the host is not "degraded".
     assert ssh(sandbox, "web1", "systemctl is-system-running") == "running"
     assert ssh(sandbox, "web1", "ls /etc/nginx/sites-enabled") == "sample"
@@ -104,36 +110,36 @@ def test_host_layout_permissions_and_secrets(deployed, sandbox):
     assert len(secret) >= 64 and secret not in deployed.stdout + deployed.stderr
 
 
-def test_second_deploy_changes_nothing_and_restarts_nothing(deployed, sandbox, stage_file):
+def test_second_deploy_changes_nothing_and_restarts_nothing(deployed, sandbox, stage):
     before = {h: master_pid(sandbox, h) for h in ("web1", "web2")}
-    r = run_fab(stage_file, "deploy")
+    r = run_fab(stage, "deploy")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "0 changed" in r.stdout
     assert not re.search(r"\schanged\s", r.stdout.replace("0 changed", ""))
     assert {h: master_pid(sandbox, h) for h in ("web1", "web2")} == before
 
 
-def test_dry_run_shows_the_diff_and_changes_nothing(deployed, sandbox, stage_file, inv):
+def test_dry_run_shows_the_diff_and_changes_nothing(deployed, sandbox, stage, inv):
     site = "/etc/nginx/sites-available/sample"
     ssh(sandbox, "web2", f"sudo sed -i 's/client_max_body_size .*;/client_max_body_size 1m;/' "
         f"{site}")
-    r = run_fab(stage_file, "deploy", "--dry-run")
+    r = run_fab(stage, "deploy", "--dry-run")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "-    client_max_body_size 1m;" in r.stdout
     assert "+    client_max_body_size 25m;" in r.stdout
     assert re.search(r"web2\s+changed\s+nginx site", r.stdout)
     assert "client_max_body_size 1m;" in ssh(sandbox, "web2", f"cat {site}")  # untouched
-    fixed = run_fab(stage_file, "deploy")  # and a real run converges it
+    fixed = run_fab(stage, "deploy")  # and a real run converges it
     assert fixed.returncode == 0 and re.search(r"web2\s+changed\s+nginx site", fixed.stdout)
 
 
-def test_changed_view_is_served_as_a_new_release(deployed, sandbox, stage_file, inv,
+def test_changed_view_is_served_as_a_new_release(deployed, sandbox, stage, inv,
                                                  web_hosts):
     app = inv.resolve(inv.stage.app.source)
     view = app / "app/views/photos/index.html.erb"
     view.write_text(view.read_text() + "\n<p>release two</p>\n")
     before = current_release(sandbox, "web1")
-    r = run_fab(stage_file, "deploy")
+    r = run_fab(stage, "deploy")
     assert r.returncode == 0, r.stdout + r.stderr
     assert current_release(sandbox, "web1") != before
     # Only the view changed: gems and assets are reused, migrations skipped.
@@ -143,7 +149,7 @@ def test_changed_view_is_served_as_a_new_release(deployed, sandbox, stage_file, 
         assert "release two" in get(address, "/")[2]
 
 
-def test_failing_precompile_keeps_the_old_release_serving(deployed, sandbox, stage_file, inv,
+def test_failing_precompile_keeps_the_old_release_serving(deployed, sandbox, stage, inv,
                                                           web_hosts):
     app = inv.resolve(inv.stage.app.source)
     css = app / "app/assets/stylesheets/application.scss"
@@ -152,7 +158,7 @@ def test_failing_precompile_keeps_the_old_release_serving(deployed, sandbox, sta
     pids = {h: master_pid(sandbox, h) for h in web_hosts}
     try:
         css.write_text(good + "\n.broken { color: $undefined-variable; \n")
-        r = run_fab(stage_file, "deploy")
+        r = run_fab(stage, "deploy")
     finally:
         css.write_text(good)
     assert r.returncode != 0
@@ -175,12 +181,12 @@ def test_failed_deploy_released_its_lock(deployed, sandbox):
         == "free"
 
 
-def test_concurrent_deploy_is_refused_by_the_lock(deployed, sandbox, stage_file):
+def test_concurrent_deploy_is_refused_by_the_lock(deployed, sandbox, stage):
     holder = '{"owner": "alice@laptop", "command": "fab deploy", "pid": 4242, ' \
              '"since": "2026-11-28 10:00:00 UTC"}'
     ssh(sandbox, "web2", "sudo mkdir -p /var/lib/railsfab/locks/sample && echo '" + holder +
         "' | sudo tee /var/lib/railsfab/locks/sample/holder.json >/dev/null")
-    r = run_fab(stage_file, "deploy")
+    r = run_fab(stage, "deploy")
     assert r.returncode != 0
     assert "another deploy holds the lock on web2: alice@laptop (fab deploy, pid 4242)" \
         in r.stdout
@@ -188,7 +194,7 @@ def test_concurrent_deploy_is_refused_by_the_lock(deployed, sandbox, stage_file)
     # web1's lock, taken in the same round trip, was given back.
     assert ssh(sandbox, "web1", "sudo test -e /var/lib/railsfab/locks/sample || echo free") \
         == "free"
-    released = run_fab(stage_file, "lock.release", "--only", "web2")
+    released = run_fab(stage, "lock.release", "--only", "web2")
     assert released.returncode == 0 and "alice@laptop" in released.stdout
-    again = run_fab(stage_file, "deploy")
+    again = run_fab(stage, "deploy")
     assert again.returncode == 0, again.stdout + again.stderr

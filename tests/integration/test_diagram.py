@@ -11,12 +11,9 @@ from tests.conftest import run_fab
 
 
 @pytest.fixture(scope="module")
-def drawn(fresh_deploy, stage_file, tmp_path_factory):
-    r = run_fab(stage_file, "aws.provision")
-    assert r.returncode == 0, r.stdout + r.stderr
-    # aws.provision does not register targets; a deploy with a target group does.
-    r = run_fab(stage_file, "deploy")
-    assert r.returncode == 0, r.stdout + r.stderr
+def drawn(stages, tmp_path_factory):
+    # provisioned, and the hosts registered by a deploy through the target group
+    stage_file = stages.unicorn(alb=True)
     out = tmp_path_factory.mktemp("diagram")
     r = run_fab(stage_file, "diagram", "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr

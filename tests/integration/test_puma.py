@@ -1,16 +1,18 @@
-"""Puma on the sandbox: the switch from unicorn and back under load, restarts (phased and
-hot) that lose no request, a release that cannot boot, and puma alone on :3000.
+"""Puma on the sandbox: the switch from unicorn and back under load (with and without the
+sd_notify gem, i.e. a Type=notify and a Type=simple unit), restarts (phased and hot) that
+lose no request, a release that cannot boot, and puma alone on :3000.
 
-Runs after test_deploy (a deployed unicorn stage) and leaves the hosts on unicorn again for
-the tests that follow.
+Starts from unicorn (without the ALB) on the pristine sample app; the tests build on each
+other in order.
 """
 
 from __future__ import annotations
 
 import urllib.request
 
+import re
+
 import pytest
-import yaml
 
 from tests.conftest import run_fab, run_host_spec
 from tests.integration.test_deploy import current_release, get, ssh
@@ -19,19 +21,15 @@ from tests.integration.test_zero_downtime import edit_view, under_load
 WEB = ("web1", "web2")
 
 
-def variant(stage_file, name: str, change) -> object:
-    """A copy of the session's hosts.yaml beside it (same sandbox, keys and state)."""
-    doc = yaml.safe_load(stage_file.read_text())
-    change(doc["stages"][doc["default_stage"]])
-    path = stage_file.parent / name
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+@pytest.fixture(scope="module")
+def unicorn_stage(stages):
+    """The unicorn stage this file starts from and switches back to."""
+    return stages.unicorn()
 
 
 @pytest.fixture(scope="module")
-def puma_stage(fresh_deploy, stage_file):
-    return variant(stage_file, "hosts-puma.yaml",
-                   lambda st: st["app"].update(app_server="puma"))
+def puma_stage(stages, unicorn_stage):
+    return stages.puma_file()
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +55,7 @@ def test_switch_from_unicorn_to_puma_under_load_loses_nothing(sandbox, puma_stag
     r, load = under_load(addresses, lambda: run_fab(puma_stage, "deploy"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert load.result.failed == 0, load.result.errors
-    assert "retire unicorn" in r.stdout and "no gap" in r.stdout
+    assert "retire unicorn" in r.stdout and "no gap: Puma answered" in r.stdout
     for h in WEB:
         assert processes(sandbox, h, "^unicorn") == []  # no orphan
         assert ssh(sandbox, h, "systemctl is-active sample-puma") == "active"
@@ -138,7 +136,7 @@ def test_release_that_raises_at_boot_is_reverted(sandbox, app, puma_stage, addre
     assert check.returncode == 0, check.stdout
 
 
-def test_puma_alone_answers_on_port_3000(sandbox, stage_file, inv):
+def test_puma_alone_answers_on_port_3000(sandbox, stages, inv):
     """The seed's first step: one host, puma on :3000, no nginx in front."""
 
     def alone(st):
@@ -147,7 +145,7 @@ def test_puma_alone_answers_on_port_3000(sandbox, stage_file, inv):
         st["aws"].pop("stack_name")  # not behind the ALB (its target group checks :80)
 
     web2 = next(h.address for h in inv.hosts() if h.name == "web2")
-    path = variant(stage_file, "hosts-alone.yaml", alone)
+    path = stages.variant("hosts-alone.yaml", alone)
     r = run_fab(path, "deploy")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "removed /etc/nginx/sites-enabled/sample" in r.stdout
@@ -168,10 +166,10 @@ def test_puma_alone_answers_on_port_3000(sandbox, stage_file, inv):
     assert " passed" in spec.stdout and "skipped" not in spec.stdout
 
 
-def test_switch_back_to_unicorn_under_load_loses_nothing(sandbox, puma_stage, stage_file,
+def test_switch_back_to_unicorn_under_load_loses_nothing(sandbox, puma_stage, unicorn_stage,
                                                           addresses):
     assert run_fab(puma_stage, "deploy").returncode == 0  # web2 behind nginx again
-    r, load = under_load(addresses, lambda: run_fab(stage_file, "deploy"))
+    r, load = under_load(addresses, lambda: run_fab(unicorn_stage, "deploy"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert load.result.failed == 0, load.result.errors
     assert "retire puma" in r.stdout
@@ -179,4 +177,26 @@ def test_switch_back_to_unicorn_under_load_loses_nothing(sandbox, puma_stage, st
         assert processes(sandbox, h, "^puma") == []
         assert ssh(sandbox, h, "systemctl is-active sample-unicorn") == "active"
         assert "sample-puma" not in ssh(sandbox, h, "ls /etc/systemd/system")
-    assert run_fab(stage_file, "check").returncode == 0
+    assert run_fab(unicorn_stage, "check").returncode == 0
+
+
+def test_switch_to_puma_without_sd_notify_waits_until_it_answers(sandbox, app, unicorn_stage,
+                                                                puma_stage, addresses):
+    """Without the sd_notify gem puma's unit is Type=simple: systemd calls it started before
+    it listens. nginx may only move to puma.sock once puma answers there."""
+    gemfile = app / "Gemfile"
+    original = gemfile.read_text()
+    gemfile.write_text(re.sub(r'^gem "sd_notify".*\n', "", original, flags=re.M))
+    try:
+        r, load = under_load(addresses, lambda: run_fab(puma_stage, "deploy"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert load.result.failed == 0, load.result.errors
+        assert "no gap: Puma answered" in r.stdout
+        for h in WEB:
+            assert ssh(sandbox, h, "systemctl show -p Type --value sample-puma") == "simple"
+        back, load = under_load(addresses, lambda: run_fab(unicorn_stage, "deploy"))
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert load.result.failed == 0, load.result.errors
+    finally:
+        gemfile.write_text(original)
+    assert run_fab(unicorn_stage, "deploy").returncode == 0

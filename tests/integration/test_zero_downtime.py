@@ -1,10 +1,12 @@
-"""Restarts, deploys, rollbacks and failures while a 50-connection load runs through nginx:
-none of them may fail a request, and a failure must leave the old release serving."""
+"""Restarts, deploys, rollbacks and failures while a 50-connection load runs through nginx,
+on unicorn behind the ALB (every change rolls host by host through the target group): none
+of them may fail a request, and a failure must leave the old release serving."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,9 +22,12 @@ WEB = ("web1", "web2")
 
 
 @pytest.fixture(scope="module")
-def app(fresh_deploy, stage_file, inv):
-    r = run_fab(stage_file, "deploy")
-    assert r.returncode == 0, r.stdout + r.stderr
+def stage(stages):
+    return stages.unicorn(alb=True)
+
+
+@pytest.fixture(scope="module")
+def app(stage, inv):
     return inv.resolve(inv.stage.app.source)
 
 
@@ -55,11 +60,21 @@ def edit_view(app, text: str) -> None:
     view.write_text(f"{body}\n<!-- zd -->\n<p>{text}</p>\n")
 
 
-def test_restart_unicorn_under_load_loses_nothing(app, sandbox, stage_file, addresses):
+def rolled(out: str, *steps: str) -> list[tuple[str, str]]:
+    """(host, step) in the order the output shows them, for the given steps."""
+    alts = "|".join(re.escape(s) for s in steps)
+    return [(m.group(1), m.group(2)) for m in re.finditer(
+        rf"^\s+(web\d)\s+\w+\s+({alts})\s{{2,}}", out, re.M)]
+
+
+def test_restart_app_behind_the_alb_under_load_loses_nothing(app, sandbox, stage, addresses):
     before = {h: master_pid(sandbox, h) for h in WEB}
-    r, load = under_load(addresses, lambda: run_fab(stage_file, "restart-unicorn"))
+    r, load = under_load(addresses, lambda: run_fab(stage, "restart-app"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert load.result.failed == 0, load.result.errors
+    # one host at a time out of the target group, verified through nginx before it rejoins
+    assert rolled(r.stdout, "deregister", "unicorn", "verify", "register") == [
+        (h, step) for h in WEB for step in ("deregister", "unicorn", "verify", "register")]
     for h in WEB:
         pid = master_pid(sandbox, h)
         assert pid != before[h]
@@ -67,10 +82,10 @@ def test_restart_unicorn_under_load_loses_nothing(app, sandbox, stage_file, addr
         assert systemd_main_pid(sandbox, h) == pid  # systemd still tracks it
 
 
-def test_deploy_of_a_changed_release_under_load(app, sandbox, stage_file, addresses):
+def test_deploy_of_a_changed_release_under_load(app, sandbox, stage, addresses):
     edit_view(app, "zero downtime two")
     t0 = time.monotonic()
-    r, load = under_load(addresses, lambda: run_fab(stage_file, "deploy"),
+    r, load = under_load(addresses, lambda: run_fab(stage, "deploy"),
                          marker="zero downtime two")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "zero-downtime handover" in r.stdout
@@ -80,45 +95,45 @@ def test_deploy_of_a_changed_release_under_load(app, sandbox, stage_file, addres
         assert "zero downtime two" in get(address, "/")[2]
 
 
-def test_rollback_under_load_serves_the_previous_good_release(app, sandbox, stage_file,
-                                                              addresses):
+def test_rollback_behind_the_alb_under_load_rolls_in_batches(app, sandbox, stage, addresses):
     edit_view(app, "zero downtime three")
-    assert run_fab(stage_file, "deploy").returncode == 0
-    r, load = under_load(addresses, lambda: run_fab(stage_file, "rollback"))
+    assert run_fab(stage, "deploy").returncode == 0
+    r, load = under_load(addresses, lambda: run_fab(stage, "rollback"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert load.result.failed == 0, load.result.errors
+    assert rolled(r.stdout, "deregister", "switch", "verify", "register") == [
+        (h, step) for h in WEB for step in ("deregister", "switch", "verify", "register")]
     for address in addresses:
         body = get(address, "/")[2]
         assert "zero downtime two" in body and "zero downtime three" not in body
-    listing = run_fab(stage_file, "releases").stdout
+    listing = run_fab(stage, "releases").stdout
     assert "← current" in listing and "good" in listing
 
 
-def test_release_that_raises_at_boot_never_serves(app, sandbox, stage_file, addresses):
+def test_release_that_raises_at_boot_never_serves(app, sandbox, stage, addresses):
     edit_view(app, "zero downtime four")
-    assert run_fab(stage_file, "deploy").returncode == 0
+    assert run_fab(stage, "deploy").returncode == 0
     before = {h: current_release(sandbox, h) for h in WEB}
     boom = app / "config/initializers/zz_boom.rb"
     # Only the app server dies: assets:precompile (bin/rails) still works.
     boom.write_text('raise "boom at boot" if $PROGRAM_NAME.include?("unicorn")\n')
     try:
-        r, load = under_load(addresses, lambda: run_fab(stage_file, "deploy"))
+        r, load = under_load(addresses, lambda: run_fab(stage, "deploy"))
     finally:
         boom.unlink()
     assert r.returncode != 0
     assert "failed to boot" in r.stdout and "boom at boot" in r.stdout
-    if " deregister " in r.stdout:  # behind the ALB (test_aws provisioned the stack)
-        assert "back in the target group" in r.stdout
+    assert "back in the target group" in r.stdout
     assert load.result.failed == 0, load.result.errors
     assert {h: current_release(sandbox, h) for h in WEB} == before
     for address in addresses:
         assert "zero downtime four" in get(address, "/")[2]
     failed = ssh(sandbox, "web1", "sudo ls /srv/sample/releases-failed")
     assert failed  # moved aside, kept for inspection
-    assert run_fab(stage_file, "deploy").returncode == 0  # fixed source deploys again
+    assert run_fab(stage, "deploy").returncode == 0  # fixed source deploys again
 
 
-def test_invalid_nginx_template_keeps_the_old_config(app, sandbox, stage_file, inv, addresses):
+def test_invalid_nginx_template_keeps_the_old_config(app, sandbox, stage, inv, addresses):
     site = "/etc/nginx/sites-available/sample"
     old = ssh(sandbox, "web1", f"cat {site}")
     override = inv.root / "templates/nginx-site.conf.j2"
@@ -126,7 +141,7 @@ def test_invalid_nginx_template_keeps_the_old_config(app, sandbox, stage_file, i
     builtin = (ROOT / "templates/nginx-site.conf.j2").read_text()
     override.write_text(builtin.replace("proxy_pass http://", "proxy_passs http://"))
     try:
-        r, load = under_load(addresses, lambda: run_fab(stage_file, "deploy"))
+        r, load = under_load(addresses, lambda: run_fab(stage, "deploy"))
     finally:
         override.unlink()
     assert r.returncode != 0
@@ -136,14 +151,14 @@ def test_invalid_nginx_template_keeps_the_old_config(app, sandbox, stage_file, i
     assert all(get(a, "/")[0] == 200 for a in addresses)
 
 
-def test_failing_migration_switches_no_host(app, sandbox, stage_file, addresses):
+def test_failing_migration_switches_no_host(app, sandbox, stage, addresses):
     before = {h: current_release(sandbox, h) for h in WEB}
     migration = app / "db/migrate/29990101000000_broken.rb"
     migration.write_text('class Broken < ActiveRecord::Migration[6.1]\n'
                          '  def change\n    raise "migration failed on purpose"\n  end\nend\n')
     edit_view(app, "never served")
     try:
-        r = run_fab(stage_file, "deploy")
+        r = run_fab(stage, "deploy")
     finally:
         migration.unlink()
         edit_view(app, "zero downtime four")
@@ -154,9 +169,9 @@ def test_failing_migration_switches_no_host(app, sandbox, stage_file, addresses)
     assert all("never served" not in get(a, "/")[2] for a in addresses)
 
 
-def test_killed_deploy_is_converged_by_the_next_one(app, sandbox, stage_file, addresses):
+def test_killed_deploy_is_converged_by_the_next_one(app, sandbox, stage, addresses):
     edit_view(app, "after the kill")
-    env = {**os.environ, "RAILSFAB_HOSTS": str(stage_file), "COLUMNS": "200"}
+    env = {**os.environ, "RAILSFAB_HOSTS": str(stage), "COLUMNS": "200"}
     proc = subprocess.Popen([sys.executable, "-m", "fabric", "-r", str(ROOT), "deploy"],
                             stdout=subprocess.PIPE, text=True, env=env)
     # Kill it hard, connections and all, once the new release is on its way.
@@ -167,11 +182,11 @@ def test_killed_deploy_is_converged_by_the_next_one(app, sandbox, stage_file, ad
     proc.wait(30)
     held = ssh(sandbox, "web1", "sudo cat /var/lib/railsfab/locks/sample/holder.json "
                "2>/dev/null || echo '{}'")
-    r = run_fab(stage_file, "deploy")
+    r = run_fab(stage, "deploy")
     assert r.returncode == 0, r.stdout + r.stderr
     if json.loads(held).get("pid") == proc.pid:
         assert "took over the lock of a dead deploy" in r.stdout
     for address in addresses:
         assert "after the kill" in get(address, "/")[2]
-    again = run_fab(stage_file, "deploy")
+    again = run_fab(stage, "deploy")
     assert "0 changed" in again.stdout
