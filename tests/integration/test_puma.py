@@ -8,9 +8,8 @@ other in order.
 
 from __future__ import annotations
 
-import urllib.request
-
 import re
+import urllib.request
 
 import pytest
 

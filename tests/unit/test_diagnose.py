@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from railsfab.diagnose import LAYERS, evaluate, first_broken
+from railsfab.diagnose import LAYERS, evaluate, first_broken, layers
+from railsfab.diagnose.base import Context
 from railsfab.paths import Paths
 
 HEALTHY = json.loads((Path(__file__).parent / "data/probe_healthy.json").read_text())
@@ -158,3 +159,51 @@ def test_puma_alone_stopped_names_the_puma_unit():
     broken = first_broken(alone(stopped, listening=False))
     assert (broken.layer, "sample-puma.service is inactive" in broken.detail) == \
         ("app server", True)
+
+
+# --- the layer objects --------------------------------------------------------------------
+
+FULL = dict(workers=2, deploy_user="deploy", s3={"bucket": "b"},
+            lb={"id": "i-1", "state": "healthy"})
+BARE_SKIPS = {  # what a stage without nginx, database, bucket or target group skips, and why
+    "nginx": "no nginx in this stage: puma answers on :3000 itself",
+    "site config": "no nginx in this stage: puma answers on :3000 itself",
+    "socket": "no nginx in this stage: puma answers on :3000 itself",
+    "database": "no DATABASE_HOST in the env file",
+    "S3": "no bucket configured",
+    "load balancer": "no target group configured",
+}
+
+
+def test_layer_objects_come_in_LAYERS_order():
+    assert [layer.name for layer in layers.ALL] == list(LAYERS)
+    assert len({type(layer) for layer in layers.ALL}) == len(LAYERS)
+
+
+def test_every_layer_applies_to_a_full_stage_and_is_ok_when_healthy():
+    d = copy.deepcopy(HEALTHY)
+    ctx = Context.of(d, paths=PATHS, **FULL)
+    for layer in layers.ALL:
+        assert layer.applies(ctx), layer.name
+        assert layer.verdict(d, ctx).status == "ok", layer.name
+    assert [v.status for v in evaluate(d, paths=PATHS, **FULL)] == ["ok"] * len(LAYERS)
+
+
+def test_each_layer_skips_when_the_stage_lacks_it_with_its_reason():
+    d = copy.deepcopy(HEALTHY)
+    d["front"] = {"nginx": False, "port": 3000, "listening": True}
+    d["db"] = None
+    ctx = Context.of(d, workers=2, deploy_user="deploy", paths=PUMA_PATHS)
+    for layer in layers.ALL:
+        assert layer.applies(ctx) == (layer.name not in BARE_SKIPS), layer.name
+    verdicts = evaluate(d, workers=2, deploy_user="deploy", paths=PUMA_PATHS)
+    assert {v.layer: v.detail for v in verdicts if v.status == "skip"} == BARE_SKIPS
+    assert all(v.status == "ok" for v in verdicts if v.layer not in BARE_SKIPS)
+
+
+def test_a_layers_first_failing_check_names_the_fault():
+    d = copy.deepcopy(HEALTHY)
+    nginx_stopped(d)
+    d["nginx"]["installed"] = False  # both nginx checks fail: the first one in order wins
+    broken = first_broken(evaluate(d, workers=2, deploy_user="deploy", paths=PATHS))
+    assert (broken.layer, broken.detail) == ("nginx", "nginx is not installed")

@@ -1,0 +1,110 @@
+"""What the diagnosis layers are made of: the verdict, the context, the Layer base class.
+
+A layer that does not apply to the stage (`applies(ctx)` is false: no nginx in front, no
+bucket, no target group, no database) is reported as `skip` with its `skip_reason(ctx)`.
+Otherwise `verdict(probe, ctx)` runs its `checks` in order: each is a small named function
+of the probe's data and the context that returns (detail, fix) when it finds its fault, else
+None; the first fault found fails the layer, and when none is found the layer is ok.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from railsfab.paths import Paths
+
+
+@dataclass
+class Verdict:
+    layer: str
+    status: str  # ok | FAIL | skip
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Front:
+    """What answers the host's HTTP port: nginx on :80, or the app server itself."""
+
+    nginx: bool
+    port: int
+    listening: bool  # something listens on `port`
+
+    @classmethod
+    def of(cls, f: dict) -> Front:
+        if f["nginx"]:  # the port is nginx's :80; nothing reads the rest
+            return cls(f["nginx"], f.get("port"), f.get("listening"))
+        return cls(f["nginx"], f["port"], f["listening"])
+
+
+# A probe document without "front" predates stages without nginx: nginx is in front.
+NGINX_FRONT = {"nginx": True, "port": 80, "listening": True}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the check knows besides the probe's data, and what it derives from it once."""
+
+    paths: Paths
+    workers: int
+    deploy_user: str
+    front: Front
+    database: bool  # the env file names a DATABASE_HOST (the probe tried to reach it)
+    s3: dict | None = None
+    lb: dict | None = None
+
+    @classmethod
+    def of(cls, d: dict, *, workers: int, deploy_user: str, paths: Paths,
+           s3: dict | None = None, lb: dict | None = None) -> Context:
+        f = d.get("front") or NGINX_FRONT
+        return cls(paths, workers, deploy_user, Front.of(f), d["db"] is not None, s3, lb)
+
+    @property
+    def app_address(self) -> str:
+        """Where the app server must accept connections: nginx's socket, or the TCP port."""
+        return self.paths.socket if self.front.nginx else f"tcp :{self.front.port}"
+
+    def app_listening(self, d: dict) -> bool:
+        return d["socket"]["listening"] if self.front.nginx else self.front.listening
+
+
+Finding = tuple[str, str]  # (detail, fix)
+Check = Callable[[dict, Context], Finding | None]
+
+
+def last(lines: list[str], pattern: str) -> str | None:
+    """The last line matching `pattern`, stripped, its last 200 characters."""
+    for line in reversed(lines):
+        if re.search(pattern, line):
+            return line.strip()[-200:]
+    return None
+
+
+class Layer:
+    name = ""
+    checks: tuple[Check, ...] = ()
+
+    def applies(self, ctx: Context) -> bool:
+        return True
+
+    def skip_reason(self, ctx: Context) -> str:
+        return ""
+
+    def healthy(self, d: dict, ctx: Context) -> str:
+        """The ok verdict's detail."""
+        raise NotImplementedError
+
+    def verdict(self, d: dict, ctx: Context) -> Verdict:
+        for check in self.checks:
+            found = check(d, ctx)
+            if found:
+                return Verdict(self.name, "FAIL", *found)
+        return Verdict(self.name, "ok", self.healthy(d, ctx))
+
+    def judge(self, d: dict, ctx: Context) -> Verdict:
+        """This layer's line in the report: skip when it does not apply, else its verdict."""
+        if not self.applies(ctx):
+            return Verdict(self.name, "skip", self.skip_reason(ctx))
+        return self.verdict(d, ctx)

@@ -1,0 +1,216 @@
+"""`fab check`'s probe: read one host's layers as root and print them as one JSON document.
+
+It runs on the host, not on the controller: `railsfab.diagnose.probe` sends this file's text
+followed by one line `main(json.loads(<params as a JSON string literal>))` to
+`sudo -n python3 -`. So it uses the standard library only (a bare Debian host has python3 and
+nothing else), and nothing runs at import: the controller's unit tests import its pure
+helpers (the env-file parser, the regexes that read nginx's upstream and the app server's
+listen line).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import re
+import socket
+import stat
+import subprocess
+
+# curl writes a response's body here; http() reads and removes it
+BODY = "/tmp/.railsfab-check-body"
+# the app server's socket in its config: unicorn's `listen "..."`, puma's `bind "unix://..."`
+LISTEN = re.compile(r'^listen "([^"]+)"|^bind "unix://([^"?]+)', re.M)
+# the socket in nginx's site: `server unix:/path.sock fail_timeout=0;`
+UPSTREAM = re.compile(r"server unix:(\S+?)[ ;]")
+
+
+def parse_env(lines) -> dict[str, str]:
+    """KEY=value lines of an env file (systemd's EnvironmentFile=), quotes stripped."""
+    env = {}
+    for line in lines:
+        k, _, v = line.strip().partition("=")
+        if k and not k.startswith("#"):
+            env[k] = v.strip("'\"")
+    return env
+
+
+def parse_environ(data: bytes) -> dict[str, str]:
+    """A process's environment as /proc/<pid>/environ holds it (NUL-separated KEY=value)."""
+    return dict(kv.split("=", 1) for kv in data.decode(errors="replace").split("\0")
+                if "=" in kv)
+
+
+def server_listen(config: str) -> str | None:
+    """The address the app server's config listens on (unicorn `listen`, puma `bind unix://`)."""
+    m = LISTEN.search(config)
+    return (m.group(1) or m.group(2)) if m else None
+
+
+def site_upstream(site: str) -> str | None:
+    """The unix socket nginx's site proxies to."""
+    u = UPSTREAM.search(site)
+    return u.group(1) if u else None
+
+
+def out(*argv: str) -> str:
+    """A command's stdout, stripped; "" when it cannot run or takes over 10 s."""
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return r.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def read(path: str) -> str | None:
+    """A file's text; None when it does not exist."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return f.read()
+
+
+def read_env(path: str) -> dict[str, str]:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return parse_env(f)
+
+
+def tail(path: str, n: int = 30) -> list[str]:
+    """The last `n` lines of a log (of its last 16 KiB); [] when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 16384))
+            return f.read().decode(errors="replace").splitlines()[-n:]
+    except OSError:
+        return []
+
+
+def http(url: str, host: str | None = None, sock: str | None = None,
+         as_user: str | None = None) -> dict[str, str]:
+    """GET `url` with curl: the status code ("000": no answer) and the body's first 4000
+    characters."""
+    argv = ["curl", "-s", "-m", "5", "-o", BODY, "-w", "%{http_code}"]
+    if host:
+        argv += ["-H", "Host: " + host]
+    if sock:
+        argv += ["--unix-socket", sock]
+    argv.append(url)
+    if as_user:
+        argv = ["runuser", "-u", as_user, "--", *argv]
+    code = out(*argv) or "000"
+    try:
+        with open(BODY, errors="replace") as f:
+            body = f.read(4000)
+        os.unlink(BODY)
+    except OSError:
+        body = ""
+    return {"code": code, "body": body}
+
+
+def unit(name: str) -> dict[str, str]:
+    return {"active": out("systemctl", "is-active", name),
+            "main_pid": out("systemctl", "show", "-p", "MainPID", "--value", name)}
+
+
+def proc(pid) -> dict | None:
+    """Who runs process `pid`, how, in which RAILS_ENV, with how many workers; None if none."""
+    try:
+        pid = int(pid)
+        st = os.stat(f"/proc/{pid}")
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode().strip()
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = parse_environ(f.read())
+        kids = [c for c in out("ps", "--ppid", str(pid), "-o", "cmd=").splitlines()
+                if "worker" in c]
+        return {"pid": pid, "user": pwd.getpwuid(st.st_uid).pw_name, "cmd": cmd,
+                "rails_env": env.get("RAILS_ENV"), "workers": len(kids)}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def database(env: dict[str, str]) -> dict | None:
+    """Whether the env file's DATABASE_HOST accepts a TCP connection; None if it names none."""
+    if not env.get("DATABASE_HOST"):
+        return None
+    try:
+        port = int(env.get("DATABASE_PORT", 3306))
+        s = socket.create_connection((env["DATABASE_HOST"], port), 2)
+        s.close()
+        return {"reachable": True}
+    except OSError as e:
+        return {"reachable": False, "error": str(e)}
+
+
+def readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def is_socket(path: str) -> bool | None:
+    """None when `path` does not exist."""
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
+def nginx() -> dict:
+    return {"installed": os.path.exists("/usr/sbin/nginx"), **unit("nginx"),
+            "listen80": bool(out("ss", "-Hltn", "sport = :80")),
+            "test": out("sh", "-c", "nginx -t 2>&1 | tail -n 2")}
+
+
+def socket_state(sock: str) -> dict:
+    """The app server's unix socket, and whether nginx's user (www-data) may use it."""
+    st = is_socket(sock)
+    listening = sock in out("ss", "-Hxl")
+    return {"exists": st is not None, "is_socket": bool(st), "listening": listening,
+            "nginx_can_connect":
+                http("http://127.0.0.1/up", sock=sock, as_user="www-data")["code"] != "000"
+                if st else None}
+
+
+def server(name: str, pid_text: str | None) -> dict:
+    """The app server's unit, its pid file and the processes both name."""
+    return {**unit(name), "pid_file": pid_text,
+            "pid_proc": proc(pid_text) if pid_text else None,
+            "main_proc": proc(unit(name)["main_pid"])}
+
+
+def main(P: dict) -> None:
+    """Print the host's state as the JSON document `railsfab.diagnose.layers` reads."""
+    db = database(read_env(P["env_file"]))
+    pid_text = read(P["pid"])
+    pid_text = pid_text.strip() if pid_text is not None else None
+    current = readlink(P["current"])
+    assets = sorted(glob.glob(P["current"] + "/public/assets/*.css"))
+    asset = "/assets/" + os.path.basename(assets[0]) if assets else None
+    local = f"http://127.0.0.1:{int(P['port'])}"
+    print(json.dumps({
+        "nginx": nginx(),
+        "default_sites": [p for p in P["default_sites"] if os.path.exists(p)],
+        "upstream": site_upstream(read(P["site"]) or ""),
+        "listen": server_listen(read(P["server_config"]) or ""),
+        "front": {"nginx": P["nginx"], "port": P["port"],
+                  "listening": bool(out("ss", "-Hltn", f"sport = :{int(P['port'])}"))},
+        "socket": socket_state(P["socket"]),
+        "server": server(P["unit"], pid_text),
+        "current": current, "current_exists": bool(current and os.path.isdir(current)),
+        "asset": asset,
+        "http": {"root": http(local + "/"), "up": http(local + "/up"),
+                 "alb_host": http(local + "/", host=P["alb_host"]),
+                 "asset": http(local + asset) if asset else None},
+        "rails_env": P["rails_env"],
+        "db": db,
+        "logs": {"nginx": tail("/var/log/nginx/error.log", 15), "app": tail(P["app_log"], 40),
+                 "server": tail(P["server_log"], 15)},
+    }))

@@ -1,0 +1,109 @@
+"""`fab check`'s on-host probe (railsfab/onhost/check.py): its pure helpers, and how it ships."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from railsfab import remote
+from railsfab.onhost import check
+from railsfab.paths import Paths
+from railsfab.secrets import env_file_text
+
+GOLDEN = Path(__file__).parent / "golden"
+# railsfab.diagnose re-exports the function probe(), which hides the module of that name
+probe_module = importlib.import_module("railsfab.diagnose.probe")
+
+
+def test_env_file_as_deploy_writes_it_reads_back():
+    text = env_file_text({"RAILS_ENV": "production", "DATABASE_HOST": "10.0.0.5",
+                          "DATABASE_PORT": "3307", "EMPTY": ""})
+    assert check.parse_env(text.splitlines(keepends=True)) == {
+        "RAILS_ENV": "production", "DATABASE_HOST": "10.0.0.5", "DATABASE_PORT": "3307",
+        "EMPTY": ""}
+
+
+def test_env_file_comments_blanks_and_quotes():
+    lines = ["# DATABASE_HOST=commented\n", "\n", "  A=\"double\"  \n", "B=x=y\n", "=nokey\n",
+             "C\n"]
+    assert check.parse_env(lines) == {"A": "double", "B": "x=y", "C": ""}
+
+
+def test_process_environ():
+    data = b"RAILS_ENV=staging\0PATH=/usr/bin\0junk\0X=a=b\0"
+    assert check.parse_environ(data) == {"RAILS_ENV": "staging", "PATH": "/usr/bin",
+                                         "X": "a=b"}
+
+
+def test_listen_line_of_the_rendered_unicorn_and_puma_configs():
+    assert check.server_listen((GOLDEN / "unicorn.rb").read_text()) == \
+        "/srv/shop/shared/tmp/sockets/unicorn.sock"
+    # puma's bind carries the socket's mode and backlog as a query: not part of the path
+    assert check.server_listen((GOLDEN / "puma.rb").read_text()) == \
+        "/srv/shop/shared/tmp/sockets/puma.sock"
+
+
+def test_listen_line_only_at_the_start_of_a_line():
+    assert check.server_listen('# listen "/old.sock"\nworker_processes 2\n') is None
+    assert check.server_listen('bind "tcp://0.0.0.0:3000"\n') is None
+    assert check.server_listen("") is None
+
+
+def test_upstream_of_the_rendered_nginx_site():
+    assert check.site_upstream((GOLDEN / "nginx-site.conf").read_text()) == \
+        "/srv/shop/shared/tmp/sockets/unicorn.sock"
+    assert check.site_upstream("server unix:/run/a.sock;") == "/run/a.sock"
+    assert check.site_upstream("proxy_pass http://127.0.0.1:3000;") is None
+
+
+def test_probe_uses_only_the_standard_library_and_runs_nothing_at_import():
+    tree = ast.parse(Path(check.__file__).read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+    # top level: docstring, imports, constants and definitions only
+    for node in tree.body:
+        assert isinstance(node, (ast.Expr, ast.Import, ast.ImportFrom, ast.Assign,
+                                 ast.FunctionDef)), ast.dump(node)[:80]
+        if isinstance(node, ast.Expr):
+            assert isinstance(node.value, ast.Constant), "only the docstring"
+
+
+def test_script_is_the_file_then_one_call_of_main_with_the_params():
+    params = {"env_file": "/etc/railsfab/a'b\".env", "port": 80, "nginx": True, "ü": "\n"}
+    script = probe_module.script(params)
+    source = Path(check.__file__).read_text()
+    assert script.startswith(source)
+    call = script[len(source):]
+    assert call.count("\n") == 1 and call.startswith("main(json.loads(")
+    captured = {}
+    namespace = {"__name__": "__main__"}
+    exec(compile(source, "check.py", "exec"), namespace)  # our own file, as python3 - runs it
+    namespace["main"] = lambda P: captured.update(P)
+    exec(compile(call, "call", "exec"), namespace)
+    assert captured == params
+
+
+def test_probe_sends_the_script_to_python_as_root_and_reads_its_json(monkeypatch):
+    sent = {}
+
+    def sh(conn, script, *, step, stdin=None, **kw):
+        sent.update(script=script, stdin=stdin.decode())
+        return SimpleNamespace(stdout='{"front": {"nginx": false}}')
+
+    monkeypatch.setattr(remote, "sh", sh)
+    app = SimpleNamespace(rails_env="staging", nginx=False, http_port=3000)
+    inv = SimpleNamespace(stage=SimpleNamespace(app=app))
+    paths = Paths("shop", "/srv/shop", "puma")
+    assert probe_module.probe(None, inv, paths) == {"front": {"nginx": False}}
+    assert sent["script"] == "sudo -n python3 -"
+    p = json.loads(json.loads(sent["stdin"].rsplit("main(json.loads(", 1)[1][:-3]))
+    assert (p["port"], p["nginx"], p["socket"], p["app_log"]) == \
+        (3000, False, "/srv/shop/shared/tmp/sockets/puma.sock",
+         "/srv/shop/shared/log/staging.log")
