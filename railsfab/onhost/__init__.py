@@ -21,4 +21,5 @@ def load(name: str) -> str:
 def python_call(name: str, function: str, params: object) -> bytes:
     """The text of `name` plus a call of `function` with `params` (JSON), for `python3 -`."""
     literal = json.dumps(json.dumps(params))
-    return f"{load(name)}\n{function}(json.loads({literal}))\n".encode()
+    text = load(name).rstrip("\n") + "\n"
+    return f"{text}{function}(json.loads({literal}))\n".encode()
