@@ -83,14 +83,17 @@ def apt_install_script(packages: list[str], *, update: bool) -> str:
     """Install packages, waiting while another apt holds the lock (cloud-init and
     unattended-upgrades on a new EC2 host, or another host sharing the sandbox's .deb
     cache). Stale package lists point at versions the mirror no longer has: on a failed
-    install, update the lists and try once more."""
+    install, update the lists and try once more. apt's output streams as it runs (live
+    progress); a failure ends with its last lines on stderr."""
     install = str(apt_install(packages))
     first = f"apt-get update -q && {install}" if update else install
     attempt = f"{first} || (apt-get update -q && {install})"
     return (
-        "for i in $(seq 1 600); do "
-        f"out=$( ({attempt}) 2>&1 ) && exit 0; "
-        "case \"$out\" in *'Could not get lock'*|*'Unable to lock'*) sleep 1 ;; "
-        "*) printf '%s\\n' \"$out\" | tail -n 20 >&2; exit 1 ;; esac; done; "
-        "echo 'apt: the package lock was still held after 10 minutes' >&2; exit 1"
+        "t=$(mktemp -d) && trap 'rm -rf \"$t\"' EXIT && i=0 && while :; do "
+        f"{{ ( {attempt} ); echo $? > \"$t/rc\"; }} 2>&1 | tee \"$t/out\"; "
+        "[ \"$(cat \"$t/rc\")\" = 0 ] && exit 0; "
+        "if grep -q -e 'Could not get lock' -e 'Unable to lock' \"$t/out\" "
+        "&& [ $i -lt 600 ]; then i=$((i + 1)); sleep 1; continue; fi; "
+        "if [ $i -ge 600 ]; then echo 'apt: the package lock was still held after 10 minutes' "
+        ">&2; fi; tail -n 20 \"$t/out\" >&2; exit 1; done"
     )

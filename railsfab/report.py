@@ -86,10 +86,10 @@ class _LiveLines:
         now = time.monotonic()
         with self.reporter._lock:
             running = list(self.reporter._running.values())
-        for r in running:
-            grid.add_row(r.spinner, Text(f"{r.host:<8}"), Text(f"{r.step:<16}"),
-                         Text(f"{now - r.started:5.1f}s", style="dim"),
-                         Text(r.activity[:90], style="dim", no_wrap=True, overflow="ellipsis"))
+        for r in running:  # laid out like the lines the steps end with
+            grid.add_row(r.spinner, Text(f"{r.host:<8}"), Text("running ", style="cyan"),
+                         Text(f"{r.step:<16}"), Text(f"{now - r.started:5.1f}s", style="dim"),
+                         Text(r.activity, style="dim", no_wrap=True, overflow="ellipsis"))
         return grid
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from railsfab import commands
 from railsfab.commands import Cmd
 from railsfab.paths import Paths
@@ -89,3 +91,31 @@ def test_switch_current_owned_by_the_deploy_user_before_the_rename():
         "chown -h deploy:deploy /srv/shop/current.new && "
         "mv -T /srv/shop/current.new /srv/shop/current"
     )
+
+
+def _run_apt_script(tmp_path, behaviour: str) -> subprocess.CompletedProcess:
+    """The install script with a fake apt-get first on PATH (behaviour: its shell body)."""
+    fake = tmp_path / "apt-get"
+    fake.write_text(f"#!/bin/sh\n{behaviour}\n")
+    fake.chmod(0o755)
+    script = commands.apt_install_script(["nginx"], update=False)
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30,
+                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+
+
+def test_apt_output_streams_and_success_exits_zero(tmp_path):
+    r = _run_apt_script(tmp_path, 'echo "Get:1 http://deb.debian.org nginx"; exit 0')
+    assert r.returncode == 0 and "Get:1 http://deb.debian.org nginx" in r.stdout
+
+
+def test_apt_waits_for_the_lock_then_installs(tmp_path):
+    marker = tmp_path / "tried"
+    r = _run_apt_script(tmp_path, f'if [ ! -e {marker} ]; then touch {marker}; '
+                        'echo "E: Could not get lock /var/lib/dpkg/lock-frontend"; exit 100; fi; '
+                        'echo installed')
+    assert r.returncode == 0 and "installed" in r.stdout
+
+
+def test_apt_failure_ends_with_its_last_lines_on_stderr(tmp_path):
+    r = _run_apt_script(tmp_path, 'echo "E: Unable to locate package nginxx"; exit 100')
+    assert r.returncode == 1 and "Unable to locate package nginxx" in r.stderr
