@@ -102,10 +102,13 @@ class App(_Model):
 
     @model_validator(mode="after")
     def _server_shape(self) -> App:
-        if not self.nginx and self.app_server != "puma":
+        from railsfab.appserver import SERVERS  # the servers know what they can do
+
+        if not self.nginx and not SERVERS[self.app_server].faces_clients:
+            able = ", ".join(n for n, s in SERVERS.items() if s.faces_clients)
             raise ValueError(
-                "nginx: false needs app_server: puma (unicorn is built to sit behind nginx: "
-                "slow clients would tie up its single-threaded workers)"
+                f"nginx: false needs app_server: {able} ({self.app_server} is built to sit "
+                "behind nginx: slow clients would tie up its single-threaded workers)"
             )
         return self
 

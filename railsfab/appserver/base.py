@@ -30,6 +30,8 @@ class AppServer(ABC):
     # Does a failed zero-downtime restart leave the running server changed? (unicorn: no,
     # the old master keeps serving as it was; puma: its master moved to the new release)
     failed_restart_changes_it: ClassVar[bool] = True
+    # Can it answer clients itself, with no nginx in front (`nginx: false`)?
+    faces_clients: ClassVar[bool] = False
 
     def __init__(self, app: App, paths: Paths) -> None:
         self.app = app

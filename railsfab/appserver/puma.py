@@ -43,6 +43,7 @@ class Puma(AppServer):
     title = "Puma"
     processes = "^puma[ :]"
     master_pattern = "^puma [0-9]"
+    faces_clients = True  # threads and a reactor: slow clients do not tie up its workers
 
     def notify(self, source: Path) -> bool:
         """Puma >= 6 speaks systemd's notify protocol itself; puma 5 needs the sd_notify gem

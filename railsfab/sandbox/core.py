@@ -12,7 +12,6 @@ import importlib.util
 import ipaddress
 import json
 import os
-import shlex
 import shutil
 import threading
 import time
@@ -25,16 +24,14 @@ from railsfab.errors import ConfigError, RailsfabError
 from railsfab.inventory import Host, Inventory
 from railsfab.local import PidFile, log_tail, port_open, run, wait_for
 from railsfab.report import Reporter
-from railsfab.sandbox import image, network
+from railsfab.sandbox import database, image, network
 from railsfab.sandbox.machine import Machine
 from railsfab.sandbox.services import AptProxy, AwsEndpoint
-from railsfab.secrets import ensure_generated, read_env_file
+from railsfab.secrets import ensure_generated
 
 REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "tinyproxy", "ip", "ssh-keygen", "cp")
 SECRET_KEYS = {"SECRET_KEY_BASE": 64, "DATABASE_PASSWORD": 16}
 BOOT_TIMEOUT = 90
-MARIADB_CNF = "/etc/mysql/mariadb.conf.d/60-railsfab.cnf"
-MARIADB_SETTINGS = "[mysqld]\nbind-address = 0.0.0.0\n"
 
 
 @dataclass
@@ -163,7 +160,7 @@ class Sandbox:
         try:
             if "db" in host.roles and self.inv.stage.app.database:
                 with self.rep.step(host.name, "mariadb") as s:
-                    s.set(*self._ensure_database(conn))
+                    s.set(*database.ensure(self.inv, conn))
         finally:
             conn.close()
 
@@ -214,41 +211,6 @@ class Sandbox:
         if not wait_for(ssh_up, BOOT_TIMEOUT, interval=0.2):
             raise RailsfabError(f"no SSH on {m.address}:22 within {BOOT_TIMEOUT} s",
                                 host=m.name, step="boot", fix=f"see {m.log}")
-
-    def _ensure_database(self, conn) -> tuple[bool, str]:
-        """MariaDB (standing in for RDS) with the app's database and user, open to the subnet."""
-        db = self.inv.stage.app.database
-        secrets = read_env_file(self.inv.resolve(self.inv.stage.app.secrets_file))
-        password = secrets.get("DATABASE_PASSWORD", "")
-        step = "mariadb"
-        changed = False
-        probe = remote.sh(conn, "dpkg-query -W -f='${Status}' mariadb-server 2>/dev/null; "
-                          f"cat {MARIADB_CNF} 2>/dev/null; ss -Hltn 'sport = :3306'",
-                          step=step, warn=True).stdout
-        if "install ok installed" not in probe:
-            remote.sh(conn, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-                      "mariadb-server", sudo=True, step=step, timeout=600)
-            changed = True
-        # Check the live listener too: a file written by an interrupted run is not enough.
-        if MARIADB_SETTINGS not in probe or "0.0.0.0:3306" not in probe:
-            remote.sh(conn, f"cat > {MARIADB_CNF} && systemctl restart mariadb", sudo=True,
-                      step=step, stdin=MARIADB_SETTINGS.encode())
-            changed = True
-        counts = remote.sh(conn, "mysql -N -e " + shlex.quote(
-            f"SELECT COUNT(*) FROM mysql.user WHERE user='{db.user}' AND host='%';"
-            f"SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name='{db.name}';"
-        ), sudo=True, step=step).stdout.split()
-        if counts != ["1", "1"]:
-            # The password travels on stdin, never in a command line.
-            sql = (
-                f"CREATE DATABASE IF NOT EXISTS `{db.name}` CHARACTER SET utf8mb4;\n"
-                f"CREATE USER IF NOT EXISTS '{db.user}'@'%' IDENTIFIED BY '{password}';\n"
-                f"ALTER USER '{db.user}'@'%' IDENTIFIED BY '{password}';\n"
-                f"GRANT ALL PRIVILEGES ON `{db.name}`.* TO '{db.user}'@'%';\n"
-            )
-            remote.sh(conn, "mysql", sudo=True, step=step, stdin=sql.encode())
-            changed = True
-        return changed, f"database {db.name}, user {db.user}, port 3306"
 
     # --- down ------------------------------------------------------------------------
 
