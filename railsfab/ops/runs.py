@@ -81,12 +81,14 @@ def script_marked(script: str, *, mark: str) -> Run:
 
 def revert(server: AppServer) -> Run:
     """After a failed activation, with `current` back on the old release: restart the
-    server from it, with its own zero-downtime mechanism if it still runs."""
+    server from it, with its own zero-downtime mechanism while its master lives (a puma
+    whose phased restart failed is still "reloading", and serving), else from scratch."""
     def run(r: HostRun) -> str:
         unit = server.paths.unit_name
-        active = remote.sh(r.conn, f"systemctl is-active {unit}", step="revert",
-                           warn=True).stdout.strip()
-        if active == "active":
+        pid = remote.sh(r.conn, f"p=$(systemctl show -p MainPID --value {unit}); "
+                        "[ \"${p:-0}\" != 0 ] && kill -0 \"$p\" && echo \"$p\"", sudo=True,
+                        step="revert", warn=True).stdout.strip()
+        if pid:
             mode = server.restart_mode(gems_changed=True, config_changed=True)
             said = server.restart(r.conn, mode=mode, step="revert", on_line=r.progress)
         else:
