@@ -115,7 +115,7 @@ def app_server(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
         running = [s for s in d.retired if f.unit(s.paths.unit_name)["active"] == "active"]
         beside = (f" beside {running[0].paths.unit_name} (its own socket; nginx moves over "
                   "once it answers)") if running else ""
-        return Change(f"start {unit_name}{beside}", run=runs.start(server, enable),
+        return Change(f"start {unit_name}{beside}", run=runs.systemctl(server, "start", enable),
                       done=f"started {unit_name}{beside}")
     hard = [why for why, step in (("unit", f"{server.name} unit"), ("env file", "env file"))
             if p.changes(step)]
@@ -126,7 +126,7 @@ def app_server(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
         # picks these up (a short gap while the server boots).
         why = ", ".join(hard + soft)
         return Change(f"restart {unit_name} ({why} changed; full restart)",
-                      run=runs.hard_restart(server, enable),
+                      run=runs.systemctl(server, "restart", enable),
                       done=f"restarted ({why} changed; full restart)")
     if soft:
         gems_changed = f.current_meta.get("gems") != d.digests.gems

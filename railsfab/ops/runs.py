@@ -39,22 +39,14 @@ def _systemctl(r: HostRun, server: AppServer, script: str) -> None:
         raise
 
 
-def start(server: AppServer, enable: bool) -> Run:
+def systemctl(server: AppServer, verb: str, enable: bool) -> Run:
+    """`systemctl start` or `restart` the server's unit (enabling it first if need be); done
+    only once the server answers."""
     def run(r: HostRun) -> None:
         unit = server.paths.unit_name
         r.restarted = True
         _systemctl(r, server, (f"systemctl enable -q {unit} && " if enable else "")
-                   + f"systemctl start {unit}")
-        _ready(r, server, server.name)
-    return run
-
-
-def hard_restart(server: AppServer, enable: bool) -> Run:
-    def run(r: HostRun) -> None:
-        unit = server.paths.unit_name
-        r.restarted = True
-        _systemctl(r, server, (f"systemctl enable -q {unit} && " if enable else "")
-                   + f"systemctl restart {unit}")
+                   + f"systemctl {verb} {unit}")
         _ready(r, server, server.name)
     return run
 
