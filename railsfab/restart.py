@@ -20,7 +20,8 @@ def restart_plan(s: Serving, *, mode: str | None, hard: bool) -> Plan:
     server = s.server
     if hard:
         change = Change(f"stop and start {server.paths.unit_name} (--hard: a short gap)",
-                        run=runs.systemctl(server, "restart", False), done="stopped and started (--hard)")
+                        run=runs.systemctl(server, "restart", False),
+                        done="stopped and started (--hard)")
     else:
         mode = mode or server.modes[0]
         change = Change(f"{mode} restart", run=runs.handover(server, mode, False))
