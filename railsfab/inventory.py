@@ -84,6 +84,12 @@ class App(_Model):
     timeout: int = Field(30, ge=5, le=600)
     keep_releases: int = Field(5, ge=1, le=100)
     client_max_body_size: str = "25m"
+    # The route that answers 200 when the app is up: verify, the local gate before a host
+    # rejoins the ALB, `fab check` and the target group's health check all ask it.
+    health_path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._~/-]*$")] = "/up"
+    # The app redirects plain HTTP to https (Rails' config.force_ssl): railsfab's own
+    # requests then say they came through TLS (X-Forwarded-Proto: https), as the ALB's do.
+    force_ssl: bool = False
     packages: list[str] = Field(default_factory=list)
     secrets_file: str | None = None
     database: Database | None = None
@@ -128,6 +134,11 @@ class AWS(_Model):
     deregistration_delay: int = Field(30, ge=0, le=3600)
     batch_size: int = Field(1, ge=1)
     vpc_endpoint_only: bool = False  # bucket policy: deny object access not via the endpoint
+    # HTTPS at the ALB: an ACM certificate by ARN, or the issued one for this domain name.
+    # Adds an HTTPS:443 listener; :80 then redirects to it.
+    certificate_arn: str | None = None
+    certificate_domain: str | None = None
+    ssl_policy: str = "ELBSecurityPolicy-TLS13-1-2-2021-06"
     # moto (the sandbox's AWS) evaluates no policy conditions: every conditional Deny
     # denies all object access there. Sandbox stages render the policy but may skip it.
     apply_bucket_policy: bool = True
@@ -157,6 +168,12 @@ class Stage(_Model):
     aws: AWS = Field(default_factory=AWS)
     apt_proxy: str | None = None
     sandbox: Sandbox | None = None
+
+    @property
+    def https(self) -> bool:
+        """Do clients reach the app over TLS (ended at the ALB, or the app insists)?"""
+        return bool(self.aws.certificate_arn or self.aws.certificate_domain
+                    or self.app.force_ssl)
 
     @model_validator(mode="after")
     def _consistent(self) -> Stage:

@@ -62,7 +62,7 @@ def spec(s: Serving) -> facts.Spec:
 def list_releases(inv: Inventory, only: str | None) -> dict[str, list[Release]]:
     with Session(inv, Reporter(quiet=True), only=only, command="fab releases",
                  locking=False) as session:
-        session.open(spec(Serving.of(inv.stage.app)))
+        session.open(spec(Serving.of(inv.stage)))
         return {r.name: ledger(r.facts) for r in session.runs.values()}
 
 
@@ -78,7 +78,7 @@ def rollback_plan(s: Serving, f: facts.Facts, target: str) -> Plan:
 
 
 def rollback(inv: Inventory, rep: Reporter, *, only: str | None, to: str | None) -> None:
-    s = Serving.of(inv.stage.app)
+    s = Serving.of(inv.stage)
     with Session(inv, rep, only=only, command="fab rollback") as session:
         session.open(spec(s))
         for r in session.runs.values():

@@ -31,7 +31,7 @@ def restart_plan(s: Serving, *, mode: str | None, hard: bool) -> Plan:
 def restart(inv: Inventory, rep: Reporter, *, only: str | None, hot: bool = False,
             hard: bool = False, command: str = "fab restart-app",
             require: str | None = None) -> None:
-    s = Serving.of(inv.stage.app)
+    s = Serving.of(inv.stage)
     if require and s.server.name != require:
         raise RailsfabError(f"stage {inv.stage_name} runs {s.server.name}, not {require}",
                             step=command.removeprefix("fab "),

@@ -25,7 +25,7 @@ class Session:
         self.rep = rep
         self.app = inv.stage.app
         self.paths = Paths.of(self.app)
-        self.server = appserver.for_app(self.app, self.paths)
+        self.server = appserver.for_app(self.app, self.paths, https=inv.stage.https)
         self.command = command
         hosts = inv.hosts(role="web", only=only)
         if not hosts:

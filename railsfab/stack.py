@@ -47,10 +47,32 @@ def network_ids(inv: Inventory) -> dict:
     return ids
 
 
+def ends_tls(inv: Inventory) -> bool:
+    """Does the ALB end TLS (an HTTPS:443 listener with the stage's certificate)?"""
+    a = inv.stage.aws
+    return bool(a.certificate_arn or a.certificate_domain)
+
+
 def template(inv: Inventory) -> str:
     env = render.environment(inv.root)
     return render.render(env, "stack.yaml.j2", app=inv.stage.app, aws=inv.stage.aws,
-                         stage=inv.stage_name, names=names(inv))
+                         stage=inv.stage_name, names=names(inv), https=ends_tls(inv))
+
+
+def certificate_arn(inv: Inventory) -> str:
+    """The stage's ACM certificate: its ARN as given, or the issued one for its domain."""
+    a = inv.stage.aws
+    if a.certificate_arn:
+        return a.certificate_arn
+    acm = aws.clients(inv).client("acm")
+    pages = acm.get_paginator("list_certificates").paginate(CertificateStatuses=["ISSUED"])
+    for page in pages:
+        for c in page["CertificateSummaryList"]:
+            if c["DomainName"] == a.certificate_domain:
+                return c["CertificateArn"]
+    raise ConfigError(f"{inv.path.name}: stages.{inv.stage_name}.aws.certificate_domain: no "
+                      f"issued ACM certificate for {a.certificate_domain} in {a.region}",
+                      fix="request one in ACM (DNS validation) or set aws.certificate_arn")
 
 
 def parameters(inv: Inventory) -> list[dict]:
@@ -62,6 +84,8 @@ def parameters(inv: Inventory) -> list[dict]:
     values = {"VpcId": ids["vpc_id"], "SubnetIds": ",".join(ids["subnet_ids"]),
               "RouteTableIds": ",".join(ids["route_table_ids"]), "AdminCidr": a.admin_cidr,
               "BucketName": a.bucket}
+    if ends_tls(inv):
+        values["CertificateArn"] = certificate_arn(inv)
     return [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
 
 

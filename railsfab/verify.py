@@ -1,42 +1,80 @@
-"""The post-deploy check, run on the host: `/`, `/up` and one asset through nginx (or, on a
-stage without nginx, straight from the app server's port)."""
+"""The post-deploy check, run on the host: the health path, `/` and one asset through nginx
+(or, on a stage without nginx, straight from the app server's port), as a client sees them.
+
+What fails is named: a 404 on the health path means the app has no such route; a redirect
+to https means the app forces SSL and railsfab was not told that clients come through TLS.
+"""
 
 from __future__ import annotations
 
-from railsfab import remote
+import shlex
+from typing import TYPE_CHECKING
+
+from railsfab import onhost, remote
 from railsfab.errors import RailsfabError
-from railsfab.inventory import App
-from railsfab.paths import Paths
+
+if TYPE_CHECKING:
+    from railsfab.ops.desired import Serving
 
 TIMEOUT = 60
+REDIRECTS = ("301", "302", "307", "308")
 
 
-def serving(conn, paths: Paths, app: App, *, step: str = "verify") -> str:
-    """Wait (bounded) until all three answer 200; return a summary or raise naming the layer.
-    Through nginx on :80, or from the app server's own port when the stage has no nginx."""
+def serving(conn, s: Serving, *, step: str = "verify") -> str:
+    """Wait (bounded) until all answer 200; return a summary or raise naming the cause."""
+    app = s.app
     port = app.http_port
-    script = f"""asset=$(cd {paths.current}/public && ls assets/*.css 2>/dev/null | head -n1)
-code() {{ curl -s -o /dev/null -m 10 -w '%{{http_code}}' "http://127.0.0.1:{port}$1"; }}
-end=$(( $(date +%s) + {TIMEOUT} ))
-while :; do
-  up=$(code /up); root=$(code /); a=$(code "/$asset")
-  [ "$up$root$a" = 200200200 ] && break
-  [ $(date +%s) -ge $end ] && break
-  sleep 0.2
-done
-echo "/up $up"; echo "/ $root"; echo "/$asset $a\""""
-    out = remote.sh(conn, script, step=step, timeout=TIMEOUT + 30).stdout
-    codes = dict(ln.rsplit(" ", 1) for ln in out.strip().splitlines()[:3])
-    bad = {k: v for k, v in codes.items() if v != "200"}
-    if bad:
-        front = "nginx" if app.nginx else f"{app.app_server} on :{port}"
-        layer = (f"{paths.app_server} (nginx answers 502)" if "502" in bad.values()
-                 else "the app" if "500" in bad.values() else front)
-        host = getattr(conn, "railsfab_host", None)
-        raise RailsfabError(
-            f"verification through {'nginx' if app.nginx else f':{port}'} failed: " +
-            ", ".join(f"{k} -> {v}" for k, v in codes.items()),
-            host=host.name if host else None, step=step,
-            fix=f"check {layer}: {paths.server_log} and /var/log/nginx/error.log on the host",
-        )
-    return ", ".join(f"{k} 200" for k in codes)
+    env = {"BASE": f"http://127.0.0.1{'' if port == 80 else f':{port}'}",
+           "HEALTH": app.health_path, "PUBLIC": f"{s.paths.current}/public",
+           "PROTO": "https" if s.https else "", "TIMEOUT": str(TIMEOUT)}
+    assign = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    out = remote.sh(conn, f"sudo -n env {assign} sh -s", step=step,
+                    stdin=onhost.load("verify.sh").encode(), timeout=TIMEOUT + 30).stdout
+    answers = {}
+    for line in out.strip().splitlines():
+        path, _, rest = line.partition(" ")
+        code, _, location = rest.partition(" ")
+        answers[path] = (code, location)
+    bad = {p: a for p, a in answers.items() if a[0] != "200"}
+    if not bad:
+        return ", ".join(f"{p} 200" for p in answers)
+    host = getattr(conn, "railsfab_host", None)
+    where = "nginx" if app.nginx else f":{port}"
+    raise RailsfabError(
+        f"verification through {where} failed: "
+        + ", ".join(f"{p} -> {c}" + (f" {loc}" if loc else "") for p, (c, loc) in answers.items()),
+        host=host.name if host else None, step=step, fix=_fix(s, answers))
+
+
+def _fix(s: Serving, answers: dict[str, tuple[str, str]]) -> str:
+    app = s.app
+    code, location = answers.get(app.health_path, ("000", ""))
+    if code in REDIRECTS and location.startswith("https://"):
+        return force_ssl_fix(s)
+    if code == "404":
+        return no_health_route_fix(app.health_path)
+    codes = {c for c, _ in answers.values()}
+    front = "nginx" if app.nginx else f"{s.server.name} on :{app.http_port}"
+    layer = (f"{s.server.name} (nginx answers 502)" if "502" in codes
+             else "the app" if "500" in codes else front)
+    return (f"check {layer}: {s.paths.server_log} and /var/log/nginx/error.log on the host; "
+            "`fab check` names the broken layer")
+
+
+def force_ssl_fix(s) -> str:
+    """`s`: anything that knows whether clients come through TLS (`.https`)."""
+    if s.https:
+        return ("the app redirects even requests that came through TLS "
+                "(X-Forwarded-Proto: https): check config.force_ssl / ssl_options")
+    return ("the app forces SSL (config.force_ssl): say so in hosts.yaml (app.force_ssl: true, "
+            "or aws.certificate_arn for HTTPS at the ALB) and railsfab sends "
+            "X-Forwarded-Proto: https; for the ALB's plain-HTTP health check add "
+            "config.assume_ssl = true (Rails >= 7.1) or exclude the health path: "
+            "config.ssl_options = { redirect: { exclude: ->(r) { r.path == \"/up\" } } }")
+
+
+def no_health_route_fix(path: str) -> str:
+    return (f"the app has no route {path}: add `get \"up\" => \"rails/health#show\"` (Rails >= "
+            f"7.1), or for older Rails `get \"up\", to: proc {{ [200, {{}}, [\"OK\"]] }}` in "
+            f"config/routes.rb, or set app.health_path in hosts.yaml to a path the app "
+            f"answers with 200")

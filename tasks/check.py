@@ -44,6 +44,7 @@ def check(c, stage=None, only=None, json=False):
             tid = tg.target(host)["Id"]
             lb = {"id": tid, "state": health.get(tid, "not registered")}
         return diagnose.evaluate(data, workers=app.workers, deploy_user=app.deploy_user,
+                                 health=app.health_path, https=inv.stage.https,
                                  paths=paths, s3=s3, lb=lb)
 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:

@@ -7,7 +7,7 @@ files, its address, its processes and its restarts.
 
 from __future__ import annotations
 
-from railsfab.appserver.base import HEALTH_PATH, AppServer
+from railsfab.appserver.base import AppServer
 from railsfab.appserver.puma import Puma
 from railsfab.appserver.unicorn import Unicorn
 from railsfab.inventory import App
@@ -15,15 +15,15 @@ from railsfab.paths import Paths
 
 SERVERS: dict[str, type[AppServer]] = {"unicorn": Unicorn, "puma": Puma}
 
-__all__ = ["HEALTH_PATH", "SERVERS", "AppServer", "Puma", "Unicorn", "for_app", "others"]
+__all__ = ["SERVERS", "AppServer", "Puma", "Unicorn", "for_app", "others"]
 
 
-def for_app(app: App, paths: Paths | None = None) -> AppServer:
+def for_app(app: App, paths: Paths | None = None, *, https: bool = False) -> AppServer:
     """The server the stage asks for."""
-    return SERVERS[app.app_server](app, paths or Paths.of(app))
+    return SERVERS[app.app_server](app, paths or Paths.of(app), https=https)
 
 
-def others(app: App, paths: Paths | None = None) -> list[AppServer]:
+def others(app: App, paths: Paths | None = None, *, https: bool = False) -> list[AppServer]:
     """The servers the stage does not run: retired from hosts that still run one."""
-    return [cls(app, paths or Paths.of(app)) for name, cls in SERVERS.items()
+    return [cls(app, paths or Paths.of(app), https=https) for name, cls in SERVERS.items()
             if name != app.app_server]

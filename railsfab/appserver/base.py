@@ -13,8 +13,6 @@ from railsfab import onhost, remote, render
 from railsfab.inventory import App
 from railsfab.paths import Paths
 
-HEALTH_PATH = "/up"
-
 READY_FAILURES = {
     4: "{server} stopped before it answered",
     5: "{server} did not answer on {where} in time",
@@ -33,9 +31,10 @@ class AppServer(ABC):
     # Can it answer clients itself, with no nginx in front (`nginx: false`)?
     faces_clients: ClassVar[bool] = False
 
-    def __init__(self, app: App, paths: Paths) -> None:
+    def __init__(self, app: App, paths: Paths, *, https: bool = False) -> None:
         self.app = app
         self.paths = replace(paths, app_server=self.name)
+        self.https = https  # clients come through TLS: readiness asks as they do
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.app.name})"
@@ -88,7 +87,8 @@ class AppServer(ABC):
         """Block until it answers HTTP on its own socket or port (bounded by boot_timeout);
         the milliseconds it took. systemd's "active" alone is not enough: a Type=simple
         unit is active before the app has loaded."""
-        env = {"HEALTH": HEALTH_PATH, "TIMEOUT": str(self.app.boot_timeout),
+        env = {"HEALTH": self.app.health_path, "TIMEOUT": str(self.app.boot_timeout),
+               "PROTO": "https" if self.https else "",
                "UNIT": self.paths.unit_name, "LOG": self.paths.server_log}
         env.update({"SOCKET": self.paths.socket} if self.app.nginx
                    else {"PORT": str(self.app.port)})

@@ -28,9 +28,11 @@ __all__ = ["LAYERS", "Verdict", "as_json", "evaluate", "first_broken", "probe",
 
 
 def evaluate(d: dict, *, workers: int, deploy_user: str, paths: Paths,
-             s3: dict | None = None, lb: dict | None = None) -> list[Verdict]:
+             s3: dict | None = None, lb: dict | None = None, health: str = "/up",
+             https: bool = False) -> list[Verdict]:
     """Pure: the probe's data -> one verdict per layer, in order."""
-    ctx = Context.of(d, workers=workers, deploy_user=deploy_user, paths=paths, s3=s3, lb=lb)
+    ctx = Context.of(d, workers=workers, deploy_user=deploy_user, paths=paths, s3=s3, lb=lb,
+                     health=health, https=https)
     return [layer.judge(d, ctx) for layer in ALL]
 
 

@@ -54,12 +54,16 @@ class Context:
     database: bool  # the env file names a DATABASE_HOST (the probe tried to reach it)
     s3: dict | None = None
     lb: dict | None = None
+    health: str = "/up"  # the app's health path
+    https: bool = False  # clients come through TLS (the probe sent X-Forwarded-Proto)
 
     @classmethod
     def of(cls, d: dict, *, workers: int, deploy_user: str, paths: Paths,
-           s3: dict | None = None, lb: dict | None = None) -> Context:
+           s3: dict | None = None, lb: dict | None = None, health: str = "/up",
+           https: bool = False) -> Context:
         f = d.get("front") or NGINX_FRONT
-        return cls(paths, workers, deploy_user, Front.of(f), d["db"] is not None, s3, lb)
+        return cls(paths, workers, deploy_user, Front.of(f), d["db"] is not None, s3, lb,
+                   health, https)
 
     @property
     def app_address(self) -> str:

@@ -6,6 +6,7 @@ found is the layer's verdict, exactly as one if/elif chain would decide.
 
 from __future__ import annotations
 
+from railsfab import verify
 from railsfab.diagnose.base import Context, Finding, Layer, last
 
 LAYERS = (
@@ -216,9 +217,16 @@ def host_blocked(d: dict, ctx: Context) -> Finding | None:
 
 
 def up_fails(d: dict, ctx: Context) -> Finding | None:
-    code = d["http"]["up"]["code"]
+    up = d["http"]["up"]
+    code = up["code"]
+    if code in ("301", "302", "307", "308") and up.get("location", "").startswith("https://"):
+        return (f"{ctx.health} answers {code}, a redirect to https: the app forces SSL "
+                "(config.force_ssl)", verify.force_ssl_fix(ctx))
+    if code == "404":
+        return (f"{ctx.health} answers 404: the app has no such route",
+                verify.no_health_route_fix(ctx.health))
     if code != "200":
-        return f"/up answers {code}", f"tail {ctx.paths.shared}/log/*.log on the host"
+        return f"{ctx.health} answers {code}", f"tail {ctx.paths.shared}/log/*.log on the host"
     return None
 
 
@@ -234,7 +242,7 @@ class RailsApp(Layer):
     checks = (host_blocked, up_fails, app_error)
 
     def healthy(self, d, ctx):
-        return f"/ {d['http']['root']['code']}, /up {d['http']['up']['code']}"
+        return f"/ {d['http']['root']['code']}, {ctx.health} {d['http']['up']['code']}"
 
 
 # --- assets ------------------------------------------------------------------------------
@@ -323,7 +331,7 @@ def target_unhealthy(d: dict, ctx: Context) -> Finding | None:
     lb = ctx.lb
     if lb.get("state") != "healthy":
         return (f"target {lb.get('id')} is {lb.get('state')} {lb.get('reason') or ''}".strip(),
-                "fab deploy registers it; an unhealthy target means /up fails "
+                "fab deploy registers it; an unhealthy target means the health path fails "
                 "from the ALB: check the app security group allows 80 from the ALB")
     return None
 

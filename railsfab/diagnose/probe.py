@@ -14,6 +14,8 @@ def params(inv: Inventory, paths: Paths) -> dict:
     """What the probe (railsfab/onhost/check.py) reads: `main(P)`'s P."""
     app = inv.stage.app
     return {
+        "health": app.health_path,
+        "proto": "https" if inv.stage.https else "",
         "env_file": paths.env_file,
         "pid": paths.pid,
         "server_config": paths.server_config,

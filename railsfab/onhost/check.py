@@ -18,9 +18,9 @@ import re
 import socket
 import stat
 import subprocess
+import tempfile
 
 # curl writes a response's body here; http() reads and removes it
-BODY = "/tmp/.railsfab-check-body"
 # the app server's socket in its config: unicorn's `listen "..."`, puma's `bind "unix://..."`
 LISTEN = re.compile(r'^listen "([^"]+)"|^bind "unix://([^"?]+)', re.M)
 # the socket in nginx's site: `server unix:/path.sock fail_timeout=0;`
@@ -92,25 +92,32 @@ def tail(path: str, n: int = 30) -> list[str]:
 
 
 def http(url: str, host: str | None = None, sock: str | None = None,
-         as_user: str | None = None) -> dict[str, str]:
-    """GET `url` with curl: the status code ("000": no answer) and the body's first 4000
-    characters."""
-    argv = ["curl", "-s", "-m", "5", "-o", BODY, "-w", "%{http_code}"]
+         as_user: str | None = None, proto: str | None = None) -> dict[str, str]:
+    """GET `url` with curl: the status code ("000": no answer), where a redirect points and
+    the body's first 4000 characters. `proto`: the X-Forwarded-Proto a TLS-ending proxy
+    would send."""
+    fd, body_file = tempfile.mkstemp(prefix="railsfab-check-")  # root-only, fresh
+    os.close(fd)
+    argv = ["curl", "-s", "-m", "5", "-o", "/dev/null" if as_user else body_file,
+            "-w", "%{http_code} %{redirect_url}"]
     if host:
         argv += ["-H", "Host: " + host]
+    if proto:
+        argv += ["-H", "X-Forwarded-Proto: " + proto]
     if sock:
         argv += ["--unix-socket", sock]
     argv.append(url)
     if as_user:
         argv = ["runuser", "-u", as_user, "--", *argv]
-    code = out(*argv) or "000"
+    code, _, location = (out(*argv) or "000").partition(" ")
     try:
-        with open(BODY, errors="replace") as f:
+        with open(body_file, errors="replace") as f:
             body = f.read(4000)
-        os.unlink(BODY)
     except OSError:
         body = ""
-    return {"code": code, "body": body}
+    finally:
+        os.unlink(body_file)
+    return {"code": code or "000", "location": location, "body": body}
 
 
 def unit(name: str) -> dict[str, str]:
@@ -169,13 +176,13 @@ def nginx() -> dict:
             "test": out("sh", "-c", "nginx -t 2>&1 | tail -n 2")}
 
 
-def socket_state(sock: str) -> dict:
+def socket_state(sock: str, health: str) -> dict:
     """The app server's unix socket, and whether nginx's user (www-data) may use it."""
     st = is_socket(sock)
     listening = sock in out("ss", "-Hxl")
     return {"exists": st is not None, "is_socket": bool(st), "listening": listening,
             "nginx_can_connect":
-                http("http://127.0.0.1/up", sock=sock, as_user="www-data")["code"] != "000"
+                http("http://127.0.0.1" + health, sock=sock, as_user="www-data")["code"] != "000"
                 if st else None}
 
 
@@ -195,6 +202,7 @@ def main(P: dict) -> None:
     assets = sorted(glob.glob(P["current"] + "/public/assets/*.css"))
     asset = "/assets/" + os.path.basename(assets[0]) if assets else None
     local = f"http://127.0.0.1:{int(P['port'])}"
+    health, proto = P.get("health", "/up"), P.get("proto") or None
     print(json.dumps({
         "nginx": nginx(),
         "default_sites": [p for p in P["default_sites"] if os.path.exists(p)],
@@ -202,13 +210,14 @@ def main(P: dict) -> None:
         "listen": server_listen(read(P["server_config"]) or ""),
         "front": {"nginx": P["nginx"], "port": P["port"],
                   "listening": bool(out("ss", "-Hltn", f"sport = :{int(P['port'])}"))},
-        "socket": socket_state(P["socket"]),
+        "socket": socket_state(P["socket"], health),
         "server": server(P["unit"], pid_text),
         "current": current, "current_exists": bool(current and os.path.isdir(current)),
         "asset": asset,
-        "http": {"root": http(local + "/"), "up": http(local + "/up"),
-                 "alb_host": http(local + "/", host=P["alb_host"]),
-                 "asset": http(local + asset) if asset else None},
+        "http": {"root": http(local + "/", proto=proto),
+                 "up": http(local + health, proto=proto),
+                 "alb_host": http(local + "/", host=P["alb_host"], proto=proto),
+                 "asset": http(local + asset, proto=proto) if asset else None},
         "rails_env": P["rails_env"],
         "db": db,
         "logs": {"nginx": tail("/var/log/nginx/error.log", 15), "app": tail(P["app_log"], 40),

@@ -1,17 +1,19 @@
 # Readiness means serving: wait until the app server answers HTTP on its own socket or port
 # (any answer below 500: the app is up, whatever it says about the health path itself).
-# Environment: SOCKET (a unix socket path) or PORT, HEALTH (the health path), TIMEOUT,
-# UNIT, LOG (the server's stderr log, for the evidence). Success: "ok CODE MILLISECONDS";
+# Environment: SOCKET (a unix socket path) or PORT, HEALTH (the health path), PROTO (https
+# when clients come through TLS, else empty), TIMEOUT, UNIT, LOG (the server's stderr log,
+# for the evidence). Success: "ok CODE MILLISECONDS";
 # failure: exit 4 (the unit stopped or failed) or 5 (no answer in time), evidence before it.
 set -u
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 t0=$(now_ms); deadline=$(( t0 + TIMEOUT * 1000 ))
 offset=$(stat -c %s "$LOG" 2>/dev/null || echo 0)
+hdr=""; [ -n "${PROTO:-}" ] && hdr="X-Forwarded-Proto:$PROTO"  # no space: one word
 if [ -n "${SOCKET:-}" ]; then
-  ask() { curl -s -o /dev/null -m 5 -w '%{http_code}' --unix-socket "$SOCKET" "http://localhost$HEALTH"; }
+  ask() { curl -s -o /dev/null -m 5 -w '%{http_code}' ${hdr:+-H} $hdr --unix-socket "$SOCKET" "http://localhost$HEALTH"; }
   where="unix:$SOCKET"
 else
-  ask() { curl -s -o /dev/null -m 5 -w '%{http_code}' "http://127.0.0.1:$PORT$HEALTH"; }
+  ask() { curl -s -o /dev/null -m 5 -w '%{http_code}' ${hdr:+-H} $hdr "http://127.0.0.1:$PORT$HEALTH"; }
   where="127.0.0.1:$PORT"
 fi
 said() { tail -c +$((offset + 1)) "$LOG" 2>/dev/null | grep -m 3 -E '(Error|Exception|denied)' | cut -c1-300

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from railsfab import commands, onhost, remote, verify
-from railsfab.appserver import HEALTH_PATH, AppServer
+from railsfab.appserver import AppServer
 from railsfab.facts import Facts
 from railsfab.ops import runs
 from railsfab.ops.base import Change, Check, NoChange, Plan, Planned, Script
@@ -161,8 +161,8 @@ def nginx(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
 def verified(f: Facts | None, d: Serving, p: Plan | None = None, *,
              always: bool = False) -> Check:
     where = "nginx" if d.app.nginx else f":{d.app.port}"
-    return Check(f"/, {HEALTH_PATH} and an asset answer 200 through {where}",
-                 run=lambda r: verify.serving(r.conn, d.paths, d.app), always=always)
+    return Check(f"/, {d.app.health_path} and an asset answer 200 through {where}",
+                 run=lambda r: verify.serving(r.conn, d), always=always)
 
 
 def retire(f: Facts, d: Desired, p: Plan) -> Change | None:

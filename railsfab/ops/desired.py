@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from railsfab import appserver, render
 from railsfab.appserver import AppServer
-from railsfab.inventory import App, Inventory
+from railsfab.inventory import App, Inventory, Stage
 from railsfab.paths import Paths
 from railsfab.secrets import app_secrets, env_file_text
 from railsfab.source import Source
@@ -39,11 +39,13 @@ class Serving:
     app: App
     paths: Paths
     server: AppServer
+    https: bool  # clients come through TLS: railsfab's own requests say so too
 
     @classmethod
-    def of(cls, app: App) -> Serving:
-        paths = Paths.of(app)
-        return cls(app, paths, appserver.for_app(app, paths))
+    def of(cls, stage: Stage) -> Serving:
+        paths = Paths.of(stage.app)
+        return cls(stage.app, paths, appserver.for_app(stage.app, paths, https=stage.https),
+                   stage.https)
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
     """Everything local is read and checked here, before any SSH connection."""
     app = inv.stage.app
     paths = Paths.of(app)
-    server = appserver.for_app(app, paths)
+    server = appserver.for_app(app, paths, https=inv.stage.https)
     source = Source(inv.resolve(app.source))
     secrets_file = inv.resolve(app.secrets_file) if app.secrets_file else None
     env_text = env_file_text(app_env(inv, app_secrets(secrets_file)))
@@ -106,7 +108,8 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
     digests = Digests(release=sha(source.digest + (storage_yml or "")), gems=source.gems_digest,
                       assets=source.assets_digest, migrations=source.migrations_digest)
     return Desired(
-        app=app, paths=paths, server=server, retired=tuple(appserver.others(app, paths)),
+        app=app, paths=paths, server=server, https=inv.stage.https,
+        retired=tuple(appserver.others(app, paths, https=inv.stage.https)),
         packages=packages, apt_proxy=inv.stage.apt_proxy, env_text=env_text, files=files,
         storage_yml=storage_yml,
         release=release or time.strftime("%Y%m%d%H%M%S", time.gmtime()),

@@ -207,3 +207,26 @@ def test_a_layers_first_failing_check_names_the_fault():
     d["nginx"]["installed"] = False  # both nginx checks fail: the first one in order wins
     broken = first_broken(evaluate(d, workers=2, deploy_user="deploy", paths=PATHS))
     assert (broken.layer, broken.detail) == ("nginx", "nginx is not installed")
+
+
+def test_a_404_on_the_health_path_names_the_missing_route_and_its_fixes():
+    def no_route(d):
+        d["http"]["up"] = {"code": "404", "location": "", "body": "Not Found"}
+
+    d = copy.deepcopy(HEALTHY)
+    no_route(d)
+    b = first_broken(evaluate(d, workers=2, deploy_user="deploy", paths=PATHS,
+                              health="/healthz"))
+    assert b.layer == "Rails app" and b.detail == "/healthz answers 404: the app has no such route"
+    assert 'get "up" => "rails/health#show"' in b.fix and "app.health_path" in b.fix
+
+
+def test_a_redirect_to_https_is_named_force_ssl_with_the_settings_that_fix_it():
+    d = copy.deepcopy(HEALTHY)
+    d["http"]["up"] = {"code": "301", "location": "https://10.0.0.5/up", "body": ""}
+    b = first_broken(evaluate(d, workers=2, deploy_user="deploy", paths=PATHS))
+    assert b.layer == "Rails app" and "config.force_ssl" in b.detail
+    assert "app.force_ssl: true" in b.fix and "config.assume_ssl = true" in b.fix
+    # told that clients come through TLS, a redirect anyway is the app's own doing
+    told = first_broken(evaluate(d, workers=2, deploy_user="deploy", paths=PATHS, https=True))
+    assert "X-Forwarded-Proto: https" in told.fix and "app.force_ssl" not in told.fix

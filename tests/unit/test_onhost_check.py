@@ -98,12 +98,13 @@ def test_probe_sends_the_script_to_python_as_root_and_reads_its_json(monkeypatch
         return SimpleNamespace(stdout='{"front": {"nginx": false}}')
 
     monkeypatch.setattr(remote, "sh", sh)
-    app = SimpleNamespace(rails_env="staging", nginx=False, http_port=3000)
-    inv = SimpleNamespace(stage=SimpleNamespace(app=app))
+    app = SimpleNamespace(rails_env="staging", nginx=False, http_port=3000,
+                          health_path="/healthz")
+    inv = SimpleNamespace(stage=SimpleNamespace(app=app, https=True))
     paths = Paths("shop", "/srv/shop", "puma")
     assert probe_module.probe(None, inv, paths) == {"front": {"nginx": False}}
     assert sent["script"] == "sudo -n python3 -"
     p = json.loads(json.loads(sent["stdin"].rsplit("main(json.loads(", 1)[1][:-3]))
-    assert (p["port"], p["nginx"], p["socket"], p["app_log"]) == \
+    assert (p["port"], p["nginx"], p["socket"], p["app_log"], p["health"], p["proto"]) == \
         (3000, False, "/srv/shop/shared/tmp/sockets/puma.sock",
-         "/srv/shop/shared/log/staging.log")
+         "/srv/shop/shared/log/staging.log", "/healthz", "https")
