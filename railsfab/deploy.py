@@ -13,6 +13,8 @@ Nothing restarts unless something it depends on changed; a second run changes no
 
 from __future__ import annotations
 
+from rich.markup import escape
+
 from railsfab import facts
 from railsfab.errors import RailsfabError
 from railsfab.executor import Executor, HostRun, parallel
@@ -75,6 +77,7 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
            dry_run: bool = False) -> list[str]:
     """Deploy; returns the names of the hosts deployed. Raises RailsfabError."""
     d = desired.build(inv)  # everything local is checked before the first SSH connection
+    _say_source(rep, inv, d)
     ex = Executor(rep, dry=dry_run)
     with Session(inv, rep, only=only, command="fab deploy", locking=not dry_run) as session:
         session.open(facts_spec(d))
@@ -98,6 +101,17 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         parallel(lambda r: ex.run(r, plans[r.name]["finalize"]), runs_, "finalize")
         session.raise_if_failed()
         return [r.name for r in runs_]
+
+
+def _say_source(rep: Reporter, inv: Inventory, d: Desired) -> None:
+    src = d.source
+    rep.info(escape(f"  source   {inv.stage.app.source}: {src.origin}, {len(src.files)} files"))
+    if src.left_out:
+        rep.info("  [yellow]left out[/] "
+                 + escape(f"(secrets never ship): {', '.join(src.left_out)}"))
+    if src.uncommitted:
+        rep.info("  [yellow]not shipped[/] " + escape(
+            f"(not committed at {inv.stage.app.ref or 'HEAD'}): {', '.join(src.uncommitted)}"))
 
 
 def _migrate(session: Session, ex: Executor, d: Desired, r: HostRun, p: Plan) -> None:

@@ -70,6 +70,8 @@ class Database(_Model):
 class App(_Model):
     name: Name
     source: str
+    # In a git checkout: the commit, branch or tag whose tracked files ship (default HEAD).
+    ref: str | None = None
     deploy_to: str
     rails_env: str = "production"
     deploy_user: str = "deploy"

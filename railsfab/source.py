@@ -1,23 +1,38 @@
-"""The local app source: one archive to upload, and the hashes that decide what to rebuild."""
+"""The local app source: one archive to upload, and the hashes that decide what to rebuild.
+
+What ships, like git would: in a git checkout, the files git tracks at `app.ref` (default
+HEAD: committed content, never untracked or ignored files); in a plain folder, every file
+its .gitignore files do not exclude. Either way, secrets never ship (config/master.key,
+config/credentials/*.key, .env*: the env file on the host carries what the app needs), nor
+what the host makes itself (log/, tmp/, public/assets ...); `left_out` names the secrets
+that were there, and `uncommitted` the changes a git source does not ship.
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 import os
+import subprocess
 import tarfile
 import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import pathspec
+
 from railsfab.errors import ConfigError
 
-# Never shipped: VCS data, local logs/caches, build output the host makes itself, secrets.
+# Never shipped: VCS data, local logs/caches, build output the host makes itself.
 EXCLUDE_TOP = {".git", "log", "tmp", "node_modules", "storage", ".bundle", "coverage",
                ".railsfab"}
-EXCLUDE_PATHS = {"public/assets", "config/master.key", "public/packs"}
+EXCLUDE_PATHS = {"public/assets", "public/packs"}
 EXCLUDE_NAMES = {".DS_Store", "__pycache__"}
+# Secrets: never shipped, whatever git or .gitignore say; named in the deploy's output.
+SECRETS = ("config/master.key", "config/credentials/*.key", ".env", ".env.*", "*/.env",
+           "*/.env.*")
 
 GEM_INPUTS = ("Gemfile", "Gemfile.lock")
 ASSET_INPUTS = ("app/assets/", "lib/assets/", "vendor/assets/", "app/javascript/",
@@ -30,41 +45,109 @@ MIGRATION_INPUTS = ("db/migrate/", "db/schema.rb", "db/structure.sql")
 @dataclass(frozen=True)
 class FileEntry:
     rel: str
-    path: Path
     executable: bool
-    digest: str
+    data: bytes
+    mtime: int  # the file's (a git source: its commit's time)
+
+    @cached_property
+    def digest(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def is_secret(rel: str) -> bool:
+    return any(fnmatch.fnmatchcase(rel, p) for p in SECRETS)
+
+
+def shipped_path(rel: str) -> bool:
+    """Not a runtime folder, build output or OS clutter (secrets are checked apart)."""
+    parts = rel.split("/")
+    return not (parts[0] in EXCLUDE_TOP or any(rel == p or rel.startswith(p + "/")
+                                               for p in EXCLUDE_PATHS)
+                or any(p in EXCLUDE_NAMES for p in parts))
 
 
 class Source:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, ref: str | None = None) -> None:
         self.root = root
+        self.ref = ref
+        self.left_out: list[str] = []  # secrets found and not shipped
+        self.uncommitted: list[str] = []  # a git source's changes that do not ship
         self._archive: bytes | None = None
         self._archive_lock = threading.Lock()
         if not (root / "config.ru").is_file() or not (root / "Gemfile").is_file():
             raise ConfigError(f"{root}: not a Rails app (no config.ru or Gemfile)",
                               fix="point app.source in hosts.yaml at your Rails app's folder")
+        self.git = _git_top(root)
+        if ref and not self.git:
+            raise ConfigError(f"app.ref is {ref!r} but {root} is not in a git checkout",
+                              fix="remove app.ref, or point app.source at a git checkout")
+
+    @property
+    def origin(self) -> str:
+        """Where the files come from, for the output."""
+        if self.git:
+            return f"git {self.ref or 'HEAD'} ({self._commit[:12]})"
+        return "folder (.gitignore applied)"
+
+    @cached_property
+    def _commit(self) -> str:
+        return _git(self.git, "rev-parse", "--verify", f"{self.ref or 'HEAD'}^{{commit}}"
+                    ).decode().strip()
 
     @cached_property
     def files(self) -> list[FileEntry]:
+        entries = self._from_git() if self.git else self._from_folder()
+        return sorted(entries, key=lambda e: e.rel)
+
+    def _keep(self, rel: str) -> bool:
+        if is_secret(rel):
+            self.left_out.append(rel)
+            return False
+        return shipped_path(rel)
+
+    def _from_git(self) -> list[FileEntry]:
+        prefix = os.path.relpath(self.root.resolve(), self.git)
+        prefix = "" if prefix == "." else prefix + "/"
+        listing = _git(self.git, "ls-tree", "-r", "-z", "--full-tree", self._commit,
+                       "--", prefix or ".")
+        wanted = []
+        for item in listing.split(b"\0"):
+            if not item:
+                continue
+            meta, _, path = item.decode().partition("\t")
+            mode, kind, sha = meta.split()
+            rel = path[len(prefix):]
+            # files only: symlinks and submodules are not shipped
+            if kind == "blob" and mode in ("100644", "100755") and self._keep(rel):
+                wanted.append((rel, mode == "100755", sha))
+        blobs = _cat_blobs(self.git, [sha for _, _, sha in wanted])
+        when = int(_git(self.git, "show", "-s", "--format=%ct", self._commit).decode().strip())
+        status = _git(self.git, "status", "--porcelain", "-z", "--", prefix or ".")
+        self.uncommitted = sorted(x[3:][len(prefix):] for x in status.decode().split("\0")
+                                  if len(x) > 3 and x[:2] != "??")
+        return [FileEntry(rel, exe, blobs[sha], when) for rel, exe, sha in wanted]
+
+    def _from_folder(self) -> list[FileEntry]:
         entries = []
+        specs: list[tuple[str, pathspec.GitIgnoreSpec]] = []
         for dirpath, dirnames, filenames in os.walk(self.root):
             rel_dir = os.path.relpath(dirpath, self.root)
             rel_dir = "" if rel_dir == "." else rel_dir + "/"
-            dirnames[:] = sorted(
-                d for d in dirnames
-                if not (rel_dir == "" and d in EXCLUDE_TOP)
-                and f"{rel_dir}{d}" not in EXCLUDE_PATHS and d not in EXCLUDE_NAMES
-            )
+            ignore = Path(dirpath) / ".gitignore"
+            if ignore.is_file():
+                specs.append((rel_dir, pathspec.GitIgnoreSpec.from_lines(
+                    ignore.read_text(errors="replace").splitlines())))
+            mine = [(base, spec) for base, spec in specs if rel_dir.startswith(base)]
+            dirnames[:] = sorted(d for d in dirnames if shipped_path(rel_dir + d)
+                                 and not _ignored(mine, rel_dir + d + "/"))
             for name in sorted(filenames):
                 rel = rel_dir + name
-                if name in EXCLUDE_NAMES or rel in EXCLUDE_PATHS:
-                    continue
                 path = Path(dirpath) / name
-                if path.is_symlink() or not path.is_file():
+                if path.is_symlink() or not path.is_file() or _ignored(mine, rel) \
+                        or not self._keep(rel):
                     continue
-                data = path.read_bytes()
-                entries.append(FileEntry(rel, path, os.access(path, os.X_OK),
-                                         hashlib.sha256(data).hexdigest()))
+                entries.append(FileEntry(rel, os.access(path, os.X_OK), path.read_bytes(),
+                                         int(path.stat().st_mtime)))
         return entries
 
     def _digest(self, prefixes: tuple[str, ...] | None) -> str:
@@ -91,6 +174,11 @@ class Source:
     def migrations_digest(self) -> str:
         return self._digest(MIGRATION_INPUTS)
 
+    def text(self, rel: str) -> str | None:
+        """A shipped file's text (None when it does not ship)."""
+        e = next((e for e in self.files if e.rel == rel), None)
+        return e.data.decode(errors="replace") if e else None
+
     def archive(self) -> bytes:
         """One gzip'd tar of the release (gzip level 1: the link, not the CPU, is the limit),
         built once however many hosts ask for it."""
@@ -104,9 +192,55 @@ class Source:
         with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
             for e in self.files:
                 info = tarfile.TarInfo(e.rel)
-                data = e.path.read_bytes()
-                info.size = len(data)
+                info.size = len(e.data)
                 info.mode = 0o755 if e.executable else 0o644
-                info.mtime = int(e.path.stat().st_mtime)
-                tar.addfile(info, io.BytesIO(data))
+                info.mtime = e.mtime
+                tar.addfile(info, io.BytesIO(e.data))
         return buf.getvalue()
+
+
+def _ignored(specs: list[tuple[str, pathspec.GitIgnoreSpec]], rel: str) -> bool:
+    """gitignore semantics: the deepest .gitignore with an opinion decides."""
+    verdict = False
+    for base, spec in specs:
+        r = spec.check_file(rel[len(base):])
+        if r.include is not None:
+            verdict = r.include
+    return verdict
+
+
+def _git(top: Path | None, *args: str) -> bytes:
+    try:
+        return subprocess.run(["git", "-C", str(top), *args], capture_output=True,
+                              check=True).stdout
+    except subprocess.CalledProcessError as exc:
+        raise ConfigError(f"git {' '.join(args[:2])} in {top} failed: "
+                          f"{exc.stderr.decode(errors='replace').strip()}",
+                          fix="check app.ref in hosts.yaml (a branch, tag or commit)") from None
+
+
+def _git_top(root: Path) -> Path | None:
+    """The work tree's top when `root` is inside a git checkout (and git is installed)."""
+    try:
+        r = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"],
+                           capture_output=True, text=True)
+    except FileNotFoundError:
+        return None
+    return Path(r.stdout.strip()) if r.returncode == 0 else None
+
+
+def _cat_blobs(top: Path, shas: list[str]) -> dict[str, bytes]:
+    """Every blob's content in one `git cat-file --batch`."""
+    if not shas:
+        return {}
+    out = subprocess.run(["git", "-C", str(top), "cat-file", "--batch"],
+                         input=("\n".join(shas) + "\n").encode(), capture_output=True,
+                         check=True).stdout
+    blobs, pos = {}, 0
+    for _ in shas:
+        header_end = out.index(b"\n", pos)
+        sha, _kind, size = out[pos:header_end].decode().split()
+        start = header_end + 1
+        blobs[sha] = out[start:start + int(size)]
+        pos = start + int(size) + 1
+    return blobs

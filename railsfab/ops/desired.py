@@ -59,7 +59,7 @@ class Desired(Serving):
     release: str  # the id a new release gets
     digests: Digests
     archive: Callable[[], bytes] = field(repr=False, compare=False)
-    source_files: int = 0
+    source: Source | None = field(default=None, repr=False, compare=False)
 
     def meta(self, state: str) -> dict:
         """The release's ledger entry (.railsfab-release.json)."""
@@ -94,7 +94,7 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
     app = inv.stage.app
     paths = Paths.of(app)
     server = appserver.for_app(app, paths, https=inv.stage.https)
-    source = Source(inv.resolve(app.source))
+    source = Source(inv.resolve(app.source), ref=app.ref)
     secrets_file = inv.resolve(app.secrets_file) if app.secrets_file else None
     env_text = env_file_text(app_env(inv, app_secrets(secrets_file)))
     templates = render.environment(inv.root)
@@ -113,5 +113,5 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
         packages=packages, apt_proxy=inv.stage.apt_proxy, env_text=env_text, files=files,
         storage_yml=storage_yml,
         release=release or time.strftime("%Y%m%d%H%M%S", time.gmtime()),
-        digests=digests, archive=source.archive, source_files=len(source.files),
+        digests=digests, archive=source.archive, source=source,
     )

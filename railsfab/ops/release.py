@@ -48,7 +48,7 @@ def release(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
                               stdin=d.storage_yml.encode()))
     scripts.append(write_meta(d, d.release, "prepared"))
     return Change(f"create release {d.release}", disturbs=False, scripts=tuple(scripts),
-                  done=f"{d.release} uploaded ({d.source_files} files)")
+                  done=f"{d.release} uploaded ({len(d.source.files)} files)")
 
 
 def _previous(f: Facts, d: Desired) -> str | None:

@@ -29,7 +29,7 @@ RUNNING = {"active": "active", "enabled": "enabled", "load": "loaded", "main_pid
 
 
 def stage(tmp_path, monkeypatch, **app) -> desired.Desired:
-    monkeypatch.setenv("SECRET_KEY_BASE", "k" * 64)
+    monkeypatch.setenv("SECRET_KEY_BASE", "k" * 64)  # read once, by build()
     settings = {"name": "shop", "source": str(ROOT / "examples/sample_app"),
                 "deploy_to": "/srv/shop", "packages": ["ruby-rails", "unicorn"], **app}
     doc = {"default_stage": "prod", "stages": {"prod": {
@@ -41,14 +41,16 @@ def stage(tmp_path, monkeypatch, **app) -> desired.Desired:
     return desired.build(inventory.load(tmp_path / "hosts.yaml"), release="20261201000000")
 
 
-@pytest.fixture
-def d(tmp_path, monkeypatch):
-    return stage(tmp_path, monkeypatch)
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:  # built once: reading the source is the slow part
+        return stage(tmp_path_factory.mktemp("unicorn"), mp)
 
 
-@pytest.fixture
-def puma(tmp_path, monkeypatch):
-    return stage(tmp_path, monkeypatch, app_server="puma")
+@pytest.fixture(scope="module")
+def puma(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        return stage(tmp_path_factory.mktemp("puma"), mp, app_server="puma")
 
 
 def fresh(d) -> Facts:
