@@ -15,7 +15,7 @@ from railsfab.report import Reporter
 # One meaning per short flag, in every task. Invoke would otherwise give each task the first
 # free letter of each flag: `-h` became `--hard` in restart-app (help everywhere else), `-o`
 # meant `--only` in one task and `--out` in another. Destructive or rare flags stay long.
-SHORT_FLAGS = {"stage": "s", "only": "o", "dry_run": "n", "json": "j"}
+SHORT_FLAGS = {"stage": "s", "only": "o", "dry_run": "n", "json": "j", "follow": "f"}
 
 
 class RailsfabTask(Task):
