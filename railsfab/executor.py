@@ -14,7 +14,7 @@ from railsfab import remote
 from railsfab.errors import RailsfabError
 from railsfab.facts import Facts
 from railsfab.inventory import Host
-from railsfab.ops.base import Change, Check, NoChange, Plan, Script
+from railsfab.ops.base import Change, Check, Diff, NoChange, Plan, Script
 from railsfab.report import Reporter
 
 
@@ -83,7 +83,7 @@ class Executor:
                         s.ok(o.reason)
                     elif self.dry:
                         s.change(f"would {o.what}")
-                        diff = o.diff and self._diff(r, *o.diff)
+                        diff = o.diff and self._diff(r, o.diff)
                     else:
                         s.change(self._apply(r, planned.step, o))
                         changed = True
@@ -111,8 +111,9 @@ class Executor:
                     exc.fix = sc.fix
                 raise
 
-    def _diff(self, r: HostRun, dest: str, text: str) -> str:
-        old = (r.facts.text(dest) if r.facts else None) or ""
-        diff = difflib.unified_diff(old.splitlines(keepends=True), text.splitlines(keepends=True),
-                                    f"{r.name}:{dest}", "rendered")
-        return "".join(diff).rstrip() or f"(new file {dest})"
+    def _diff(self, r: HostRun, d: Diff) -> str:
+        old = d.old if d.old is not None else (r.facts.text(d.path) if r.facts else None) or ""
+        where = d.path if d.old is not None else f"{r.name}:{d.path}"
+        diff = difflib.unified_diff(old.splitlines(keepends=True), d.new.splitlines(keepends=True),
+                                    where, "rendered")
+        return "".join(diff).rstrip() or f"(new file {d.path})"

@@ -17,7 +17,7 @@ from railsfab import commands, onhost, remote, verify
 from railsfab.appserver import AppServer
 from railsfab.facts import Facts
 from railsfab.ops import runs
-from railsfab.ops.base import Change, Check, NoChange, Plan, Planned, Script
+from railsfab.ops.base import Change, Check, Diff, NoChange, Plan, Planned, Script
 from railsfab.ops.desired import Desired, Serving, sha
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def server_config(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
     dest, text = d.paths.server_config, d.files["server_config"]
     if f.file_sha(dest) == sha(text):
         return NoChange(dest)
-    return Change(f"update {dest}", done=dest, diff=(dest, text), scripts=(_install(
+    return Change(f"update {dest}", done=dest, diff=Diff(dest, text), scripts=(_install(
         dest, text, owner="root", group=d.app.deploy_user, mode="0640",
         validate="ruby -c {file} >/dev/null"),))
 
@@ -48,7 +48,7 @@ def unit(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
     dest, text = d.paths.unit, d.files["unit"]
     if f.file_sha(dest) == sha(text):
         return NoChange(dest)
-    return Change(f"update {dest}", done=dest, diff=(dest, text), scripts=(_install(
+    return Change(f"update {dest}", done=dest, diff=Diff(dest, text), scripts=(_install(
         dest, text, owner="root", group="root", mode="0644", name=d.paths.unit_name,
         validate="systemd-analyze verify {file} >/dev/null",
         then=" && systemctl daemon-reload"),))
@@ -77,7 +77,7 @@ if ! nginx -t 2>$t/err; then
 {paths.nginx_site_enabled}; fi
   grep -v 'test failed' $t/err >&2; exit 1
 fi"""
-    return Change(f"update {paths.nginx_site}{removed}", diff=(paths.nginx_site, text),
+    return Change(f"update {paths.nginx_site}{removed}", diff=Diff(paths.nginx_site, text),
                   done=paths.nginx_site + removed.replace("remove", "removed"),
                   scripts=(Script(script, stdin=text.encode()),))
 

@@ -32,6 +32,16 @@ class Script:
 
 
 @dataclass(frozen=True)
+class Diff:
+    """What a dry run shows for a file: `path`'s text now (`old`; None: as the host's facts
+    read it) against the text the step would put there."""
+
+    path: str
+    new: str
+    old: str | None = None
+
+
+@dataclass(frozen=True)
 class Change:
     """Something this step will change. `what` is said in the imperative ("install nginx");
     a dry run prints "would <what>", a real run prints `done` (default: `what`), or what
@@ -41,7 +51,7 @@ class Change:
     scripts: tuple[Script, ...] = ()
     run: Callable[[HostRun], str | None] | None = None
     done: str | None = None
-    diff: tuple[str, str] | None = None  # (remote path, new text): a dry run shows the diff
+    diff: Diff | None = None  # a dry run shows it
     disturbs: bool = True  # does applying it touch what is being served?
 
 

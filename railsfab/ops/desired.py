@@ -4,6 +4,7 @@ the first SSH connection: rendered files, the env file, the release and its dige
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,7 +56,8 @@ class Desired(Serving):
     apt_proxy: str | None
     env_text: str
     files: dict[str, str]  # server_config, unit and (behind nginx) site
-    storage_yml: str | None
+    storage_yml: str | None  # rendered into the release (the app has no S3 service)
+    storage_note: str | None  # what the deploy says about config/storage.yml
     release: str  # the id a new release gets
     digests: Digests
     archive: Callable[[], bytes] = field(repr=False, compare=False)
@@ -69,7 +71,19 @@ class Desired(Serving):
                 "rails_env": self.app.rails_env}
 
 
-def app_env(inv: Inventory, secrets: dict[str, str]) -> dict[str, str]:
+def s3_service(storage_yml: str | None) -> str | None:
+    """The name of the first S3 service in an app's config/storage.yml (ERB and all)."""
+    name = None
+    for line in (storage_yml or "").splitlines():
+        top = re.match(r"^([A-Za-z_][\w-]*):\s*(#.*)?$", line)
+        if top:
+            name = top.group(1)
+        elif name and re.match(r"""^\s+service:\s*["']?S3["']?\s*(#.*)?$""", line):
+            return name
+    return None
+
+
+def app_env(inv: Inventory, secrets: dict[str, str], service: str = "amazon") -> dict[str, str]:
     """The app's environment: RAILS_ENV explicit, the database, S3, then the secrets."""
     app, a = inv.stage.app, inv.stage.aws
     env = {"RAILS_ENV": app.rails_env, "RACK_ENV": app.rails_env}
@@ -80,7 +94,7 @@ def app_env(inv: Inventory, secrets: dict[str, str]) -> dict[str, str]:
     if a.bucket:
         # ActiveStorage on S3. On EC2 the SDK takes credentials from the instance role:
         # no keys on disk. The sandbox's endpoint takes dummy keys, via this 0600 file.
-        env.update(ACTIVE_STORAGE_SERVICE="amazon", S3_BUCKET=a.bucket, AWS_REGION=a.region)
+        env.update(ACTIVE_STORAGE_SERVICE=service, S3_BUCKET=a.bucket, AWS_REGION=a.region)
         if a.endpoint_url:
             env["AWS_ENDPOINT_URL"] = a.endpoint_url
         if inv.stage.sandbox:
@@ -89,19 +103,35 @@ def app_env(inv: Inventory, secrets: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _storage(inv: Inventory, templates, source: Source) -> tuple[str | None, str | None, str]:
+    """The app's own config/storage.yml wins when it has an S3 service: railsfab supplies only
+    the env (bucket, region, endpoint). Else railsfab renders one into the release, and says
+    so. Returns (rendered text or None, what to say, the ActiveStorage service to use)."""
+    a = inv.stage.aws
+    if not a.bucket:
+        return None, None, "amazon"
+    envs = "S3_BUCKET, AWS_REGION" + (", AWS_ENDPOINT_URL" if a.endpoint_url else "")
+    own = s3_service(source.text("config/storage.yml"))
+    if own:
+        return None, (f"the app's own config/storage.yml is kept (S3 service {own!r}); "
+                      f"railsfab supplies {envs} and ACTIVE_STORAGE_SERVICE={own} in the env "
+                      "file"), own
+    text = render.render(templates, "storage.yml.j2", app=inv.stage.app, aws=a,
+                         stage=inv.stage_name)
+    return text, (f"config/storage.yml rendered by railsfab into each release (S3 service "
+                  f"'amazon', bucket {a.bucket}): the app has none with an S3 service"), "amazon"
+
+
 def build(inv: Inventory, *, release: str | None = None) -> Desired:
     """Everything local is read and checked here, before any SSH connection."""
     app = inv.stage.app
     paths = Paths.of(app)
     server = appserver.for_app(app, paths, https=inv.stage.https)
     source = Source(inv.resolve(app.source), ref=app.ref)
-    secrets_file = inv.resolve(app.secrets_file) if app.secrets_file else None
-    env_text = env_file_text(app_env(inv, app_secrets(secrets_file)))
     templates = render.environment(inv.root)
-    storage_yml = None
-    if inv.stage.aws.bucket:
-        storage_yml = render.render(templates, "storage.yml.j2", app=app, aws=inv.stage.aws,
-                                    stage=inv.stage_name)
+    storage_yml, storage_note, service = _storage(inv, templates, source)
+    secrets_file = inv.resolve(app.secrets_file) if app.secrets_file else None
+    env_text = env_file_text(app_env(inv, app_secrets(secrets_file), service))
     files = server.files(templates, notify=server.notify(source.root))
     front = ("nginx",) if app.nginx else ()
     packages = tuple(dict.fromkeys(front + BASE_PACKAGES + tuple(app.packages)))
@@ -111,7 +141,7 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
         app=app, paths=paths, server=server, https=inv.stage.https,
         retired=tuple(appserver.others(app, paths, https=inv.stage.https)),
         packages=packages, apt_proxy=inv.stage.apt_proxy, env_text=env_text, files=files,
-        storage_yml=storage_yml,
+        storage_yml=storage_yml, storage_note=storage_note,
         release=release or time.strftime("%Y%m%d%H%M%S", time.gmtime()),
         digests=digests, archive=source.archive, source=source,
     )

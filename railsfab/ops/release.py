@@ -9,7 +9,7 @@ import shlex
 
 from railsfab import commands
 from railsfab.facts import Facts
-from railsfab.ops.base import Change, NoChange, Plan, Script
+from railsfab.ops.base import Change, Diff, NoChange, Plan, Script
 from railsfab.ops.desired import Desired
 from railsfab.paths import LINKED_DIRS
 
@@ -43,12 +43,17 @@ def release(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
     u = d.app.deploy_user
     scripts = [Script(f"install -d -o {u} -g {u} -m 0711 {rel} && "
                       f"{_as_deploy_user(d, unpack)}", stdin=d.archive)]
+    diff, rendered = None, ""
     if d.storage_yml:
         scripts.append(Script(_as_deploy_user(d, f"umask 027 && cat > {rel}/config/storage.yml"),
                               stdin=d.storage_yml.encode()))
+        diff = Diff("config/storage.yml", d.storage_yml,
+                    old=d.source.text("config/storage.yml") or "")
+        rendered = "; config/storage.yml rendered by railsfab"
     scripts.append(write_meta(d, d.release, "prepared"))
-    return Change(f"create release {d.release}", disturbs=False, scripts=tuple(scripts),
-                  done=f"{d.release} uploaded ({len(d.source.files)} files)")
+    return Change(f"create release {d.release}{rendered}", disturbs=False,
+                  scripts=tuple(scripts), diff=diff,
+                  done=f"{d.release} uploaded ({len(d.source.files)} files){rendered}")
 
 
 def _previous(f: Facts, d: Desired) -> str | None:
