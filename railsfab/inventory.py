@@ -59,12 +59,26 @@ class Host(_Model):
     instance_id: str | None = None
 
 
+DEFAULT_DB_PORTS = {"mysql2": 3306, "postgresql": 5432}
+
+
 class Database(_Model):
-    adapter: Literal["mysql2"] = "mysql2"
+    adapter: Literal["mysql2", "postgresql"] = "mysql2"
     host: str
-    port: int = Field(3306, ge=1, le=65535)
+    port: int = Field(3306, ge=1, le=65535)  # default: the adapter's (3306, 5432)
     name: str
     user: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _adapter_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "port" not in data:
+            data = {**data, "port": DEFAULT_DB_PORTS.get(data.get("adapter", "mysql2"), 3306)}
+        return data
+
+    @property
+    def title(self) -> str:
+        return {"mysql2": "MySQL", "postgresql": "PostgreSQL"}[self.adapter]
 
 
 class App(_Model):

@@ -273,13 +273,30 @@ class Assets(Layer):
 
 # --- database ----------------------------------------------------------------------------
 
-DB_FIX = "check the DB host is up and its security group allows 3306 from the app hosts"
+DB_FIX = ("check the DB host is up and its security group allows the database port from "
+          "the app hosts")
 
 
 def db_unreachable(d: dict, ctx: Context) -> Finding | None:
     if not d["db"]["reachable"]:
         return f"cannot reach the database: {d['db'].get('error')}", DB_FIX
     return None
+
+
+def db_login_refused(d: dict, ctx: Context) -> Finding | None:
+    """The server answered, and said no to the app's own credentials or database."""
+    login = d["db"].get("login") or {"ok": True}
+    if login.get("ok"):
+        return None
+    where, error = d["db"].get("where", ""), login.get("error", "")
+    if login.get("stage") == "database":
+        return (f"logged in, but the app's database is not there or not allowed "
+                f"({where}): {error}",
+                "create it (`fab rails -- db:create`, or on RDS with the master user) and "
+                "grant the app's user access to it; DATABASE_NAME is database.name in hosts.yaml")
+    return (f"the database refuses the app's credentials ({where}): {error}",
+            "DATABASE_USERNAME is database.user in hosts.yaml, DATABASE_PASSWORD comes from "
+            "the secrets file: they must match the database user's; then `fab deploy`")
 
 
 def db_errors_break_app(d: dict, ctx: Context) -> Finding | None:
@@ -291,7 +308,7 @@ def db_errors_break_app(d: dict, ctx: Context) -> Finding | None:
 
 class Database(Layer):
     name = "database"
-    checks = (db_unreachable, db_errors_break_app)
+    checks = (db_unreachable, db_login_refused, db_errors_break_app)
 
     def applies(self, ctx):
         return ctx.database
@@ -300,6 +317,10 @@ class Database(Layer):
         return "no DATABASE_HOST in the env file"
 
     def healthy(self, d, ctx):
+        login = d["db"].get("login")
+        if login and login.get("ok"):
+            return (f"logged in as {d['db']['where']} ({login.get('server', '?')}, "
+                    f"{login.get('ms', '?')} ms)")
         return "reachable on its port"
 
 

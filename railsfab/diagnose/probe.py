@@ -9,11 +9,14 @@ from railsfab import onhost, remote
 from railsfab.inventory import Inventory
 from railsfab.paths import Paths
 
+PROGRAM = ("dblogin.py", "check.py")  # check.py's database layer logs in with dblogin.login
+
 
 def params(inv: Inventory, paths: Paths) -> dict:
     """What the probe (railsfab/onhost/check.py) reads: `main(P)`'s P."""
     app = inv.stage.app
     return {
+        "adapter": app.database.adapter if app.database else "",
         "health": app.health_path,
         "proto": "https" if inv.stage.https else "",
         "env_file": paths.env_file,
@@ -35,12 +38,12 @@ def params(inv: Inventory, paths: Paths) -> dict:
 
 def script(p: dict) -> str:
     """The program for `python3 -`: onhost/check.py's text, then one line calling its main."""
-    return onhost.python_call("check.py", "main", p).decode()
+    return onhost.python_call(PROGRAM, "main", p).decode()
 
 
 def probe(conn, inv: Inventory, paths: Paths) -> dict:
     """The host's state as onhost/check.py prints it, read as root in one round trip."""
-    stdin = onhost.python_call("check.py", "main", params(inv, paths))
+    stdin = onhost.python_call(PROGRAM, "main", params(inv, paths))
     r = remote.sh(conn, "sudo -n python3 -", step="check", stdin=stdin, timeout=60)
     return json.loads(r.stdout)
 

@@ -184,12 +184,14 @@ def _s3(m: Model, k: _Known) -> str | None:
 
 
 def _database(m: Model, st: Stage) -> str | None:
-    """The db hosts, and the database the app uses: the node its MySQL edges go to."""
+    """The db hosts, and the database the app uses: the node its database edges go to."""
     db_cfg = st.app.database
     db_target = None
     for h in st.hosts:
         if "db" in h.roles:
-            what = f"\nMariaDB {db_cfg.name}" if db_cfg else "\nMariaDB"
+            # the sandbox's db host runs MariaDB for mysql2, PostgreSQL for postgresql
+            server = "PostgreSQL" if db_cfg and db_cfg.adapter == "postgresql" else "MariaDB"
+            what = f"\n{server} {db_cfg.name}" if db_cfg else f"\n{server}"
             m.nodes.append(Node(f"db-{h.name}", "db", f"{h.name} {h.address}{what}",
                                 group=_VPC, host=h.name))
             if db_cfg and db_cfg.host in (h.address, h.name):
@@ -235,7 +237,7 @@ def _web_host(m: Model, k: _Known, h: Host, state: str | None, app_sg: str,
     else:  # the app server alone on its port (the seed's first step)
         m.edges.append(Edge(target, srv, f"tcp :{port}"))
     if db_target:
-        m.edges.append(Edge(srv, db_target, f"MySQL :{app.database.port}"))
+        m.edges.append(Edge(srv, db_target, f"{app.database.title} :{app.database.port}"))
     if s3_in:
         m.edges.append(Edge(srv, s3_in, "S3 API (HTTPS)"))
 

@@ -18,8 +18,14 @@ def load(name: str) -> str:
     return (files(__package__) / name).read_text()
 
 
-def python_call(name: str, function: str, params: object) -> bytes:
-    """The text of `name` plus a call of `function` with `params` (JSON), for `python3 -`."""
+FUTURE = "from __future__ import annotations"
+
+
+def python_call(names: str | tuple[str, ...], function: str, params: object) -> bytes:
+    """The text of the file(s) `names`, in order, as one program, plus a call of `function`
+    with `params` (JSON), for `python3 -`. (Their __future__ imports go first, once.)"""
+    names = (names,) if isinstance(names, str) else names
+    body = "".join("\n".join(line for line in load(n).rstrip("\n").splitlines()
+                             if line.strip() != FUTURE) + "\n" for n in names)
     literal = json.dumps(json.dumps(params))
-    text = load(name).rstrip("\n") + "\n"
-    return f"{text}{function}(json.loads({literal}))\n".encode()
+    return f"{FUTURE}\n{body}{function}(json.loads({literal}))\n".encode()

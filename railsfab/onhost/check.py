@@ -15,10 +15,14 @@ import json
 import os
 import pwd
 import re
-import socket
 import stat
 import subprocess
 import tempfile
+
+try:  # on the host, onhost/dblogin.py's text comes first in the same program
+    from railsfab.onhost.dblogin import login
+except ImportError:  # pragma: no cover
+    pass
 
 # curl writes a response's body here; http() reads and removes it
 # the app server's socket in its config: unicorn's `listen "..."`, puma's `bind "unix://..."`
@@ -142,17 +146,22 @@ def proc(pid) -> dict | None:
         return None
 
 
-def database(env: dict[str, str]) -> dict | None:
-    """Whether the env file's DATABASE_HOST accepts a TCP connection; None if it names none."""
-    if not env.get("DATABASE_HOST"):
+DEFAULT_PORTS = {"mysql2": 3306, "trilogy": 3306, "postgresql": 5432}
+
+
+def database(env: dict[str, str], adapter: str) -> dict | None:
+    """A login with the app's own credentials from the env file (the login's stage and the
+    server's words when it fails); None when the env file names no DATABASE_HOST."""
+    host = env.get("DATABASE_HOST")
+    if not host:
         return None
-    try:
-        port = int(env.get("DATABASE_PORT", 3306))
-        s = socket.create_connection((env["DATABASE_HOST"], port), 2)
-        s.close()
-        return {"reachable": True}
-    except OSError as e:
-        return {"reachable": False, "error": str(e)}
+    port = int(env.get("DATABASE_PORT") or DEFAULT_PORTS.get(adapter, 3306))
+    result = login(adapter, host, port, env.get("DATABASE_USERNAME", ""),
+                   env.get("DATABASE_PASSWORD", ""), env.get("DATABASE_NAME", ""))
+    reachable = result.get("ok") or result.get("stage") != "connect"
+    return {"reachable": bool(reachable), "error": result.get("error"), "login": result,
+            "where": f"{env.get('DATABASE_USERNAME', '')}@{host}:{port}/"
+                     f"{env.get('DATABASE_NAME', '')}"}
 
 
 def readlink(path: str) -> str | None:
@@ -195,7 +204,7 @@ def server(name: str, pid_text: str | None) -> dict:
 
 def main(P: dict) -> None:
     """Print the host's state as the JSON document `railsfab.diagnose.layers` reads."""
-    db = database(read_env(P["env_file"]))
+    db = database(read_env(P["env_file"]), P.get("adapter", "mysql2"))
     pid_text = read(P["pid"])
     pid_text = pid_text.strip() if pid_text is not None else None
     current = readlink(P["current"])

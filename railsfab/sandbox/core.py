@@ -159,7 +159,7 @@ class Sandbox:
             s.ok(f"{self.inv.ssh_user(host)}@{host.address}, systemd {state}")
         try:
             if "db" in host.roles and self.inv.stage.app.database:
-                with self.rep.step(host.name, "mariadb") as s:
+                with self.rep.step(host.name, "database") as s:
                     s.set(*database.ensure(self.inv, conn))
         finally:
             conn.close()

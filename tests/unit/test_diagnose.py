@@ -230,3 +230,41 @@ def test_a_redirect_to_https_is_named_force_ssl_with_the_settings_that_fix_it():
     # told that clients come through TLS, a redirect anyway is the app's own doing
     told = first_broken(evaluate(d, workers=2, deploy_user="deploy", paths=PATHS, https=True))
     assert "X-Forwarded-Proto: https" in told.fix and "app.force_ssl" not in told.fix
+
+
+LOGIN_OK = {"ok": True, "server": "10.11.6-MariaDB", "ms": 4}
+
+
+def with_db(login: dict):
+    def mutate(d):
+        d["db"] = {"reachable": login.get("ok") or login.get("stage") != "connect",
+                   "error": login.get("error"), "login": login,
+                   "where": "shop@10.0.0.5:3306/shop_production"}
+    return mutate
+
+
+def test_the_database_layer_logs_in_with_the_apps_credentials():
+    verdicts = evaluate(_mutated(with_db(LOGIN_OK)), workers=2, deploy_user="deploy",
+                        paths=PATHS)
+    db = next(v for v in verdicts if v.layer == "database")
+    assert db.status == "ok"
+    assert db.detail == "logged in as shop@10.0.0.5:3306/shop_production (10.11.6-MariaDB, 4 ms)"
+
+
+def test_refused_credentials_and_a_missing_database_are_told_apart():
+    refused = diagnose(with_db({"ok": False, "stage": "auth", "code": "1045",
+                                "error": "Access denied for user 'shop'@'10.0.0.11'"}))
+    assert refused.layer == "database" and "refuses the app's credentials" in refused.detail
+    assert "Access denied" in refused.detail and "DATABASE_PASSWORD" in refused.fix
+    missing = diagnose(with_db({"ok": False, "stage": "database", "code": "3D000",
+                                "error": 'FATAL: database "shop_production" does not exist'}))
+    assert missing.layer == "database" and "does not exist" in missing.detail
+    assert "db:create" in missing.fix
+    down = diagnose(with_db({"ok": False, "stage": "connect", "error": "Connection refused"}))
+    assert down.layer == "database" and down.detail.startswith("cannot reach the database")
+
+
+def _mutated(mutate) -> dict:
+    d = copy.deepcopy(HEALTHY)
+    mutate(d)
+    return d

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from railsfab import remote
-from railsfab.onhost import check
+from railsfab.onhost import check, dblogin
 from railsfab.paths import Paths
 from railsfab.secrets import env_file_text
 
@@ -60,31 +62,40 @@ def test_upstream_of_the_rendered_nginx_site():
     assert check.site_upstream("proxy_pass http://127.0.0.1:3000;") is None
 
 
-def test_probe_uses_only_the_standard_library_and_runs_nothing_at_import():
-    tree = ast.parse(Path(check.__file__).read_text())
-    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
-                for a in n.names}
-    imported |= {n.module.split(".")[0] for n in ast.walk(tree)
+@pytest.mark.parametrize("module", [check, dblogin])
+def test_probe_uses_only_the_standard_library_and_runs_nothing_at_import(module):
+    tree = ast.parse(Path(module.__file__).read_text())
+    guarded = [n for n in tree.body if isinstance(n, ast.Try)]
+    # the one import of another on-host file: on the host its text comes first instead
+    assert all(isinstance(h.type, ast.Name) and h.type.id == "ImportError"
+               for t in guarded for h in t.handlers)
+    unguarded = [n for n in tree.body if not isinstance(n, ast.Try)]
+    imported = {a.name.split(".")[0] for top in unguarded for n in ast.walk(top)
+                if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for top in unguarded for n in ast.walk(top)
                  if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
     # top level: docstring, imports, constants and definitions only
-    for node in tree.body:
+    for node in unguarded:
         assert isinstance(node, (ast.Expr, ast.Import, ast.ImportFrom, ast.Assign,
-                                 ast.FunctionDef)), ast.dump(node)[:80]
+                                 ast.AnnAssign, ast.FunctionDef, ast.ClassDef)), \
+            ast.dump(node)[:80]
         if isinstance(node, ast.Expr):
             assert isinstance(node.value, ast.Constant), "only the docstring"
 
 
-def test_script_is_the_file_then_one_call_of_main_with_the_params():
+def test_script_is_the_files_then_one_call_of_main_with_the_params():
     params = {"env_file": "/etc/railsfab/a'b\".env", "port": 80, "nginx": True, "ü": "\n"}
     script = probe_module.script(params)
-    source = Path(check.__file__).read_text()
-    assert script.startswith(source)
-    call = script[len(source):]
-    assert call.count("\n") == 1 and call.startswith("main(json.loads(")
+    program, call = script.rstrip("\n").rsplit("\n", 1)
+    assert call.startswith("main(json.loads(")
+    assert program.startswith("from __future__ import annotations\n")
+    assert program.count("from __future__") == 1  # one program, its future import first
+    assert program.index("def login(") < program.index("def main(")
     captured = {}
     namespace = {"__name__": "__main__"}
-    exec(compile(source, "check.py", "exec"), namespace)  # our own file, as python3 - runs it
+    exec(compile(program, "<stdin>", "exec"), namespace)  # as python3 - runs it
+    assert callable(namespace["login"])
     namespace["main"] = lambda P: captured.update(P)
     exec(compile(call, "call", "exec"), namespace)
     assert captured == params
@@ -99,7 +110,7 @@ def test_probe_sends_the_script_to_python_as_root_and_reads_its_json(monkeypatch
 
     monkeypatch.setattr(remote, "sh", sh)
     app = SimpleNamespace(rails_env="staging", nginx=False, http_port=3000,
-                          health_path="/healthz")
+                          health_path="/healthz", database=None)
     inv = SimpleNamespace(stage=SimpleNamespace(app=app, https=True))
     paths = Paths("shop", "/srv/shop", "puma")
     assert probe_module.probe(None, inv, paths) == {"front": {"nginx": False}}
