@@ -168,6 +168,9 @@ class Sandbox(_Model):
     gateway: str
     proxy_port: int = Field(8888, ge=1, le=65535)
     aws_port: int = Field(5055, ge=1, le=65535)
+    # The Debian release of the stage's hosts: 12 "bookworm" (Rails 6.1) or 13 "trixie"
+    # (Ruby 3.3, Rails 7.2); one cached base image each.
+    debian: Literal[12, 13] = 12
 
     @model_validator(mode="after")
     def _gateway_in_subnet(self) -> Sandbox:

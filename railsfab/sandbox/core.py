@@ -82,13 +82,18 @@ class Sandbox:
             for i, h in enumerate(inv.stage.hosts)
         }
 
+    @property
+    def suite(self) -> str:
+        """The Debian release the stage's hosts run (sandbox.debian: 12 or 13)."""
+        return image.SUITES[self.cfg.debian]
+
     # --- up --------------------------------------------------------------------------
 
     def up(self) -> None:
         self._check_machine()
         rep = self.rep
         with rep.step("local", "base image") as s:
-            path, built = image.ensure_image(self.dir / "log" / "image.log")
+            path, built = image.ensure_image(self.dir / "log" / "image.log", self.suite)
             s.set(built, f"built {path}" if built else f"cached {path.name}")
         with rep.step("local", "ssh key") as s:
             s.set(self._ensure_key(), str(self._rel(self.key)))
@@ -188,7 +193,7 @@ class Sandbox:
         m.stop()
         network.remove_host_link(m.netns, m.veth)
         m.prepare(
-            image.image_path(),
+            image.image_path(self.suite),
             etc_hosts=self._etc_hosts(m.name),
             apt_proxy=self.inv.stage.apt_proxy,
             authorized_key=self.key.with_suffix(".pub").read_text(),

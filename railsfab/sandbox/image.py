@@ -1,4 +1,4 @@
-"""The cached Debian 12 base image every sandbox host is copied from.
+"""The cached Debian base images (12 "bookworm", 13 "trixie") sandbox hosts are copied from.
 
 Built once with debootstrap into a temporary folder and renamed when complete, so a
 half-built image is never used; kept across `sandbox.down` and reused by every sandbox and
@@ -17,7 +17,8 @@ from pathlib import Path
 
 from railsfab.local import pid_alive, run
 
-SUITE = "bookworm"
+SUITES = {12: "bookworm", 13: "trixie"}
+SUITE = SUITES[12]  # the default
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2",
     "ca-certificates", "sudo", "curl", "zstd", "less",
@@ -47,20 +48,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
 
 
-def image_key() -> str:
+def image_key(suite: str = SUITE) -> str:
     digest = hashlib.sha256(
-        "\n".join([SUITE, *PACKAGES, RECIPE_VERSION]).encode()
+        "\n".join([suite, *PACKAGES, RECIPE_VERSION]).encode()
     ).hexdigest()[:12]
-    return f"debian-{SUITE}-{digest}"
+    return f"debian-{suite}-{digest}"
 
 
-def image_path() -> Path:
-    return cache_dir() / image_key()
+def image_path(suite: str = SUITE) -> Path:
+    return cache_dir() / image_key(suite)
 
 
-def ensure_image(log: Path) -> tuple[Path, bool]:
+def ensure_image(log: Path, suite: str = SUITE) -> tuple[Path, bool]:
     """Return (image folder, built now?). Serialised across processes by a lock file."""
-    final = image_path()
+    final = image_path(suite)
     if final.is_dir():
         return final, False
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +72,7 @@ def ensure_image(log: Path) -> tuple[Path, bool]:
         _remove_abandoned_builds(final.parent)
         tmp = final.parent / f"{final.name}.tmp-{os.getpid()}"
         argv = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-                SUITE, str(tmp)]
+                suite, str(tmp)]
         mirror = local_debian_mirror()
         if mirror:
             argv.append(mirror)
@@ -112,7 +113,8 @@ def _remove_abandoned_builds(folder: Path) -> None:
 
 
 def local_debian_mirror() -> str | None:
-    """The Debian mirror this machine's apt uses, so the image comes from the same place."""
+    """The Debian mirror this machine's apt uses (for any Debian suite it lists: the same
+    mirror carries every release), so images come from the same place."""
     sources = [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]
     for f in sources:
         try:
@@ -127,11 +129,11 @@ def local_debian_mirror() -> str | None:
                     if not k.startswith("#") and v
                 )
                 suites = fields.get("suites", "").split()
-                if SUITE in suites and fields.get("enabled", "yes") != "no":
+                if set(suites) & set(SUITES.values()) and fields.get("enabled", "yes") != "no":
                     return fields.get("uris", "").split()[0] or None
         else:
             for ln in text.splitlines():
                 parts = re.sub(r"\[[^]]*\]", " ", ln).split()
-                if len(parts) >= 3 and parts[0] == "deb" and parts[2] == SUITE:
+                if len(parts) >= 3 and parts[0] == "deb" and parts[2] in SUITES.values():
                     return parts[1]
     return None

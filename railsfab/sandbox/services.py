@@ -98,8 +98,8 @@ def mirror_hosts() -> list[str]:
     host = urlparse(mirror).hostname if mirror else None
     if not host:
         raise RailsfabError(
-            "no Debian bookworm mirror found in /etc/apt/sources.list{,.d/*}",
+            "no Debian mirror found in /etc/apt/sources.list{,.d/*}",
             step="apt proxy",
-            fix="add your Debian 12 mirror to apt's sources; the sandbox proxies only to it",
+            fix="add your Debian mirror to apt's sources; the sandbox proxies only to it",
         )
     return [host]
