@@ -14,6 +14,7 @@ import fnmatch
 import hashlib
 import io
 import os
+import re
 import subprocess
 import tarfile
 import threading
@@ -40,6 +41,10 @@ ASSET_INPUTS = ("app/assets/", "lib/assets/", "vendor/assets/", "app/javascript/
                 "config/application.rb", "config/environments/", "package.json",
                 "yarn.lock")
 MIGRATION_INPUTS = ("db/migrate/", "db/schema.rb", "db/structure.sql")
+# Gems that give an app `assets:precompile` (Rails < 7 apps get sprockets-rails from "rails",
+# and have app/assets/config/manifest.js).
+PIPELINE = re.compile(r"""^\s*(gem\s+["']|\s{4})(sprockets-rails|propshaft|jsbundling-rails|"""
+                      r"""cssbundling-rails|dartsass-rails|tailwindcss-rails)\b""", re.M)
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,13 @@ class Source:
     @cached_property
     def migrations_digest(self) -> str:
         return self._digest(MIGRATION_INPUTS)
+
+    @cached_property
+    def asset_pipeline(self) -> bool:
+        """Does the app precompile assets (sprockets, propshaft, a bundler)?"""
+        gems = (self.text("Gemfile") or "") + (self.text("Gemfile.lock") or "")
+        return bool(PIPELINE.search(gems)) or self.text("app/assets/config/manifest.js") \
+            is not None
 
     def text(self, rel: str) -> str | None:
         """A shipped file's text (None when it does not ship)."""

@@ -56,6 +56,7 @@ class Context:
     lb: dict | None = None
     health: str = "/up"  # the app's health path
     https: bool = False  # clients come through TLS (the probe sent X-Forwarded-Proto)
+    pipeline: bool = True  # the release has an asset pipeline
 
     @classmethod
     def of(cls, d: dict, *, workers: int, deploy_user: str, paths: Paths,
@@ -63,7 +64,7 @@ class Context:
            https: bool = False) -> Context:
         f = d.get("front") or NGINX_FRONT
         return cls(paths, workers, deploy_user, Front.of(f), d["db"] is not None, s3, lb,
-                   health, https)
+                   health, https, d.get("pipeline", True))
 
     @property
     def app_address(self) -> str:

@@ -267,6 +267,12 @@ class Assets(Layer):
     name = "assets"
     checks = (no_assets, asset_not_served)
 
+    def applies(self, ctx):
+        return ctx.pipeline
+
+    def skip_reason(self, ctx):
+        return "the app has no asset pipeline (nothing is precompiled)"
+
     def healthy(self, d, ctx):
         return f"{d['asset']} 200"
 

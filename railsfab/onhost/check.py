@@ -146,6 +146,17 @@ def proc(pid) -> dict | None:
         return None
 
 
+PIPELINE = re.compile(r"""^\s*(gem\s+["']|\s{4})(sprockets-rails|propshaft|jsbundling-rails|"""
+                      r"""cssbundling-rails|dartsass-rails|tailwindcss-rails)\b""", re.M)
+
+
+def asset_pipeline(release: str) -> bool:
+    """Does the release precompile assets? (as railsfab.source.Source.asset_pipeline)"""
+    gems = (read(release + "/Gemfile") or "") + (read(release + "/Gemfile.lock") or "")
+    return bool(PIPELINE.search(gems)) or os.path.exists(
+        release + "/app/assets/config/manifest.js")
+
+
 DEFAULT_PORTS = {"mysql2": 3306, "trilogy": 3306, "postgresql": 5432}
 
 
@@ -223,6 +234,7 @@ def main(P: dict) -> None:
         "server": server(P["unit"], pid_text),
         "current": current, "current_exists": bool(current and os.path.isdir(current)),
         "asset": asset,
+        "pipeline": asset_pipeline(P["current"]),
         "http": {"root": http(local + "/", proto=proto),
                  "up": http(local + health, proto=proto),
                  "alb_host": http(local + "/", host=P["alb_host"], proto=proto),

@@ -76,6 +76,9 @@ def bundle(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
 def assets(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
     if not p.changes("release"):
         return None
+    if not d.source.asset_pipeline:
+        return NoChange("the app has no asset pipeline (no sprockets-rails, propshaft or "
+                        "*bundling-rails in its Gemfile): nothing to precompile")
     rel, prev = d.paths.release(d.release), _previous(f, d)
     if prev and f.current_meta.get("assets") == d.digests.assets:
         reuse = Script(f"test -d {prev}/public/assets && "

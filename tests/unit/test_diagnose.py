@@ -268,3 +268,14 @@ def _mutated(mutate) -> dict:
     d = copy.deepcopy(HEALTHY)
     mutate(d)
     return d
+
+
+def test_an_app_without_an_asset_pipeline_skips_the_assets_layer():
+    d = copy.deepcopy(HEALTHY)
+    d.update(pipeline=False, asset=None)
+    d["http"]["asset"] = None
+    verdicts = evaluate(d, workers=2, deploy_user="deploy", paths=PATHS)
+    assets = next(v for v in verdicts if v.layer == "assets")
+    assert (assets.status, assets.detail) == ("skip", "the app has no asset pipeline "
+                                                      "(nothing is precompiled)")
+    assert first_broken(verdicts) is None

@@ -92,3 +92,12 @@ def test_the_same_files_make_the_same_digests_and_archive(tmp_path):
     assert (a.digest, a.gems_digest) == (b.digest, b.gems_digest)
     c = Source(app(tmp_path / "c", {"app/x.rb": "y\n"}))
     assert c.digest != a.digest and c.gems_digest == a.gems_digest
+
+
+def test_an_asset_pipeline_is_recognised_from_the_gems_or_sprockets_manifest(tmp_path):
+    assert not Source(app(tmp_path / "none", {"Gemfile": 'gem "rails", "~> 7.2"\n'})
+                      ).asset_pipeline
+    assert Source(app(tmp_path / "propshaft", {"Gemfile": 'gem "rails"\ngem "propshaft"\n'})
+                  ).asset_pipeline
+    assert Source(app(tmp_path / "rails6", {"app/assets/config/manifest.js": "//= x\n"})
+                  ).asset_pipeline
