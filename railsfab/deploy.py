@@ -27,6 +27,7 @@ from railsfab.report import Reporter
 from railsfab.session import Session
 
 PREPARE = Phase("prepare", (
+    ("ruby", host.ruby),
     ("apt proxy", host.apt_proxy),
     ("packages", host.packages),
     ("stock unicorn", host.stock_unit),
@@ -83,7 +84,7 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         session.open(facts_spec(d))
         runs_ = list(session.runs.values())
         migrator = next((r for r in runs_ if "migrate" in r.host.roles), None)
-        plans = {r.name: plan(r.facts, d, migrate=r is migrator) for r in runs_}
+        plans = {r.name: _plan(r, d, migrate=r is migrator) for r in runs_}
         parallel(lambda r: ex.run(r, plans[r.name]["prepare"]), runs_, "prepare")
         if session.failed():
             _abandon(session, d)
@@ -114,6 +115,14 @@ def _say_source(rep: Reporter, inv: Inventory, d: Desired) -> None:
     if src.uncommitted:
         rep.info("  [yellow]not shipped[/] " + escape(
             f"(not committed at {inv.stage.app.ref or 'HEAD'}): {', '.join(src.uncommitted)}"))
+
+
+def _plan(r: HostRun, d: Desired, *, migrate: bool) -> dict[str, Plan]:
+    try:
+        return plan(r.facts, d, migrate=migrate)
+    except RailsfabError as exc:  # a step refused before anything ran anywhere
+        exc.host = exc.host or r.name
+        raise
 
 
 def _migrate(session: Session, ex: Executor, d: Desired, r: HostRun, p: Plan) -> None:

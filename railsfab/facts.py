@@ -34,7 +34,12 @@ class Facts:
 
     @property
     def installed(self) -> set[str]:
-        return set(self.raw.get("installed", []))
+        return set(self.raw.get("installed", {}))
+
+    @property
+    def ruby(self) -> dict | None:
+        """{version, package, installed}: the host's Ruby, or the one apt would install."""
+        return self.raw.get("ruby")
 
     def node(self, path: str) -> dict | None:
         return self.raw.get("nodes", {}).get(path)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -75,16 +76,39 @@ def os_release():
             "codename": osr.get("VERSION_CODENAME")}
 
 
+RUBY = "ruby[0-9]*.[0-9]*"  # Debian's interpreter packages: ruby3.1, ruby3.3 ...
+
+
 def installed(packages):
-    found = set()
-    if not packages:
-        return []
-    listing = out("dpkg-query", "-W", "-f", "${Package} ${Status}\n", *packages)
+    """{package: version} of those installed among `packages` (and the Ruby interpreter)."""
+    found = {}
+    listing = out("dpkg-query", "-W", "-f", "${Package} ${Version} ${Status}\n", RUBY,
+                  *packages)
     for line in listing.splitlines():
         parts = line.split()
-        if parts[-3:] == ["install", "ok", "installed"]:
-            found.add(parts[0])
-    return sorted(found)
+        if len(parts) >= 5 and parts[-3:] == ["install", "ok", "installed"]:
+            found[parts[0]] = parts[1]
+    return found
+
+
+def ruby(found):
+    """The host's Ruby: the installed interpreter, else the one `apt-get install ruby` would
+    bring (so a Gemfile's ruby line is checked before anything is installed)."""
+    for package, version in sorted(found.items()):
+        if re.fullmatch(r"ruby\d+\.\d+", package):
+            return {"version": upstream(version), "package": package, "installed": True}
+    dep = re.search(r"Depends: (ruby\d+\.\d+)", out("apt-cache", "depends", "ruby"))
+    if dep:
+        show = out("apt-cache", "show", "--no-all-versions", dep.group(1))
+        m = re.search(r"^Version: (\S+)", show, re.M)
+        if m:
+            return {"version": upstream(m.group(1)), "package": dep.group(1), "installed": False}
+    return None
+
+
+def upstream(debian_version):
+    """3.1.2 from Debian's 3.1.2-7+deb12u1 (or 1:3.1.2-7)."""
+    return re.sub(r"^\d+:", "", debian_version).split("-")[0].split("+")[0].split("~")[0]
 
 
 def releases(folder):
@@ -159,10 +183,12 @@ def main(P):
     except KeyError:
         user = False
     lists = [os.path.getmtime(p) for p in glob.glob("/var/lib/apt/lists/*_Packages*")]
+    found = installed(P.get("packages", []))
     print(json.dumps({
         "lock": take_lock(P["lock"]) if P.get("lock") else None,
         "os": os_release(),
-        "installed": installed(P.get("packages", [])),
+        "installed": found,
+        "ruby": ruby(found),
         "apt_lists_age": (time.time() - max(lists)) if lists else None,
         "user": user,
         "nodes": {p: node(p) for p in P.get("nodes", [])},

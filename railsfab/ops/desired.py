@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from railsfab import appserver, render
+from railsfab import appserver, gems, render
 from railsfab.appserver import AppServer
 from railsfab.inventory import App, Inventory, Stage
 from railsfab.paths import Paths
@@ -61,6 +61,7 @@ class Desired(Serving):
     release: str  # the id a new release gets
     digests: Digests
     archive: Callable[[], bytes] = field(repr=False, compare=False)
+    ruby: tuple[str, ...] | None = None  # the Gemfile's ruby requirement
     source: Source | None = field(default=None, repr=False, compare=False)
 
     def meta(self, state: str) -> dict:
@@ -144,4 +145,5 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
         storage_yml=storage_yml, storage_note=storage_note,
         release=release or time.strftime("%Y%m%d%H%M%S", time.gmtime()),
         digests=digests, archive=source.archive, source=source,
+        ruby=tuple(gems.ruby_requirement(source) or ()) or None,
     )

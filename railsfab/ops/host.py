@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import shlex
 
-from railsfab import commands
+from railsfab import commands, gems
+from railsfab.errors import RailsfabError
 from railsfab.facts import Facts
 from railsfab.ops.base import Change, NoChange, Plan, Script
 from railsfab.ops.desired import Desired, sha
@@ -36,6 +37,30 @@ def dirs(d: Desired) -> list[tuple[str, str, str, str]]:
         (p.shared_config, "root", u, "0750"),
         ("/etc/railsfab", "root", "root", "0700"),
     ]
+
+
+def ruby(f: Facts, d: Desired, p: Plan) -> NoChange | None:
+    """The Gemfile's ruby line against the host's Ruby (or the one apt would install), before
+    anything is installed: a mismatch stops the deploy with the choices."""
+    if not d.ruby:
+        return None
+    wanted = ", ".join(d.ruby)
+    have = f.ruby
+    if have is None:
+        return NoChange(f"the Gemfile asks for ruby {wanted}; the host's Ruby is unknown "
+                        "(not installed, no apt candidate)")
+    where = (f"Ruby {have['version']} ({have['package']}"
+             + ("" if have["installed"] else ", what apt installs here") + ")")
+    if gems.satisfies(have["version"], list(d.ruby)):
+        return NoChange(f"{where} meets the Gemfile's ruby {wanted}")
+    raise RailsfabError(
+        f"the Gemfile asks for ruby {wanted}; the host has {where}", step="ruby",
+        state="nothing was changed on any host",
+        fix=("choose one: relax the Gemfile's ruby line (e.g. `ruby \"~> "
+             f"{'.'.join(have['version'].split('.')[:2])}\"`; Bundler refuses any other "
+             "Ruby); or deploy to hosts whose release has that Ruby (Debian 12: 3.1, Debian "
+             "13: 3.3, Ubuntu 24.04: 3.2); or install that Ruby on the hosts yourself "
+             "(ruby-build/rbenv: railsfab does not build Rubies)"))
 
 
 def apt_proxy(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:

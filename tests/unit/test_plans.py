@@ -56,7 +56,7 @@ def puma(tmp_path_factory):
 def fresh(d) -> Facts:
     units = {u: dict(INACTIVE) for u in (d.paths.unit_name, "nginx", host.STOCK_UNIT,
                                          *(s.paths.unit_name for s in d.retired))}
-    return Facts({"lock": None, "os": {"id": "debian", "version": "12"}, "installed": [],
+    return Facts({"lock": None, "os": {"id": "debian", "version": "12"}, "installed": {},
                   "apt_lists_age": None, "user": False, "nodes": {}, "files": {}, "texts": {},
                   "releases": {}, "current": None, "units": units})
 
@@ -64,7 +64,7 @@ def fresh(d) -> Facts:
 def deployed(d, release="20261130000000") -> Facts:
     f = fresh(d).raw
     p = d.paths
-    f["installed"] = list(d.packages)
+    f["installed"] = {p: "1.0-1" for p in d.packages}
     f["apt_lists_age"] = 60.0
     f["user"] = True
     f["nodes"] = {path: {"mode": mode, "owner": o, "group": g, "link": None, "dir": True}
@@ -157,7 +157,7 @@ CASES = [
     ("nothing installed", fresh, "packages", Change, r"install nginx ruby ruby-bundler curl "
      r"ruby-rails unicorn$"),
     ("all installed", deployed, "packages", NoChange, r"^6 installed$"),
-    ("one package missing", edit(deployed, lambda r, d: r["installed"].remove("unicorn")),
+    ("one package missing", edit(deployed, lambda r, d: r["installed"].pop("unicorn")),
      "packages", Change, r"^install unicorn$"),
     # stock unicorn.service
     ("stock unit absent, no package change", edit(deployed, lambda r, d: r["units"].update(
@@ -198,7 +198,7 @@ CASES = [
      r"lock reused from 20261130000000"),
     ("Gemfile changed", edit(deployed, new_gems), "bundle", Change, r"bundle install"),
     ("gem packages changed", edit(edit(deployed, new_source),
-                                  lambda r, d: r["installed"].remove("ruby-rails")),
+                                  lambda r, d: r["installed"].pop("ruby-rails")),
      "bundle", Change, r"bundle install"),
     # assets
     ("asset inputs unchanged: reused", edit(deployed, new_source), "assets", NoChange,
@@ -311,7 +311,7 @@ def test_a_new_release_disturbs_only_in_activation(d):
 def test_phases_list_every_step_in_order(d):
     steps = [s(d) if callable(s) else s for ph in (PREPARE, MIGRATE, ACTIVATE, FINALIZE)
              for s, _ in ph.ops]
-    assert steps == ["apt proxy", "packages", "stock unicorn", "deploy user", "directories",
+    assert steps == ["ruby", "apt proxy", "packages", "stock unicorn", "deploy user", "directories",
                      "env file", "release", "bundle", "assets", "migrate", "unicorn config",
                      "unicorn unit", "nginx site", "switch", "unicorn", "nginx", "verify",
                      "retire puma", "releases"]
@@ -336,3 +336,22 @@ def test_dry_run_prints_the_plan_and_runs_nothing(d):
     assert "-    client_max_body_size 1m;" in out.getvalue()
     assert "+    client_max_body_size 25m;" in out.getvalue()
     assert run.applied == []
+
+
+def test_the_gemfiles_ruby_line_is_checked_against_the_hosts_ruby(d):
+    from dataclasses import replace
+
+    from railsfab.errors import RailsfabError
+    from railsfab.ops import host as host_ops
+
+    apt_ruby = {"version": "3.1.2", "package": "ruby3.1", "installed": False}
+    f = edit(fresh, lambda r, d: r.update(ruby=apt_ruby))(d)
+    assert outcome(f, d, "ruby") is None  # the sample app's Gemfile has no ruby line
+    ok = host_ops.ruby(f, replace(d, ruby=("~> 3.1",)), None)
+    assert ok.reason == ("Ruby 3.1.2 (ruby3.1, what apt installs here) meets the Gemfile's "
+                         "ruby ~> 3.1")
+    with pytest.raises(RailsfabError) as refused:
+        host_ops.ruby(f, replace(d, ruby=("3.3.8",)), None)
+    assert str(refused.value) == ("the Gemfile asks for ruby 3.3.8; the host has Ruby 3.1.2 "
+                                  "(ruby3.1, what apt installs here)")
+    assert 'ruby \\"~> 3.1\\"' not in refused.value.fix and '"~> 3.1"' in refused.value.fix
