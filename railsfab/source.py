@@ -148,8 +148,9 @@ class Source:
             for name in sorted(filenames):
                 rel = rel_dir + name
                 path = Path(dirpath) / name
-                if path.is_symlink() or not path.is_file() or _ignored(mine, rel) \
-                        or not self._keep(rel):
+                # a secret is named even when .gitignore already keeps it out
+                if path.is_symlink() or not path.is_file() or not self._keep(rel) \
+                        or _ignored(mine, rel):
                     continue
                 entries.append(FileEntry(rel, os.access(path, os.X_OK), path.read_bytes(),
                                          int(path.stat().st_mtime)))
