@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from railsfab.paths import Paths
+from railsfab.paths import GEMFILE, Paths
 
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|MASTER_KEY|TOKEN|ACCESS_KEY|CREDENTIAL)", re.I)
 MASK = "***"
@@ -52,16 +52,20 @@ class Cmd:
 
 
 def rails(paths: Paths, release_dir: str, user: str, rails_env: str, *task: str) -> Cmd:
-    """bin/rails TASK in a release, as the deploy user, RAILS_ENV always explicit."""
+    """bin/rails TASK in a release, as the deploy user, RAILS_ENV always explicit, with the
+    release's Gemfile.railsfab."""
     return Cmd(argv=("bin/rails", *task), user=user, cwd=release_dir,
-               env={"RAILS_ENV": rails_env, "RACK_ENV": rails_env},
+               env={"RAILS_ENV": rails_env, "RACK_ENV": rails_env,
+                    "BUNDLE_GEMFILE": f"{release_dir}/{GEMFILE}"},
                env_file=paths.env_file, umask="0027")
 
 
 def bundle_install(paths: Paths, release_dir: str, user: str) -> Cmd:
-    """Resolve the Gemfile against the gems the OS packages installed; no network."""
-    return Cmd(argv=("bundle", "install", "--local", "--quiet"), user=user, cwd=release_dir,
-               env={"BUNDLE_FROZEN": "false"}, umask="0027")
+    """Resolve the Gemfile (without app.bundle_without's groups) against the gems the OS
+    packages installed; no network."""
+    return Cmd(argv=("bundle", "install", "--local"), user=user, cwd=release_dir,
+               env={"BUNDLE_FROZEN": "false", "BUNDLE_GEMFILE": f"{release_dir}/{GEMFILE}"},
+               umask="0027")
 
 
 def apt_install(packages: list[str]) -> Cmd:

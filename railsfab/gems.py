@@ -53,3 +53,39 @@ def satisfies(version: str, requirements: list[str]) -> bool:
         elif not OPS[op](have, want):
             return False
     return True
+
+
+MISSING = re.compile(r"Could not find (?:gem '([\w.-]+)|([\w.-]+?)-\d[\w.]* in)")
+
+
+def missing_gems(bundler_output: str) -> list[str]:
+    """The gems Bundler said it could not find (`Could not find gem 'x'...`, or
+    `Could not find x-1.2.3 in locally installed gems`)."""
+    names = [a or b for a, b in MISSING.findall(bundler_output)]
+    return list(dict.fromkeys(names))
+
+
+def missing_gems_message(query_output: str, *, release: str) -> tuple[str, str]:
+    """(message, fix) from onhost/gem_packages.sh's answer: which Debian package provides
+    each missing gem, or that none does."""
+    provided, unpackaged = [], []
+    for line in query_output.strip().splitlines():
+        gem, _, found = line.partition(" ")
+        if found == "-" or not found:
+            unpackaged.append(gem)
+        else:
+            package, _, version = found.partition(" ")
+            provided.append((gem, package, version))
+    said = [f"gem {g!r} is not installed: Debian package {p} ({v}) provides it"
+            for g, p, v in provided]
+    said += [f"gem {g!r} is not installed and no {release} package provides it"
+             for g in unpackaged]
+    fixes = []
+    if provided:
+        fixes.append("add " + " ".join(p for _, p, _ in provided) + " to app.packages in "
+                     "hosts.yaml")
+    if unpackaged:
+        fixes.append("remove " + ", ".join(unpackaged) + " from the Gemfile (or move it to "
+                     "a group in app.bundle_without), or install gems from rubygems.org "
+                     "instead of Debian's packages")
+    return "bundle install --local: " + "; ".join(said), "; ".join(fixes)

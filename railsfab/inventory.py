@@ -107,6 +107,9 @@ class App(_Model):
     # requests then say they came through TLS (X-Forwarded-Proto: https), as the ALB's do.
     force_ssl: bool = False
     packages: list[str] = Field(default_factory=list)
+    # Gemfile groups not installed on the hosts (their gems are for development and tests).
+    bundle_without: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*(:[a-z_][a-z0-9_]*)*$")] = \
+        "development:test"
     secrets_file: str | None = None
     database: Database | None = None
 

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
 
 # Directories in shared/ that every release links in (Capistrano's linked_dirs).
 LINKED_DIRS = ("log", "tmp/pids", "tmp/sockets", "storage")
+# The Gemfile railsfab bundles with, in each release: the app's, without the groups of
+# app.bundle_without (templates/Gemfile.railsfab.j2).
+GEMFILE = "Gemfile.railsfab"
+META = ".railsfab-release.json"  # a release's ledger entry
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,11 @@ class Paths:
     @property
     def current(self) -> str:
         return f"{self.deploy_to}/current"
+
+    @property
+    def gemfile(self) -> str:
+        """BUNDLE_GEMFILE of the app server and every Rails command (in `current`)."""
+        return f"{self.current}/{GEMFILE}"
 
     @property
     def shared(self) -> str:

@@ -192,18 +192,20 @@ class Source:
         e = next((e for e in self.files if e.rel == rel), None)
         return e.data.decode(errors="replace") if e else None
 
-    def archive(self) -> bytes:
+    def archive(self, extra: dict[str, str] | None = None) -> bytes:
         """One gzip'd tar of the release (gzip level 1: the link, not the CPU, is the limit),
-        built once however many hosts ask for it."""
+        with `extra` files (what railsfab renders into a release) in place of the app's of
+        the same name; built once however many hosts ask for it."""
         with self._archive_lock:
             if self._archive is None:
-                self._archive = self._build_archive()
+                self._archive = self._build_archive(extra or {})
             return self._archive
 
-    def _build_archive(self) -> bytes:
+    def _build_archive(self, extra: dict[str, str]) -> bytes:
         buf = io.BytesIO()
+        added = [FileEntry(rel, False, text.encode(), 0) for rel, text in extra.items()]
         with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
-            for e in self.files:
+            for e in [e for e in self.files if e.rel not in extra] + added:
                 info = tarfile.TarInfo(e.rel)
                 info.size = len(e.data)
                 info.mode = 0o755 if e.executable else 0o644

@@ -4,15 +4,15 @@ the first SSH connection: rendered files, the env file, the release and its dige
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from railsfab import appserver, gems, render
 from railsfab.appserver import AppServer
 from railsfab.inventory import App, Inventory, Stage
-from railsfab.paths import Paths
+from railsfab.paths import GEMFILE, META, Paths
 from railsfab.secrets import app_secrets, env_file_text
 from railsfab.source import Source
 
@@ -60,8 +60,8 @@ class Desired(Serving):
     storage_note: str | None  # what the deploy says about config/storage.yml
     release: str  # the id a new release gets
     digests: Digests
-    archive: Callable[[], bytes] = field(repr=False, compare=False)
     ruby: tuple[str, ...] | None = None  # the Gemfile's ruby requirement
+    gemfile: str = ""  # Gemfile.railsfab: the app's Gemfile without app.bundle_without
     source: Source | None = field(default=None, repr=False, compare=False)
 
     def meta(self, state: str) -> dict:
@@ -70,6 +70,15 @@ class Desired(Serving):
                 "assets": self.digests.assets, "migrations": self.digests.migrations,
                 "state": state, "app_server": self.app.app_server,
                 "rails_env": self.app.rails_env}
+
+    def release_archive(self) -> bytes:
+        """The app's files plus what railsfab puts into a release: Gemfile.railsfab,
+        config/storage.yml (when rendered) and the ledger entry, state `prepared`."""
+        extra = {GEMFILE: self.gemfile, META: json.dumps({"id": self.release,
+                                                          **self.meta("prepared")})}
+        if self.storage_yml:
+            extra["config/storage.yml"] = self.storage_yml
+        return self.source.archive(extra)
 
 
 def s3_service(storage_yml: str | None) -> str | None:
@@ -136,7 +145,10 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
     files = server.files(templates, notify=server.notify(source.root))
     front = ("nginx",) if app.nginx else ()
     packages = tuple(dict.fromkeys(front + BASE_PACKAGES + tuple(app.packages)))
-    digests = Digests(release=sha(source.digest + (storage_yml or "")), gems=source.gems_digest,
+    gemfile = render.render(templates, "Gemfile.railsfab.j2",
+                            without=app.bundle_without.split(":"))
+    digests = Digests(release=sha(source.digest + (storage_yml or "") + gemfile),
+                      gems=sha(source.gems_digest + gemfile),
                       assets=source.assets_digest, migrations=source.migrations_digest)
     return Desired(
         app=app, paths=paths, server=server, https=inv.stage.https,
@@ -144,6 +156,6 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
         packages=packages, apt_proxy=inv.stage.apt_proxy, env_text=env_text, files=files,
         storage_yml=storage_yml, storage_note=storage_note,
         release=release or time.strftime("%Y%m%d%H%M%S", time.gmtime()),
-        digests=digests, archive=source.archive, source=source,
-        ruby=tuple(gems.ruby_requirement(source) or ()) or None,
+        digests=digests, source=source,
+        ruby=tuple(gems.ruby_requirement(source) or ()) or None, gemfile=gemfile,
     )

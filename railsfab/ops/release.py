@@ -9,11 +9,10 @@ import shlex
 
 from railsfab import commands
 from railsfab.facts import Facts
+from railsfab.ops import runs
 from railsfab.ops.base import Change, Diff, NoChange, Plan, Script
 from railsfab.ops.desired import Desired
-from railsfab.paths import LINKED_DIRS
-
-META = ".railsfab-release.json"
+from railsfab.paths import GEMFILE, LINKED_DIRS, META
 
 
 def _as_deploy_user(d: Desired, script: str) -> str:
@@ -41,19 +40,17 @@ def release(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
     unpack = (f"umask 027 && cd {rel} && tar -xzf - && {links} && "
               "(test ! -d public || chmod -R o+rX public)")
     u = d.app.deploy_user
-    scripts = [Script(f"install -d -o {u} -g {u} -m 0711 {rel} && "
-                      f"{_as_deploy_user(d, unpack)}", stdin=d.archive)]
+    # One round trip: the archive carries what railsfab adds (Gemfile.railsfab, the ledger
+    # entry, config/storage.yml when rendered).
+    scripts = (Script(f"install -d -o {u} -g {u} -m 0711 {rel} && "
+                      f"{_as_deploy_user(d, unpack)}", stdin=d.release_archive),)
     diff, rendered = None, ""
     if d.storage_yml:
-        scripts.append(Script(_as_deploy_user(d, f"umask 027 && cat > {rel}/config/storage.yml"),
-                              stdin=d.storage_yml.encode()))
         diff = Diff("config/storage.yml", d.storage_yml,
                     old=d.source.text("config/storage.yml") or "")
         rendered = "; config/storage.yml rendered by railsfab"
-    scripts.append(write_meta(d, d.release, "prepared"))
-    return Change(f"create release {d.release}{rendered}", disturbs=False,
-                  scripts=tuple(scripts), diff=diff,
-                  done=f"{d.release} uploaded ({len(d.source.files)} files){rendered}")
+    return Change(f"create release {d.release}{rendered}", disturbs=False, scripts=scripts,
+                  diff=diff, done=f"{d.release} uploaded ({len(d.source.files)} files){rendered}")
 
 
 def _previous(f: Facts, d: Desired) -> str | None:
@@ -67,10 +64,17 @@ def bundle(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
     install = commands.bundle_install(d.paths, rel, d.app.deploy_user)
     if prev and f.current_meta.get("gems") == d.digests.gems and not p.changes("packages"):
         # Same Gemfile, same gem packages: the resolved lock of the running release holds.
-        reuse = Script(f"test -f {prev}/Gemfile.lock && cp -p {prev}/Gemfile.lock "
-                       f"{rel}/Gemfile.lock || {install}")
+        lock = f"{GEMFILE}.lock"
+        reuse = Script(f"test -f {prev}/{lock} && cp -p {prev}/{lock} {rel}/{lock} || {install}")
         return NoChange(f"Gemfile unchanged, lock reused from {f.current}", scripts=(reuse,))
-    return Change("bundle install --local", disturbs=False, scripts=(Script(str(install)),))
+    without = d.app.bundle_without.replace(":", ", ")
+    return Change(f"bundle install --local (without {without})", disturbs=False,
+                  run=runs.bundle(str(install), rel, debian=_debian(f)))
+
+
+def _debian(f: Facts) -> str:
+    o = f.raw.get("os") or {}
+    return f"{'Debian' if o.get('id') == 'debian' else o.get('id', 'OS')} {o.get('version', '')}"
 
 
 def assets(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:

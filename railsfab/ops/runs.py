@@ -4,11 +4,12 @@ as done only once the server answers, and marks of when things happened (for cla
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from railsfab import remote
+from railsfab import gems, onhost, remote
 from railsfab.appserver import AppServer
 from railsfab.errors import RailsfabError
 
@@ -88,4 +89,22 @@ def revert(server: AppServer) -> Run:
             said = f"restarted {unit}"
         server.wait_serving(r.conn, step="revert", on_line=r.progress)
         return said
+    return run
+
+
+def bundle(script: str, release: str, *, debian: str) -> Run:
+    """`bundle install --local`; when it cannot find gems, ask the host which Debian package
+    provides each (or that none does), and say so in the failure."""
+    def run(r: HostRun) -> None:
+        try:
+            remote.sh(r.conn, script, sudo=True, step="bundle", on_line=r.progress)
+        except RailsfabError as exc:
+            missing = gems.missing_gems(exc.message)
+            if not missing:
+                raise
+            out = remote.sh(r.conn, f"GEMS={shlex.quote(' '.join(missing))} sh -s",
+                            step="bundle", stdin=onhost.load("gem_packages.sh").encode(),
+                            warn=True).stdout
+            exc.message, exc.fix = gems.missing_gems_message(out, release=debian)
+            raise
     return run

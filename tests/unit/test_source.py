@@ -101,3 +101,14 @@ def test_an_asset_pipeline_is_recognised_from_the_gems_or_sprockets_manifest(tmp
                   ).asset_pipeline
     assert Source(app(tmp_path / "rails6", {"app/assets/config/manifest.js": "//= x\n"})
                   ).asset_pipeline
+
+
+def test_the_release_archive_carries_what_railsfab_adds_in_place_of_the_apps(tmp_path):
+    src = Source(app(tmp_path, {"config/storage.yml": "local:\n  service: Disk\n"}))
+    extra = {"Gemfile.railsfab": "eval_gemfile 'Gemfile'\n",
+             "config/storage.yml": "amazon:\n  service: S3\n"}
+    with tarfile.open(fileobj=io.BytesIO(src.archive(extra))) as tar:
+        names = tar.getnames()
+        assert names.count("config/storage.yml") == 1
+        assert tar.extractfile("config/storage.yml").read() == b"amazon:\n  service: S3\n"
+        assert "Gemfile.railsfab" in names

@@ -68,7 +68,8 @@ def test_site_is_the_default_server_with_alb_friendly_keepalive():
 
 
 def test_before_exec_points_bundler_at_current():
-    assert 'ENV["BUNDLE_GEMFILE"] = "/srv/shop/current/Gemfile"' in rendered("unicorn.rb.j2")
+    assert 'ENV["BUNDLE_GEMFILE"] = "/srv/shop/current/Gemfile.railsfab"' in \
+        rendered("unicorn.rb.j2")
 
 
 def test_missing_setting_is_a_clear_error(tmp_path):
@@ -184,3 +185,11 @@ def test_the_sample_app_can_use_type_notify():
     sample = Path(__file__).parents[2] / "examples/sample_app"
     assert appserver.Puma(PUMA, PUMA_PATHS).notify(sample)
     assert not appserver.Unicorn(APP, PUMA_PATHS).notify(sample)
+
+
+def test_gemfile_railsfab_skips_the_groups_bundle_without_names():
+    text = render.render(render.environment(), "Gemfile.railsfab.j2",
+                         without=["development", "test"])
+    assert "RAILSFAB_WITHOUT = %i[development test].freeze" in text
+    assert 'eval_gemfile File.expand_path("Gemfile", __dir__)' in text
+    assert "def group(" in text and "def gem(" in text

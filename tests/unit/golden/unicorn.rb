@@ -20,7 +20,7 @@ preload_app true
 # A re-executed master (USR2) must load the Gemfile of the release `current` points to
 # now, not the one it was first started from.
 before_exec do |_server|
-  ENV["BUNDLE_GEMFILE"] = "/srv/shop/current/Gemfile"
+  ENV["BUNDLE_GEMFILE"] = "/srv/shop/current/Gemfile.railsfab"
 end
 
 before_fork do |_server, _worker|
