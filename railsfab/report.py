@@ -8,6 +8,7 @@ only the usual lines are printed."""
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from collections.abc import Iterator
@@ -84,8 +85,9 @@ class _LiveLines:
     def __rich__(self) -> Table:
         grid = Table.grid(padding=(0, 1))
         now = time.monotonic()
-        with self.reporter._lock:
-            running = list(self.reporter._running.values())
+        # No lock here: rich draws this while holding its own locks, and a step beginning in
+        # another thread may wait for those (the dict is copied in one step under the GIL).
+        running = list(self.reporter._running.values())
         for r in running:  # laid out like the lines the steps end with
             grid.add_row(r.spinner, Text(f"{r.host:<8}"), Text("running ", style="cyan"),
                          Text(f"{r.step:<16}"), Text(f"{now - r.started:5.1f}s", style="dim"),
@@ -104,6 +106,7 @@ class Reporter:
         self._lock = threading.Lock()
         self._running: dict[int, _Running] = {}
         self._live: Live | None = None
+        self._live_lock = threading.Lock()
 
     def _begin(self, host: str, name: str, handle: Step) -> int:
         key = id(handle)
@@ -111,11 +114,7 @@ class Reporter:
             return key
         with self._lock:
             self._running[key] = _Running(host, name, time.monotonic(), Spinner("dots"))
-            if self._live is None:
-                self._live = Live(_LiveLines(self), console=self.console, transient=True,
-                                  refresh_per_second=8, redirect_stdout=False,
-                                  redirect_stderr=False)
-                self._live.start()
+        self._start_live()
 
         def progress(text: str) -> None:
             running = self._running.get(key)
@@ -125,16 +124,27 @@ class Reporter:
         handle._progress = progress
         return key
 
+    def _start_live(self) -> None:
+        """One live area for the whole command, started with its first step; between steps
+        it is empty. Started and stopped under its own lock, never under `_lock`."""
+        with self._live_lock:
+            if self._live is None:
+                self._live = Live(_LiveLines(self), console=self.console, transient=True,
+                                  refresh_per_second=8, redirect_stdout=False,
+                                  redirect_stderr=False)
+                self._live.start()
+                atexit.register(self.close)
+
     def _end(self, key: int) -> None:
-        if not self.live:
-            return
         with self._lock:
             self._running.pop(key, None)
-            live = self._live if not self._running else None
-            if live is not None:
+
+    def close(self) -> None:
+        """Remove the live area (the recap and the failure block call this; so does exit)."""
+        with self._live_lock:
+            if self._live is not None:
+                self._live.stop()
                 self._live = None
-        if live is not None:
-            live.stop()
 
     @contextmanager
     def step(self, host: str, name: str) -> Iterator[Step]:
@@ -176,6 +186,7 @@ class Reporter:
         return sum(r.status == "changed" for r in self.results)
 
     def recap(self, title: str) -> None:
+        self.close()
         if self.quiet:
             return
         hosts: dict[str, dict[str, int]] = {}
@@ -191,6 +202,7 @@ class Reporter:
             )
 
     def failure(self, exc: RailsfabError, command: str) -> None:
+        self.close()
         where = f" on {exc.host}" if exc.host else ""
         step = f", step {exc.step}" if exc.step else ""
         lines = [f"[bold red]✗ {escape(command)} failed{escape(where)}{escape(step)}[/]"]
