@@ -8,35 +8,46 @@ resources on a repeated create).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from functools import cached_property
-
-import boto3
-from botocore.config import Config
 
 from railsfab.inventory import Inventory
 
 TAG = "railsfab:stage"
-# An unreachable endpoint should fail in seconds, not after boto3's default 60 s connect
-# timeout times its retries.
-CONFIG = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3,
-                                                              "mode": "standard"})
 
 
 @dataclass
 class Clients:
+    """boto3 clients of one stage, from one boto3 session (its loaders and credentials are
+    shared, so each further client is cheap). boto3 is imported only when a stage calls
+    AWS: commands that do not pay nothing for it."""
+
     region: str
     endpoint_url: str | None
     sandbox: bool
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @cached_property
+    def _session(self):
+        import boto3
+
+        return boto3.session.Session()
 
     def client(self, service: str):
-        kwargs = {"region_name": self.region, "config": CONFIG}
+        from botocore.config import Config
+
+        # An unreachable endpoint should fail in seconds, not after boto3's default 60 s
+        # connect timeout times its retries.
+        kwargs = {"region_name": self.region, "config": Config(
+            connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"})}
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
         if self.sandbox:
             # moto accepts any key; never let a developer's real credentials reach it.
             kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
-        return boto3.client(service, **kwargs)
+        with self._lock:  # a boto3 session is not thread-safe; its clients are
+            return self._session.client(service, **kwargs)
 
     @cached_property
     def ec2(self):

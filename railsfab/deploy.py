@@ -81,7 +81,7 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
     _say_source(rep, inv, d)
     ex = Executor(rep, dry=dry_run)
     with Session(inv, rep, only=only, command="fab deploy", locking=not dry_run) as session:
-        session.open(facts_spec(d))
+        session.open(facts_spec(d), target_group=not dry_run)
         runs_ = list(session.runs.values())
         migrator = next((r for r in runs_ if "migrate" in r.host.roles), None)
         plans = {r.name: _plan(r, d, migrate=r is migrator) for r in runs_}

@@ -80,7 +80,7 @@ def rollback_plan(s: Serving, f: facts.Facts, target: str) -> Plan:
 def rollback(inv: Inventory, rep: Reporter, *, only: str | None, to: str | None) -> None:
     s = Serving.of(inv.stage)
     with Session(inv, rep, only=only, command="fab rollback") as session:
-        session.open(spec(s))
+        session.open(spec(s), target_group=True)
         for r in session.runs.values():
             target = rollback_target(r.facts, to)  # every host checked before any changes
             with rep.step(r.name, "ledger") as step:

@@ -38,7 +38,8 @@ def restart(inv: Inventory, rep: Reporter, *, only: str | None, hot: bool = Fals
                             fix=f"fab restart-app --stage {inv.stage_name}")
     mode = "hot" if hot and "hot" in s.server.modes else None
     with Session(inv, rep, only=only, command=command) as session:
-        session.open(facts.Spec(user=s.app.deploy_user, units=(s.paths.unit_name,)))
+        session.open(facts.Spec(user=s.app.deploy_user, units=(s.paths.unit_name,)),
+                     target_group=True)
         plans = {name: restart_plan(s, mode=mode, hard=hard) for name in session.runs}
         # A failed restart changes no release: going back means checking that it serves.
         publish(Publication(session, Executor(rep), plans,

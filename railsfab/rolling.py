@@ -3,13 +3,17 @@ register (healthy), each waited for with boto3's waiters. railsfab.publish rolls
 
 from __future__ import annotations
 
-from railsfab import aws, remote, stack
+from functools import cached_property
+
+from railsfab import remote
 from railsfab.errors import RailsfabError
 from railsfab.inventory import Host, Inventory
 
 
 class TargetGroup:
     def __init__(self, inv: Inventory) -> None:
+        from railsfab import aws, stack  # boto3: only for stages with a target group
+
         self.inv = inv
         self.c = aws.clients(inv)
         a = inv.stage.aws
@@ -39,13 +43,26 @@ class TargetGroup:
                           step="target", warn=True)
             if r.exited == 0 and r.stdout.startswith("i-"):
                 return {"Id": r.stdout.strip(), "Port": 80}
-        found = [i for res in self.c.ec2.describe_instances(Filters=[
-            {"Name": "private-ip-address", "Values": [ip]}])["Reservations"]
-            for i in res["Instances"]]
+        found = self._instances.get(ip) or self._instances_by_ip([ip]).get(ip)
         if not found:
             raise RailsfabError(f"no EC2 instance with private IP {ip}", host=host.name,
                                 step="target", fix="set instance_id for this host in hosts.yaml")
-        return {"Id": found[0]["InstanceId"], "Port": 80}
+        return {"Id": found, "Port": 80}
+
+    @cached_property
+    def _instances(self) -> dict[str, str]:
+        """Instance ids of every host of the stage given by IP, in one EC2 call."""
+        return self._instances_by_ip([h.address for h in self.inv.stage.hosts
+                                      if _is_ip(h.address)])
+
+    def _instances_by_ip(self, ips: list[str]) -> dict[str, str]:
+        if not ips:
+            return {}
+        pages = self.c.ec2.get_paginator("describe_instances").paginate(Filters=[
+            {"Name": "private-ip-address", "Values": ips}])
+        return {i["PrivateIpAddress"]: i["InstanceId"] for page in pages
+                for res in page["Reservations"] for i in res["Instances"]
+                if i.get("State", {}).get("Name") != "terminated"}
 
     def health(self) -> dict[str, str]:
         return {t["Target"]["Id"]: t["TargetHealth"]["State"] for t in

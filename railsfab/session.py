@@ -45,9 +45,13 @@ class Session:
     def hosts(self):
         return [r.host for r in self.runs.values()]
 
-    def open(self, spec: facts.Spec) -> None:
+    def open(self, spec: facts.Spec, *, target_group: bool = False) -> None:
         """Connect, read the facts (and take the lock) on every host; raise the first
-        failure, having touched nothing."""
+        failure, having touched nothing. With `target_group`, the stage's target group is
+        looked up meanwhile (boto3's import and AWS's answers overlap SSH's)."""
+        if target_group and self._wants_tg():
+            self._tg_lookup = ThreadPoolExecutor(max_workers=1)
+            self._tg_future = self._tg_lookup.submit(self._find_tg)
         parallel(lambda r: self._read(r, spec), self.runs.values(), "facts")
         self.raise_if_failed()
         for r in self.runs.values():
@@ -71,12 +75,19 @@ class Session:
             r.locked = True
             s.change(f"took over the lock of a dead deploy: {lock.describe(got['holder'])}")
 
+    def _wants_tg(self) -> bool:
+        a = self.inv.stage.aws
+        return bool(a.target_group_arn or a.stack_name)
+
+    def _find_tg(self) -> rolling.TargetGroup | None:
+        tg = rolling.TargetGroup(self.inv) if self._wants_tg() else None
+        return tg if tg is not None and tg.configured else None
+
     def target_group(self) -> rolling.TargetGroup | None:
         """The stage's target group, when it has one (deploys then roll through it)."""
         if self._tg is False:
-            a = self.inv.stage.aws
-            tg = rolling.TargetGroup(self.inv) if (a.target_group_arn or a.stack_name) else None
-            self._tg = tg if tg is not None and tg.configured else None
+            future = getattr(self, "_tg_future", None)
+            self._tg = future.result() if future is not None else self._find_tg()
         return self._tg  # type: ignore[return-value]
 
     # --- failures -------------------------------------------------------------------------
@@ -124,3 +135,6 @@ class Session:
         for r in self.runs.values():
             if r.conn is not None:
                 r.conn.close()
+        lookup = getattr(self, "_tg_lookup", None)
+        if lookup is not None:
+            lookup.shutdown(wait=False)

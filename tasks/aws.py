@@ -5,8 +5,6 @@ from __future__ import annotations
 from invoke import Collection, Exit
 from rich.table import Table
 
-from railsfab import aws as awslib
-from railsfab import stack
 from railsfab.report import Reporter
 from tasks._boundary import STAGE_HELP, command, load_stage
 
@@ -14,6 +12,8 @@ from tasks._boundary import STAGE_HELP, command, load_stage
 @command(name="aws.provision", help={"stage": STAGE_HELP})
 def provision(c, stage=None):
     """Create or update the stage's CloudFormation stack: ALB, target group, SGs, S3, role."""
+    from railsfab import stack
+
     inv = load_stage(stage)
     rep = Reporter()
     rep.info(f"[bold]aws.provision[/] stack {inv.stage.aws.stack_name} "
@@ -27,6 +27,9 @@ def provision(c, stage=None):
 @command(name="aws.status", help={"stage": STAGE_HELP})
 def status(c, stage=None):
     """Show the stack, its outputs, and the target group's targets with their health."""
+    from railsfab import aws as awslib
+    from railsfab import stack
+
     inv = load_stage(stage)
     rep = Reporter()
     cl = awslib.clients(inv)
@@ -52,6 +55,8 @@ def status(c, stage=None):
 @command(name="aws.destroy", help={"stage": STAGE_HELP, "yes": "do not ask for confirmation"})
 def destroy(c, stage=None, yes=False):
     """Delete the stage's stack (asks first; empties the bucket)."""
+    from railsfab import stack
+
     inv = load_stage(stage)
     name = inv.stage.aws.stack_name
     if not yes:
