@@ -138,3 +138,38 @@ def ensure_sandbox_network(c: Clients, stage: str, cidr: str,
         changed = True
     return changed, {"vpc_id": vpc, "subnet_ids": subnets, "route_table_ids": [rt],
                      "instances": instances}
+
+
+def ensure_sandbox_certificate(c: Clients, domain: str) -> tuple[bool, str]:
+    """What ACM holds on AWS for a stage with HTTPS at the ALB: an issued certificate for its
+    domain. In the sandbox's endpoint, a self-signed one is imported (nothing validates it
+    there); on AWS people request theirs in ACM."""
+    acm = c.client("acm")
+    for summary in acm.list_certificates(CertificateStatuses=["ISSUED"])["CertificateSummaryList"]:
+        if summary["DomainName"] == domain:
+            return False, f"{domain}: {summary['CertificateArn']}"
+    cert, key = _self_signed(domain)
+    arn = acm.import_certificate(Certificate=cert, PrivateKey=key)["CertificateArn"]
+    return True, f"{domain}: self-signed, imported as {arn}"
+
+
+def _self_signed(domain: str) -> tuple[bytes, bytes]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))

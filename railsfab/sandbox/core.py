@@ -126,6 +126,10 @@ class Sandbox:
             self.aws_ids_file.write_text(json.dumps(ids, indent=1))
             s.set(changed, f"VPC {ids['vpc_id']}, subnets, route table, "
                            f"{len(ids['instances'])} instance records")
+        domain = self.inv.stage.aws.certificate_domain
+        if domain:
+            with rep.step("local", "certificate") as s:
+                s.set(*aws.ensure_sandbox_certificate(aws.clients(self.inv), domain))
         hosts = self.inv.stage.hosts
         with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
             errors = [f.exception() for f in [pool.submit(self._up_host, h) for h in hosts]]

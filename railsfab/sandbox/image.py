@@ -24,7 +24,7 @@ PACKAGES = (
     "ca-certificates", "sudo", "curl", "zstd", "less",
 )
 # Bump when the customisation below changes, so a stale cached image is not reused.
-RECIPE_VERSION = "3"
+RECIPE_VERSION = "4"
 CACHE_ENV = "RAILSFAB_IMAGE_CACHE"
 DEFAULT_CACHE = Path("/var/cache/railsfab/images")
 
@@ -95,6 +95,9 @@ def _customise(root: Path) -> None:
     sudoers.write_text("admin ALL=(ALL) NOPASSWD:ALL\n")
     sudoers.chmod(0o440)
     (root / "etc/ssh/sshd_config.d/50-railsfab.conf").write_text(SSHD_CONFIG)
+    # Like an EC2 AMI (debootstrap writes the release alone): its updates and security
+    # suites too, which move packages such as Ruby to their patched versions.
+    (root / "etc/apt/sources.list").write_text(_sources(root))
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
     # Package lists in the image, so hosts can `apt-get install` without a first update.
@@ -103,6 +106,17 @@ def _customise(root: Path) -> None:
     (root / "etc/machine-id").write_text("")
     for f in ("etc/hostname", "etc/resolv.conf"):
         (root / f).unlink(missing_ok=True)
+
+
+def _sources(root: Path) -> str:
+    """sources.list with the release (as debootstrap wrote it), -updates and -security."""
+    deb = next(ln for ln in (root / "etc/apt/sources.list").read_text().splitlines()
+               if ln.startswith("deb "))
+    _, mirror, suite, *components = deb.split()
+    security = mirror.rstrip("/").rsplit("/debian", 1)[0] + "/debian-security"
+    comps = " ".join(components)
+    return (f"deb {mirror} {suite} {comps}\ndeb {mirror} {suite}-updates {comps}\n"
+            f"deb {security} {suite}-security {comps}\n")
 
 
 def _remove_abandoned_builds(folder: Path) -> None:
