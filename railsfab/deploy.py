@@ -22,7 +22,7 @@ from railsfab.inventory import Inventory
 from railsfab.ops import activate, desired, host, release
 from railsfab.ops.base import Phase, Plan
 from railsfab.ops.desired import Desired
-from railsfab.publish import Publication, publish
+from railsfab.publish import Publication, gate, publish
 from railsfab.report import Reporter
 from railsfab.session import Session
 
@@ -93,7 +93,7 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         if migrator is not None:
             _migrate(session, ex, d, migrator, plans[migrator.name]["migrate"])
         pub = Publication(session, ex, {n: p["activate"] for n, p in plans.items()},
-                          revert=lambda r: activate.revert_plan(d, r))
+                          revert=lambda r: activate.revert_plan(d, r), gate=gate(d))
         try:
             publish(pub)
         except RailsfabError:

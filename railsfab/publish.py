@@ -30,9 +30,20 @@ class Publication:
     # How to put a host back as it was after its plan ran (partly or wholly); None when
     # there is nothing to go back to (a first deploy).
     revert: Callable[[HostRun], Plan | None]
+    # The local health gate of a host that rejoins the target group without a plan that
+    # changed anything (it was out of it): verification through nginx.
+    gate: Callable[[HostRun], Plan]
     # What a revert takes away ("the new release"), for messages. None: there is nothing to
     # take away from hosts that succeeded (a restart), which are then left as they are.
     change: str | None = "the new release"
+
+
+def gate(s) -> Callable[[HostRun], Plan]:
+    """The local health gate for the app `s` (an ops.desired.Serving): verify, always."""
+    from railsfab.ops import activate
+    from railsfab.ops.base import Planned
+
+    return lambda r: Plan([Planned("verify", activate.verified(None, s, always=True))])
 
 
 def publish(pub: Publication) -> None:
@@ -48,11 +59,13 @@ def _activate(pub: Publication, runs: list[HostRun]) -> dict[str, RailsfabError]
 
 
 def _revert(pub: Publication, runs: list[HostRun]) -> list[str]:
-    """Put each host back (in parallel); the names of those that could not be."""
+    """Put each host back (in parallel); what could not be, one phrase per host."""
     plans = {r.name: pub.revert(r) for r in runs if r.applied}
     todo = [r for r in runs if plans.get(r.name) is not None]
     errors = parallel(lambda r: pub.executor.run(r, plans[r.name]), todo, "revert")
-    return [r.name for r in runs if r.applied and (plans.get(r.name) is None or r.name in errors)]
+    return [f"{r.name} (nothing to go back to: its first release)" if plans.get(r.name) is None
+            else r.name for r in runs if r.applied and (plans.get(r.name) is None
+                                                       or r.name in errors)]
 
 
 def _all_at_once(pub: Publication) -> None:
@@ -78,8 +91,10 @@ def _roll(pub: Publication, tg: TargetGroup) -> None:
             pub.session.raise_if_failed()
         health = tg.health()
         for r in idle:
+            t = targets[r.name]
+            if health.get(t["Id"]) != "healthy":
+                pub.executor.run(r, pub.gate(r))
             with rep.step(r.name, "target") as s:
-                t = targets[r.name]
                 if health.get(t["Id"]) == "healthy":
                     s.ok(f"{t['Id']} healthy in the target group")
                 else:
@@ -123,8 +138,8 @@ def _recover(pub: Publication, tg: TargetGroup, batch: list[HostRun], targets: l
     touched = [r for r in batch if r.applied]
     stuck = _revert(pub, touched)
     if stuck:
-        err.state = (f"the roll stopped at {names}; {', '.join(stuck)} could not be put back "
-                     "and stays out of the target group; every other host is registered")
+        err.state = (f"the roll stopped at {names}; not put back: {', '.join(stuck)}, out of "
+                     "the target group; every other host is registered")
         raise err
     with pub.session.rep.step(names, "register") as s:
         tg.register(targets)

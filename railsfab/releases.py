@@ -19,7 +19,7 @@ from railsfab.inventory import Inventory
 from railsfab.ops import activate, runs
 from railsfab.ops.base import Change, Plan, Planned
 from railsfab.ops.desired import Serving
-from railsfab.publish import Publication, publish
+from railsfab.publish import Publication, gate, publish
 from railsfab.report import Reporter
 from railsfab.session import Session
 
@@ -88,5 +88,5 @@ def rollback(inv: Inventory, rep: Reporter, *, only: str | None, to: str | None)
         plans = {r.name: rollback_plan(s, r.facts, rollback_target(r.facts, to))
                  for r in session.runs.values()}
         publish(Publication(session, Executor(rep), plans,
-                            revert=lambda r: activate.revert_plan(s, r),
+                            revert=lambda r: activate.revert_plan(s, r), gate=gate(s),
                             change="the release rolled back to"))

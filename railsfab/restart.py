@@ -11,7 +11,7 @@ from railsfab.inventory import Inventory
 from railsfab.ops import activate, runs
 from railsfab.ops.base import Change, Plan, Planned
 from railsfab.ops.desired import Serving
-from railsfab.publish import Publication, publish
+from railsfab.publish import Publication, gate, publish
 from railsfab.report import Reporter
 from railsfab.session import Session
 
@@ -42,7 +42,6 @@ def restart(inv: Inventory, rep: Reporter, *, only: str | None, hot: bool = Fals
                      target_group=True)
         plans = {name: restart_plan(s, mode=mode, hard=hard) for name in session.runs}
         # A failed restart changes no release: going back means checking that it serves.
-        publish(Publication(session, Executor(rep), plans,
-                            revert=lambda r: Plan([Planned("verify", activate.verified(
-                                None, s, always=True))]),
+        check = gate(s)
+        publish(Publication(session, Executor(rep), plans, revert=check, gate=check,
                             change=None))

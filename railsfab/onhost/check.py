@@ -206,11 +206,26 @@ def socket_state(sock: str, health: str) -> dict:
                 if st else None}
 
 
-def server(name: str, pid_text: str | None) -> dict:
+def unit_env(name: str, env_file: str) -> dict[str, str]:
+    """The environment systemd starts the unit with: its Environment=, then its
+    EnvironmentFile= (which wins)."""
+    env = dict(kv.split("=", 1) for kv in
+               out("systemctl", "show", "-p", "Environment", "--value", name).split()
+               if "=" in kv)
+    env.update(read_env(env_file))
+    return env
+
+
+def server(name: str, pid_text: str | None, env_file: str) -> dict:
     """The app server's unit, its pid file and the processes both name."""
+    main = proc(unit(name)["main_pid"])
+    if main and main["rails_env"] is None:
+        # Ruby 3.3's process title can overwrite what /proc shows of the environment: then
+        # the unit's environment is the evidence.
+        main["rails_env"] = unit_env(name, env_file).get("RAILS_ENV")
+        main["env_from"] = "unit"
     return {**unit(name), "pid_file": pid_text,
-            "pid_proc": proc(pid_text) if pid_text else None,
-            "main_proc": proc(unit(name)["main_pid"])}
+            "pid_proc": proc(pid_text) if pid_text else None, "main_proc": main}
 
 
 def main(P: dict) -> None:
@@ -231,7 +246,7 @@ def main(P: dict) -> None:
         "front": {"nginx": P["nginx"], "port": P["port"],
                   "listening": bool(out("ss", "-Hltn", f"sport = :{int(P['port'])}"))},
         "socket": socket_state(P["socket"], health),
-        "server": server(P["unit"], pid_text),
+        "server": server(P["unit"], pid_text, P["env_file"]),
         "current": current, "current_exists": bool(current and os.path.isdir(current)),
         "asset": asset,
         "pipeline": asset_pipeline(P["current"]),

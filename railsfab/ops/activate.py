@@ -160,9 +160,13 @@ def nginx(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
 
 def verified(f: Facts | None, d: Serving, p: Plan | None = None, *,
              always: bool = False) -> Check:
+    """Verification through nginx (or the app's port): after anything was activated, and on
+    a host whose current release never passed it (a deploy that stopped before it)."""
     where = "nginx" if d.app.nginx else f":{d.app.port}"
+    unverified = f is not None and f.current is not None and \
+        f.current_meta.get("state") not in ("good", None)
     return Check(f"/, {d.app.health_path} and an asset answer 200 through {where}",
-                 run=lambda r: verify.serving(r.conn, d), always=always)
+                 run=lambda r: verify.serving(r.conn, d), always=always or unverified)
 
 
 def retire(f: Facts, d: Desired, p: Plan) -> Change | None:

@@ -118,9 +118,11 @@ def finalize(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
     others = [n for n in sorted(set(f.releases) | ({d.release} if new else set()))
               if n != current]
     remove = others[:max(0, len(others) - (keep - 1))]
-    if not new and not remove:
+    # a release a stopped deploy left current without the mark: verified now (activate)
+    mark = new or f.current_meta.get("state") not in ("good", None)
+    if not mark and not remove:
         return NoChange(f"{current} current, nothing to clean")
-    scripts = [write_meta(d, d.release, "good")] if new else []
+    scripts = [write_meta(d, current, "good")] if mark else []
     if remove:
         scripts.append(Script(f"cd {d.paths.releases} && rm -rf -- "
                               + " ".join(shlex.quote(n) for n in remove)))
