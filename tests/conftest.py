@@ -12,16 +12,21 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def shipped_app_settings() -> dict:
-    """The shipped sandbox stage's app block (packages, workers...), as tests should use."""
-    doc = yaml.safe_load((ROOT / "hosts.yaml").read_text())
-    return dict(doc["stages"]["sandbox"]["app"])
+def shipped_stage(name: str = "sandbox") -> dict:
+    """A stage as hosts.yaml ships it (app settings, packages...), as tests should use."""
+    return yaml.safe_load((ROOT / "hosts.yaml").read_text())["stages"][name]
+
+
+def shipped_app_settings(stage: str = "sandbox") -> dict:
+    """The shipped stage's app block (packages, workers...)."""
+    return dict(shipped_stage(stage)["app"])
 
 
 def sandbox_hosts_yaml(folder: Path, *, stage: str, bridge: str, net: int,
                        hosts: dict[str, tuple[int, list[str]]],
-                       source: Path | None = None) -> Path:
-    """A hosts.yaml with one sandbox stage on 10.<net>.0.0/16, its state under `folder`.
+                       source: Path | None = None, like: str = "sandbox") -> Path:
+    """A hosts.yaml with one sandbox stage on 10.<net>.0.0/16, its state under `folder`, its
+    app (and Debian release, certificate) like the shipped stage `like`.
 
     Each test sandbox gets its own bridge and subnet, so it never touches the user's
     sandbox (10.231.0.0/16) or another test's.
@@ -29,25 +34,32 @@ def sandbox_hosts_yaml(folder: Path, *, stage: str, bridge: str, net: int,
     gw = f"10.{net}.0.1"
     addr = {name: f"10.{net}.1.{last}" for name, (last, _) in hosts.items()}
     db_host = next((addr[n] for n, (_, roles) in hosts.items() if "db" in roles), None)
+    shipped = shipped_stage(like)
     app = {
-        **shipped_app_settings(),
-        "source": str(source or ROOT / "examples/sample_app"),
+        **shipped["app"],
+        "source": str(source or ROOT / shipped["app"]["source"]),
         "secrets_file": f".railsfab/sandbox/{stage}/secrets.env",
     }
     if db_host:
-        app["database"] = {"host": db_host, "name": "itest_production", "user": "itest"}
+        adapter = shipped["app"].get("database", {}).get("adapter", "mysql2")
+        app["database"] = {"adapter": adapter, "host": db_host, "name": "itest_production",
+                           "user": "itest"}
+    debian = shipped.get("sandbox", {}).get("debian", 12)
+    domain = shipped.get("aws", {}).get("certificate_domain")
     doc = {
         "default_stage": stage,
         "stages": {
             stage: {
-                "sandbox": {"bridge": bridge, "subnet": f"10.{net}.0.0/16", "gateway": gw},
+                "sandbox": {"bridge": bridge, "subnet": f"10.{net}.0.0/16", "gateway": gw,
+                            "debian": debian},
                 "ssh": {"user": "admin", "key": f".railsfab/sandbox/{stage}/id_ed25519"},
                 "hosts": [{"name": n, "address": addr[n], "roles": roles}
                           for n, (_, roles) in hosts.items()],
                 "app": app,
                 "aws": {"region": "ap-northeast-1", "endpoint_url": f"http://{gw}:5055",
                         "stack_name": f"sample-{stage}", "bucket": f"sample-uploads-{stage}",
-                        "admin_cidr": f"{gw}/32", "apply_bucket_policy": False},
+                        "admin_cidr": f"{gw}/32", "apply_bucket_policy": False,
+                        **({"certificate_domain": domain} if domain else {})},
                 "apt_proxy": f"http://{gw}:8888",
             }
         },
