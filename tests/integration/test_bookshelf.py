@@ -14,6 +14,7 @@ from railsfab import aws, inventory, stack
 from railsfab.report import Reporter
 from railsfab.sandbox.core import Sandbox
 from tests.conftest import ROOT, run_fab, sandbox_hosts_yaml
+from tests.upload import png, upload
 
 HOSTS = {"web1": (11, ["web", "migrate"]), "web2": (12, ["web"]), "db": (20, ["db"])}
 
@@ -89,3 +90,14 @@ def test_seeds_fill_the_database_and_covers_land_in_s3(deployed, stage):
 def test_a_second_deploy_changes_nothing(deployed, stage):
     r = run_fab(stage, "deploy")
     assert r.returncode == 0 and "0 changed" in r.stdout, r.stdout
+
+
+def test_an_upload_through_the_form_lands_in_s3(deployed, stage):
+    inv = inventory.load(stage)
+    web1 = inv.hosts(only="web1")[0].address
+    s3 = aws.clients(inv).s3
+    before = len(s3.list_objects_v2(Bucket=inv.stage.aws.bucket).get("Contents", []))
+    path = upload(web1, "Uploaded", png(), resource="books", model="book", file_field="cover")
+    assert re.fullmatch(r"/books/\d+", path)
+    after = s3.list_objects_v2(Bucket=inv.stage.aws.bucket).get("Contents", [])
+    assert len(after) == before + 1
