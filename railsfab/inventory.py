@@ -7,13 +7,10 @@ exit status 2 (ConfigError).
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
-import re
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -26,6 +23,7 @@ from pydantic import (
 )
 
 from railsfab.errors import ConfigError
+from railsfab.inventory_errors import describe, suggest
 
 DEFAULT_FILE = "hosts.yaml"
 STAGE_ENV = "RAILSFAB_STAGE"
@@ -269,7 +267,7 @@ class Inventory:
                 names = [h.name for h in self.stage.hosts]
                 raise ConfigError(
                     f"{self.path.name}: stage {self.stage_name} has no host "
-                    f"{', '.join(unknown)}{_suggest(unknown[0], names)}",
+                    f"{', '.join(unknown)}{suggest(unknown[0], names)}",
                     fix=f"hosts are: {', '.join(names)}",
                 )
             hosts = [h for h in hosts if h.name in wanted]
@@ -298,12 +296,12 @@ def load(path: str | os.PathLike | None = None, stage: str | None = None) -> Inv
     except ValidationError as exc:
         # An unknown key is usually a typo of a known one: report it first, with "did you mean".
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-        raise ConfigError(_describe(p, errors[0], data)) from None
+        raise ConfigError(describe(p, errors[0], data, HostsFile)) from None
     chosen = stage or os.environ.get(STAGE_ENV) or parsed.default_stage
     if chosen not in parsed.stages:
         names = list(parsed.stages)
         raise ConfigError(
-            f"{p}: no stage '{chosen}'{_suggest(chosen, names)}; stages are: {', '.join(names)}"
+            f"{p}: no stage '{chosen}'{suggest(chosen, names)}; stages are: {', '.join(names)}"
         )
     return Inventory(p.resolve(), chosen, parsed.stages[chosen])
 
@@ -331,78 +329,3 @@ def _read_yaml(p: Path) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping with 'default_stage' and 'stages' at the top")
     return data
-
-
-_TYPE_WORDS = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "int_from_float": "an integer",
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "bool_type": "true or false",
-    "bool_parsing": "true or false",
-    "list_type": "a list",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-}
-
-
-def _describe(path: Path, err: dict, data: Any) -> str:
-    loc = [str(x) for x in err["loc"]]
-    # pydantic reports "stages.<name>" under dict keys; keep the path as the user wrote it.
-    where = ".".join(loc) or "(top level)"
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        known = _known_keys(loc[:-1], data)
-        return f"{path}: {where}: unknown key{_suggest(loc[-1], known)}"
-    if kind == "missing":
-        return f"{path}: {where}: required key is missing"
-    if kind in _TYPE_WORDS:
-        got = err.get("input")
-        return f"{path}: {where}: expected {_TYPE_WORDS[kind]}, got {_show(got)}"
-    if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return f"{path}: {where}: expected one of {expected}, got {_show(err.get('input'))}"
-    if kind == "string_pattern_mismatch":
-        return (
-            f"{path}: {where}: {_show(err.get('input'))} is not a valid name "
-            f"(lowercase letters, digits and '-', starting with a letter)"
-        )
-    msg = err["msg"]
-    msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
-    return f"{path}: {where}: {msg}"
-
-
-def _show(v: Any) -> str:
-    if isinstance(v, (dict, list)):
-        return "a mapping" if isinstance(v, dict) else "a list"
-    return repr(v)
-
-
-def _suggest(word: str, known: list[str]) -> str:
-    near = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
-    return f" (did you mean '{near[0]}'?)" if near else ""
-
-
-def _known_keys(loc: list[str], data: Any) -> list[str]:
-    """Field names of the model that sits at `loc` in the file, for "did you mean"."""
-    t: Any = HostsFile
-    for part in loc:
-        if get_origin(t) in (list, dict):
-            t = get_args(t)[-1]  # a list index or a stage name: step into the item type
-            continue
-        if not (isinstance(t, type) and issubclass(t, BaseModel)) or part not in t.model_fields:
-            return []
-        t = _unwrap_optional(t.model_fields[part].annotation)
-    if isinstance(t, type) and issubclass(t, BaseModel):
-        return list(t.model_fields)
-    return []
-
-
-def _unwrap_optional(t: Any) -> Any:
-    if get_origin(t) in (Union, UnionType):
-        args = [a for a in get_args(t) if a is not type(None)]
-        return args[0] if len(args) == 1 else t
-    return t
