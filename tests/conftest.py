@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -85,3 +87,18 @@ def run_host_spec(stage_file: Path, ssh_config: Path,
         capture_output=True, text=True, cwd=ROOT, timeout=300,
         env={"PATH": f"{ROOT / '.venv/bin'}:/usr/bin:/bin", "RAILSFAB_HOSTS": str(stage_file)},
     )
+
+
+@contextmanager
+def booted(stage_file: Path) -> Iterator:
+    """The sandbox of `stage_file`, up for the block and removed after it, whatever happens."""
+    from railsfab import inventory
+    from railsfab.report import Reporter
+    from railsfab.sandbox.core import Sandbox
+
+    sbx = Sandbox(inventory.load(stage_file), Reporter())
+    try:
+        sbx.up()
+        yield sbx
+    finally:
+        sbx.down()

@@ -20,9 +20,7 @@ import pytest
 import yaml
 
 from railsfab import inventory
-from railsfab.report import Reporter
-from railsfab.sandbox.core import Sandbox
-from tests.conftest import ROOT, run_fab, sandbox_hosts_yaml
+from tests.conftest import ROOT, booted, run_fab, sandbox_hosts_yaml
 
 HOSTS = {"web1": (11, ["web", "migrate"]), "web2": (12, ["web"]), "db": (20, ["db"])}
 SAMPLE = ROOT / "examples/sample_app"
@@ -62,13 +60,9 @@ def inv(stage_file):
 
 
 @pytest.fixture(scope="session")
-def sandbox(inv):
-    sbx = Sandbox(inv, Reporter())
-    try:
-        sbx.up()
+def sandbox(stage_file):
+    with booted(stage_file) as sbx:
         yield sbx
-    finally:
-        sbx.down()
 
 
 @pytest.fixture(scope="session")

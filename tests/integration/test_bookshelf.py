@@ -11,9 +11,7 @@ import shutil
 import pytest
 
 from railsfab import aws, inventory, stack
-from railsfab.report import Reporter
-from railsfab.sandbox.core import Sandbox
-from tests.conftest import ROOT, run_fab, sandbox_hosts_yaml
+from tests.conftest import ROOT, booted, run_fab, sandbox_hosts_yaml
 from tests.upload import png, upload
 
 HOSTS = {"web1": (11, ["web", "migrate"]), "web2": (12, ["web"]), "db": (20, ["db"])}
@@ -28,12 +26,8 @@ def stage(tmp_path_factory):
     shutil.copytree(ROOT / "examples/bookshelf", app)
     path = sandbox_hosts_yaml(folder, stage="ibook", bridge="rfbk0", net=236, hosts=HOSTS,
                               source=app, like="bookshelf")
-    sbx = Sandbox(inventory.load(path), Reporter())
-    try:
-        sbx.up()
+    with booted(path):
         yield path
-    finally:
-        sbx.down()
 
 
 @pytest.fixture(scope="module")
