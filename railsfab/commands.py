@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from railsfab.paths import GEMFILE, Paths
+from railsfab.paths import Paths
 
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|MASTER_KEY|TOKEN|ACCESS_KEY|CREDENTIAL)", re.I)
 MASK = "***"
@@ -56,16 +56,19 @@ def rails(paths: Paths, release_dir: str, user: str, rails_env: str, *task: str)
     release's Gemfile.railsfab."""
     return Cmd(argv=("bin/rails", *task), user=user, cwd=release_dir,
                env={"RAILS_ENV": rails_env, "RACK_ENV": rails_env,
-                    "BUNDLE_GEMFILE": f"{release_dir}/{GEMFILE}"},
+                    **paths.bundler_env(release_dir)},
                env_file=paths.env_file, umask="0027")
 
 
 def bundle_install(paths: Paths, release_dir: str, user: str) -> Cmd:
-    """Resolve the Gemfile (without app.bundle_without's groups) against the gems the OS
-    packages installed; no network."""
+    """Debian's gems: resolve the Gemfile (without app.bundle_without's groups) against the
+    gems the OS packages installed, no network. Bundler's: install the app's Gemfile.lock as
+    it is (deployment mode, into shared/bundle, from rubygems.org or the mirror)."""
+    if paths.gems == "bundler":
+        return Cmd(argv=("bundle", "install"), user=user, cwd=release_dir,
+                   env=paths.bundler_env(release_dir), umask="0027")
     return Cmd(argv=("bundle", "install", "--local"), user=user, cwd=release_dir,
-               env={"BUNDLE_FROZEN": "false", "BUNDLE_GEMFILE": f"{release_dir}/{GEMFILE}"},
-               umask="0027")
+               env={"BUNDLE_FROZEN": "false", **paths.bundler_env(release_dir)}, umask="0027")
 
 
 def apt_install(packages: list[str]) -> Cmd:

@@ -34,6 +34,7 @@ PREPARE = Phase("prepare", (
     ("deploy user", host.deploy_user),
     ("directories", host.directories),
     ("env file", host.env_file),
+    ("bundle config", host.bundle_config),
     ("release", release.release),
     ("bundle", release.bundle),
     ("assets", release.assets),
@@ -58,9 +59,11 @@ def facts_spec(d: Desired) -> facts.Spec:
     return facts.Spec(
         packages=d.packages, user=d.app.deploy_user,
         nodes=(*dirs, p.nginx_site_enabled, p.nginx_site, *p.nginx_default_sites, p.env_file),
-        files=(host.APT_PROXY_FILE, p.env_file, p.server_config, p.unit, p.nginx_site),
+        files=(host.APT_PROXY_FILE, p.env_file, p.server_config, p.unit, p.nginx_site,
+               f"{p.bundle_config}/config"),
         texts=(p.server_config, p.unit, p.nginx_site),
         units=(p.unit_name, "nginx", host.STOCK_UNIT, *(s.paths.unit_name for s in d.retired)),
+        bundle=p.bundle if d.app.gems == "bundler" else "",
     )
 
 

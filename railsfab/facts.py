@@ -26,6 +26,7 @@ class Spec:
     files: tuple[str, ...] = ()
     texts: tuple[str, ...] = ()
     units: tuple[str, ...] = ()
+    bundle: str = ""  # BUNDLE_PATH (app.gems: bundler): which Ruby ABIs it holds gems for
 
 
 @dataclass
@@ -80,6 +81,7 @@ def gather(conn, paths: Paths, spec: Spec, *, lock_holder: dict | None = None) -
     """Read the host; with `lock_holder`, also take the deploy lock in the same round trip."""
     params = {"packages": list(spec.packages), "user": spec.user, "nodes": list(spec.nodes),
               "files": list(spec.files), "texts": list(spec.texts), "units": list(spec.units),
+              "bundle": spec.bundle,
               "releases": paths.releases, "current": paths.current,
               "lock": {"path": paths.lock, "holder": lock_holder} if lock_holder else None}
     r = remote.sh(conn, "sudo -n python3 -", step="facts",

@@ -89,3 +89,72 @@ def missing_gems_message(query_output: str, *, release: str) -> tuple[str, str]:
                      "a group in app.bundle_without), or install gems from rubygems.org "
                      "instead of Debian's packages")
     return "bundle install --local: " + "; ".join(said), "; ".join(fixes)
+
+
+# --- app.gems: bundler ----------------------------------------------------------------------
+
+# Gems whose source (platform "ruby") builds a native extension, and the Debian packages
+# with the headers it compiles against (build-essential and ruby-dev come with any of them).
+# A gem the lockfile takes prebuilt (x86_64-linux...) needs none.
+NATIVE: dict[str, tuple[str, ...]] = {
+    "mysql2": ("libmariadb-dev",), "pg": ("libpq-dev",), "sqlite3": ("libsqlite3-dev",),
+    "nokogiri": ("libxml2-dev", "libxslt1-dev", "zlib1g-dev"), "ffi": ("libffi-dev",),
+    "psych": ("libyaml-dev",), "rmagick": ("libmagickwand-dev",),
+    "eventmachine": ("libssl-dev",), "openssl": ("libssl-dev",), "puma": ("libssl-dev",),
+    "bcrypt": (), "nio4r": (), "websocket-driver": (), "bootsnap": (), "msgpack": (),
+    "date": (), "json": (), "racc": (), "io-console": (), "strscan": (), "bigdecimal": (),
+    "unicorn": (), "kgio": (), "raindrops": (), "hiredis": (), "redcarpet": (),
+    "stringio": (), "digest-crc": (), "ed25519": (), "bcrypt_pbkdf": (), "sassc": (),
+    "oj": (), "byebug": (), "debug": (), "google-protobuf": (), "grpc": (),
+}
+LOCK_SPEC = re.compile(r"^ {4}([A-Za-z0-9_.-]+) \(([^)]+)\)$", re.M)
+
+
+def locked_gems(lockfile: str) -> list[tuple[str, str, str]]:
+    """(name, version, platform) of every gem a Gemfile.lock pins (its GEM sections)."""
+    gems = []
+    for name, full in LOCK_SPEC.findall(lockfile):
+        version, _, platform = full.partition("-")
+        gems.append((name, version, platform or "ruby"))
+    return gems
+
+
+def build_packages(lockfile: str) -> list[str]:
+    """The Debian packages a host needs to build the lockfile's native gems from source."""
+    needed: list[str] = []
+    for name, _, platform in locked_gems(lockfile):
+        if platform == "ruby" and name in NATIVE:
+            needed += ["build-essential", "ruby-dev", *NATIVE[name]]
+    return list(dict.fromkeys(needed))
+
+
+def bundle_config(*, path: str, without: str, mirror: str | None) -> str:
+    """Bundler's config for app.gems: bundler (BUNDLE_APP_CONFIG's `config`): the lockfile
+    installed as it is (deployment mode: frozen) into the shared path, without the groups
+    of app.bundle_without, from rubygems.org or its mirror."""
+    lines = ["---", 'BUNDLE_DEPLOYMENT: "true"', f'BUNDLE_PATH: "{path}"',
+             f'BUNDLE_WITHOUT: "{without}"']
+    if mirror:
+        lines.append(f'BUNDLE_MIRROR__HTTPS://RUBYGEMS__ORG/: "{mirror}"')
+    return "\n".join(lines) + "\n"
+
+
+NOT_IN_SOURCES = re.compile(r"Could not find ([A-Za-z0-9_.-]+)-(\d[\w.]*?)(?:-[a-z0-9_]+-\w+)? "
+                            r"in (?:any of the sources|locally installed gems|rubygems)")
+
+
+def installed_summary(bundler_output: str) -> str:
+    """'installed rack-cors 2.0.1; 61 already in shared/bundle' from `bundle install`."""
+    new = re.findall(r"^Installing (\S+) (\S+)", bundler_output, re.M)
+    kept = len(re.findall(r"^Using ", bundler_output, re.M))
+    said = ("installed " + ", ".join(f"{n} {v}" for n, v in new)) if new else "nothing new"
+    return f"{said}; {kept} already in shared/bundle"
+
+
+def unavailable_message(bundler_output: str, source: str) -> str | None:
+    """A lockfile pinning a gem its source lacks, named with its version."""
+    m = NOT_IN_SOURCES.search(bundler_output)
+    if not m:
+        return None
+    return (f"the Gemfile.lock pins {m.group(1)} {m.group(2)}, which {source} does not have: "
+            "nothing was switched")

@@ -105,6 +105,11 @@ class App(_Model):
     # requests then say they came through TLS (X-Forwarded-Proto: https), as the ALB's do.
     force_ssl: bool = False
     packages: list[str] = Field(default_factory=list)
+    # Where gems come from: Debian's ruby-* packages (`bundle install --local` against what
+    # app.packages installed), or Bundler in deployment mode from the app's own Gemfile.lock
+    # (rubygems.org, or gem_source_mirror), installed into shared/bundle.
+    gems: Literal["debian", "bundler"] = "debian"
+    gem_source_mirror: Annotated[str, Field(pattern=r"^https?://[^\s'\"]+$")] | None = None
     # Gemfile groups not installed on the hosts (their gems are for development and tests).
     bundle_without: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*(:[a-z_][a-z0-9_]*)*$")] = \
         "development:test"
@@ -161,6 +166,11 @@ class AWS(_Model):
     apply_bucket_policy: bool = True
 
 
+class GemMirror(_Model):
+    packages: list[str] = Field(min_length=1)
+    port: int = Field(9292, ge=1, le=65535)
+
+
 class Sandbox(_Model):
     """Local EC2-like hosts for this stage (fab sandbox.up); absent on real stages."""
 
@@ -172,6 +182,9 @@ class Sandbox(_Model):
     # The Debian release of the stage's hosts: 12 "bookworm" (Rails 6.1) or 13 "trixie"
     # (Ruby 3.3, Rails 7.2); one cached base image each.
     debian: Literal[12, 13] = 12
+    # A gem mirror on the gateway (rubygems.org is out of reach here), made of the gems these
+    # Debian packages install; a stage uses it with app.gem_source_mirror.
+    gem_mirror: GemMirror | None = None
 
     @model_validator(mode="after")
     def _gateway_in_subnet(self) -> Sandbox:

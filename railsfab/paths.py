@@ -25,10 +25,11 @@ class Paths:
     app: str
     deploy_to: str
     app_server: str = "unicorn"
+    gems: str = "debian"  # app.gems: Debian's packages, or Bundler from the app's lockfile
 
     @classmethod
     def of(cls, app: App) -> Paths:
-        return cls(app.name, app.deploy_to, app.app_server)
+        return cls(app.name, app.deploy_to, app.app_server, app.gems)
 
     @property
     def releases(self) -> str:
@@ -48,7 +49,29 @@ class Paths:
     @property
     def gemfile(self) -> str:
         """BUNDLE_GEMFILE of the app server and every Rails command (in `current`)."""
-        return f"{self.current}/{GEMFILE}"
+        return self.gemfile_in(self.current)
+
+    def gemfile_in(self, release_dir: str) -> str:
+        """Debian's gems: railsfab's Gemfile.railsfab; Bundler's: the app's own Gemfile."""
+        return f"{release_dir}/{GEMFILE if self.gems == 'debian' else 'Gemfile'}"
+
+    @property
+    def bundle(self) -> str:
+        """BUNDLE_PATH with app.gems: bundler: shared by every release."""
+        return f"{self.shared}/bundle"
+
+    @property
+    def bundle_config(self) -> str:
+        """BUNDLE_APP_CONFIG with app.gems: bundler (its `config`: deployment mode, path,
+        groups left out, mirror), read by Bundler in every command and the app server."""
+        return f"{self.shared_config}/bundle"
+
+    def bundler_env(self, release_dir: str) -> dict[str, str]:
+        """What every Bundler-run command in `release_dir` needs in its environment."""
+        env = {"BUNDLE_GEMFILE": self.gemfile_in(release_dir)}
+        if self.gems == "bundler":
+            env["BUNDLE_APP_CONFIG"] = self.bundle_config
+        return env
 
     @property
     def shared(self) -> str:

@@ -197,4 +197,6 @@ def main(P):
         "releases": releases(P["releases"]),
         "current": current,
         "units": unit_states(P.get("units", [])),
+        "bundle_abis": sorted(os.listdir(P["bundle"] + "/ruby"))
+        if P.get("bundle") and os.path.isdir(P["bundle"] + "/ruby") else [],
     }))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from railsfab import appserver, gems, render
 from railsfab.appserver import AppServer
+from railsfab.errors import ConfigError
 from railsfab.inventory import App, Inventory, Stage
 from railsfab.paths import GEMFILE, META, Paths
 from railsfab.secrets import app_secrets, env_file_text
@@ -62,6 +63,7 @@ class Desired(Serving):
     digests: Digests
     ruby: tuple[str, ...] | None = None  # the Gemfile's ruby requirement
     gemfile: str = ""  # Gemfile.railsfab: the app's Gemfile without app.bundle_without
+    bundle_config: str = ""  # app.gems: bundler: Bundler's config (deployment mode)
     source: Source | None = field(default=None, repr=False, compare=False)
 
     def meta(self, state: str) -> dict:
@@ -74,8 +76,9 @@ class Desired(Serving):
     def release_archive(self) -> bytes:
         """The app's files plus what railsfab puts into a release: Gemfile.railsfab,
         config/storage.yml (when rendered) and the ledger entry, state `prepared`."""
-        extra = {GEMFILE: self.gemfile, META: json.dumps({"id": self.release,
-                                                          **self.meta("prepared")})}
+        extra = {META: json.dumps({"id": self.release, **self.meta("prepared")})}
+        if self.gemfile:
+            extra[GEMFILE] = self.gemfile
         if self.storage_yml:
             extra["config/storage.yml"] = self.storage_yml
         return self.source.archive(extra)
@@ -132,6 +135,26 @@ def _storage(inv: Inventory, templates, source: Source) -> tuple[str | None, str
                   f"'amazon', bucket {a.bucket}): the app has none with an S3 service"), "amazon"
 
 
+def _gems(inv: Inventory, templates, paths: Paths,
+          source: Source) -> tuple[str, str, tuple[str, ...]]:
+    """(Gemfile.railsfab, Bundler's config, build packages): the first for Debian's gems,
+    the others for Bundler's."""
+    app = inv.stage.app
+    if app.gems == "debian":
+        return render.render(templates, "Gemfile.railsfab.j2",
+                             without=app.bundle_without.split(":")), "", ()
+    lock = source.text("Gemfile.lock")
+    if lock is None:
+        raise ConfigError(
+            f"{inv.path.name}: stages.{inv.stage_name}.app.gems is bundler, but "
+            f"{app.source} has no Gemfile.lock that ships",
+            fix="commit the Gemfile.lock Bundler wrote (and keep it out of .gitignore), or "
+                "use gems: debian")
+    config = gems.bundle_config(path=paths.bundle, without=app.bundle_without,
+                                mirror=app.gem_source_mirror)
+    return "", config, tuple(gems.build_packages(lock))
+
+
 def build(inv: Inventory, *, release: str | None = None) -> Desired:
     """Everything local is read and checked here, before any SSH connection."""
     app = inv.stage.app
@@ -144,11 +167,10 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
     env_text = env_file_text(app_env(inv, app_secrets(secrets_file), service))
     files = server.files(templates, notify=server.notify(source.root))
     front = ("nginx",) if app.nginx else ()
-    packages = tuple(dict.fromkeys(front + BASE_PACKAGES + tuple(app.packages)))
-    gemfile = render.render(templates, "Gemfile.railsfab.j2",
-                            without=app.bundle_without.split(":"))
+    gemfile, bundle_config, build = _gems(inv, templates, paths, source)
+    packages = tuple(dict.fromkeys(front + BASE_PACKAGES + tuple(app.packages) + build))
     digests = Digests(release=sha(source.digest + (storage_yml or "") + gemfile),
-                      gems=sha(source.gems_digest + gemfile),
+                      gems=sha(source.gems_digest + gemfile + bundle_config),
                       assets=source.assets_digest, migrations=source.migrations_digest)
     return Desired(
         app=app, paths=paths, server=server, https=inv.stage.https,
@@ -158,4 +180,5 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
         release=release or time.strftime("%Y%m%d%H%M%S", time.gmtime()),
         digests=digests, source=source,
         ruby=tuple(gems.ruby_requirement(source) or ()) or None, gemfile=gemfile,
+        bundle_config=bundle_config,
     )

@@ -36,7 +36,8 @@ def dirs(d: Desired) -> list[tuple[str, str, str, str]]:
         (f"{p.shared}/storage", u, u, "0750"),
         (p.shared_config, "root", u, "0750"),
         ("/etc/railsfab", "root", "root", "0700"),
-    ]
+    ] + ([(p.bundle, u, u, "0750"), (p.bundle_config, "root", u, "0750")]
+         if d.app.gems == "bundler" else [])
 
 
 def ruby(f: Facts, d: Desired, p: Plan) -> NoChange | None:
@@ -131,3 +132,16 @@ def env_file(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
                   scripts=(Script(f"umask 077 && cat > {path}.new && chown root:root "
                                   f"{path}.new && mv {path}.new {path}",
                                   stdin=d.env_text.encode()),))
+
+
+def bundle_config(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
+    """app.gems: bundler: Bundler's config (deployment mode, shared/bundle, groups left out,
+    mirror), read through BUNDLE_APP_CONFIG by every command and the app server."""
+    if not d.bundle_config:
+        return None
+    dest = f"{d.paths.bundle_config}/config"
+    if f.file_sha(dest) == sha(d.bundle_config):
+        return NoChange(dest)
+    return Change(f"write {dest}", done=dest, disturbs=False, scripts=(Script(
+        f"umask 027 && cat > {dest}.new && chown root:{d.app.deploy_user} {dest}.new && "
+        f"mv {dest}.new {dest}", stdin=d.bundle_config.encode()),))

@@ -60,6 +60,8 @@ def _previous(f: Facts, d: Desired) -> str | None:
 def bundle(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
     if not p.changes("release"):
         return None
+    if d.app.gems == "bundler":
+        return _bundle_deployment(f, d, p)
     rel, prev = d.paths.release(d.release), _previous(f, d)
     install = commands.bundle_install(d.paths, rel, d.app.deploy_user)
     if prev and f.current_meta.get("gems") == d.digests.gems and not p.changes("packages"):
@@ -70,6 +72,21 @@ def bundle(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
     without = d.app.bundle_without.replace(":", ", ")
     return Change(f"bundle install --local (without {without})", disturbs=False,
                   run=runs.bundle(str(install), rel, debian=_debian(f)))
+
+
+def _bundle_deployment(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
+    """The app's Gemfile.lock, as it is, into shared/bundle, before the switch: the running
+    release keeps its gems (Bundler loads the versions its own lockfile pins)."""
+    ruby = (f.ruby or {}).get("version", "")
+    abi = ".".join(ruby.split(".")[:2]) + ".0" if ruby else ""
+    if (_previous(f, d) and f.current_meta.get("gems") == d.digests.gems
+            and abi in f.raw.get("bundle_abis", []) and not p.changes("bundle config")):
+        return NoChange(f"Gemfile.lock unchanged: its gems are in {d.paths.bundle}")
+    rel = d.paths.release(d.release)
+    install = commands.bundle_install(d.paths, rel, d.app.deploy_user)
+    source = d.app.gem_source_mirror or "rubygems.org"
+    return Change(f"bundle install (deployment mode, into {d.paths.bundle}, from {source})",
+                  disturbs=False, run=runs.bundle_deployment(str(install), source))
 
 
 def _debian(f: Facts) -> str:

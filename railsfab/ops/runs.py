@@ -108,3 +108,20 @@ def bundle(script: str, release: str, *, debian: str) -> Run:
             exc.message, exc.fix = gems.missing_gems_message(out, release=debian)
             raise
     return run
+
+
+def bundle_deployment(script: str, source: str) -> Run:
+    """`bundle install` in deployment mode; says what it installed, and names a gem the
+    lockfile pins that the source does not have."""
+    def run(r: HostRun) -> str:
+        try:
+            out = remote.sh(r.conn, script, sudo=True, step="bundle", on_line=r.progress)
+        except RailsfabError as exc:
+            said = gems.unavailable_message(exc.message, source)
+            if said:
+                exc.message = f"{said}\n{exc.message}"
+                exc.fix = ("add that version to the source, or lock a version it has "
+                           "(`bundle lock --update GEM` where the source is reachable)")
+            raise
+        return gems.installed_summary(out.stdout)
+    return run

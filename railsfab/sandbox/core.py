@@ -24,7 +24,8 @@ from railsfab.errors import ConfigError, RailsfabError
 from railsfab.inventory import Host, Inventory
 from railsfab.local import PidFile, log_tail, port_open, run, wait_for
 from railsfab.report import Reporter
-from railsfab.sandbox import database, image, network
+from railsfab.sandbox import database, gem_mirror, image, network
+from railsfab.sandbox.gem_mirror import GemMirror
 from railsfab.sandbox.machine import Machine
 from railsfab.sandbox.services import AptProxy, AwsEndpoint
 from railsfab.secrets import ensure_generated
@@ -69,6 +70,9 @@ class Sandbox:
         self.aws = AwsEndpoint("aws endpoint", gw, self.cfg.aws_port,
                                PidFile(run_dir / "moto.pid"),
                                log_dir / "moto.log")
+        mirror = self.cfg.gem_mirror
+        self.gems = GemMirror("gem mirror", gw, mirror.port, PidFile(run_dir / "gems.pid"),
+                              log_dir / "gems.log") if mirror else None
         self.machines = {
             h.name: Machine(
                 name=h.name,
@@ -119,6 +123,10 @@ class Sandbox:
                 self.aws.stop()
                 self.aws.start()
                 s.change(self.aws.url)
+        if self.gems is not None:
+            with rep.step("local", "gem mirror") as s:
+                s.set(*gem_mirror.ensure_served(self.gems, self.suite,
+                                                self.cfg.gem_mirror.packages, self.dir))
         with rep.step("local", "aws records") as s:
             changed, ids = aws.ensure_sandbox_network(
                 aws.clients(self.inv), self.inv.stage_name, self.cfg.subnet,
@@ -239,9 +247,10 @@ class Sandbox:
 
         with ThreadPoolExecutor(max_workers=len(self.machines)) as pool:
             list(pool.map(host_down, self.machines.values()))
-        for svc in (self.aws, self.proxy):
-            with self.rep.step("local", svc.name) as s:
-                s.set(svc.stop(), "stopped")
+        for svc in (self.aws, self.proxy, self.gems):
+            if svc is not None:
+                with self.rep.step("local", svc.name) as s:
+                    s.set(svc.stop(), "stopped")
         with self.rep.step("local", "bridge") as s:
             s.set(network.remove_bridge(self.cfg.bridge), f"{self.cfg.bridge} removed")
         self.ssh_config.unlink(missing_ok=True)
@@ -251,10 +260,12 @@ class Sandbox:
 
     def status(self) -> list[HostStatus]:
         rows = []
-        for name, svc in (("apt proxy", self.proxy), ("aws endpoint", self.aws)):
-            pid = svc.pidfile.live_pid()
+        for svc in (self.proxy, self.aws, self.gems):
+            if svc is None:
+                continue
+            name, pid = svc.name, svc.pidfile.live_pid()
             state = "running" if pid and svc.ready() else ("not answering" if pid else "stopped")
-            where = svc.url if isinstance(svc, AwsEndpoint) else f"{svc.address}:{svc.port}"
+            where = getattr(svc, "url", f"{svc.address}:{svc.port}")
             rows.append(HostStatus(name, where, "-", state, f"pid {pid}" if pid else ""))
         for h in self.inv.stage.hosts:
             m = self.machines[h.name]

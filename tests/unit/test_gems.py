@@ -67,3 +67,87 @@ def test_which_debian_package_provides_a_missing_gem_asked_on_the_host(tmp_path)
     assert "gem 'kredis' is not installed and no Debian 13 package provides it" in message
     assert fix.startswith("add ruby-pg puma ruby-rails-propshaft ruby-aws-sdk-s3 to app.packages")
     assert "remove kredis from the Gemfile" in fix
+
+
+# --- app.gems: bundler ----------------------------------------------------------------------
+
+LOCK = """GEM
+  remote: https://rubygems.org/
+  specs:
+    bcrypt (3.1.20)
+    mysql2 (0.5.6)
+    nokogiri (1.16.7-x86_64-linux)
+      racc (~> 1.4)
+    pg (1.5.9)
+    rack (3.1.8)
+    racc (1.8.1)
+
+PLATFORMS
+  x86_64-linux
+
+DEPENDENCIES
+  bcrypt
+  mysql2
+  nokogiri
+  pg
+
+BUNDLED WITH
+   2.5.22
+"""
+
+
+def test_native_gems_built_from_source_need_compilers_and_their_headers():
+    from railsfab.gems import build_packages, locked_gems
+
+    assert ("nokogiri", "1.16.7", "x86_64-linux") in locked_gems(LOCK)
+    assert build_packages(LOCK) == ["build-essential", "ruby-dev", "libmariadb-dev",
+                                    "libpq-dev"]
+    # racc is native too (from source here), bcrypt needs nothing beyond the compiler;
+    # nokogiri comes prebuilt: no libxml2-dev
+    prebuilt = LOCK.replace("    mysql2 (0.5.6)\n", "").replace("    pg (1.5.9)\n", "") \
+        .replace("    bcrypt (3.1.20)\n", "").replace("    racc (1.8.1)\n", "")
+    assert build_packages(prebuilt) == []
+    assert "libxml2-dev" not in build_packages(LOCK)
+
+
+def test_bundlers_config_for_deployment_mode_with_a_mirror():
+    from railsfab.gems import bundle_config
+
+    text = bundle_config(path="/srv/shop/shared/bundle", without="development:test",
+                         mirror="http://10.228.0.1:9292")
+    assert text.splitlines() == [
+        "---", 'BUNDLE_DEPLOYMENT: "true"', 'BUNDLE_PATH: "/srv/shop/shared/bundle"',
+        'BUNDLE_WITHOUT: "development:test"',
+        'BUNDLE_MIRROR__HTTPS://RUBYGEMS__ORG/: "http://10.228.0.1:9292"']
+    assert "MIRROR" not in bundle_config(path="/b", without="test", mirror=None)
+
+
+def test_every_command_gets_the_same_bundler_environment():
+    from railsfab import commands
+    from railsfab.paths import Paths
+
+    bundler = Paths("shop", "/srv/shop", "puma", "bundler")
+    cmd = str(commands.rails(bundler, "/srv/shop/releases/1", "deploy", "production", "db:seed"))
+    assert "BUNDLE_GEMFILE=/srv/shop/releases/1/Gemfile " in cmd
+    assert "BUNDLE_APP_CONFIG=/srv/shop/shared/config/bundle" in cmd
+    install = str(commands.bundle_install(bundler, "/srv/shop/releases/1", "deploy"))
+    assert "bundle install" in install and "--local" not in install
+    assert "BUNDLE_APP_CONFIG=/srv/shop/shared/config/bundle" in install
+    debian = Paths("shop", "/srv/shop", "puma", "debian")
+    assert "BUNDLE_APP_CONFIG" not in str(commands.rails(debian, "/r", "deploy", "production"))
+    assert "BUNDLE_GEMFILE=/r/Gemfile.railsfab" in str(
+        commands.rails(debian, "/r", "deploy", "production"))
+
+
+def test_bundler_output_read_back():
+    from railsfab.gems import installed_summary, unavailable_message
+
+    out = ("Using rack 2.2.22\nUsing rails 6.1.7.10\nFetching rack-cors 1.1.1\n"
+           "Installing rack-cors 1.1.1\nBundle complete!")
+    assert installed_summary(out) == "installed rack-cors 1.1.1; 2 already in shared/bundle"
+    err = ("Could not find left-pad-9.9.9 in any of the sources\n"
+           "Run `bundle install` elsewhere")
+    assert unavailable_message(err, "http://10.228.0.1:9292") == (
+        "the Gemfile.lock pins left-pad 9.9.9, which http://10.228.0.1:9292 does not have: "
+        "nothing was switched")
+    assert unavailable_message("something else", "x") is None

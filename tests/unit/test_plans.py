@@ -311,10 +311,10 @@ def test_a_new_release_disturbs_only_in_activation(d):
 def test_phases_list_every_step_in_order(d):
     steps = [s(d) if callable(s) else s for ph in (PREPARE, MIGRATE, ACTIVATE, FINALIZE)
              for s, _ in ph.ops]
-    assert steps == ["ruby", "apt proxy", "packages", "stock unicorn", "deploy user", "directories",
-                     "env file", "release", "bundle", "assets", "migrate", "unicorn config",
-                     "unicorn unit", "nginx site", "switch", "unicorn", "nginx", "verify",
-                     "retire puma", "releases"]
+    assert steps == ["ruby", "apt proxy", "packages", "stock unicorn", "deploy user",
+                     "directories", "env file", "bundle config", "release", "bundle", "assets",
+                     "migrate", "unicorn config", "unicorn unit", "nginx site", "switch",
+                     "unicorn", "nginx", "verify", "retire puma", "releases"]
 
 
 def test_dry_run_prints_the_plan_and_runs_nothing(d):
@@ -355,3 +355,46 @@ def test_the_gemfiles_ruby_line_is_checked_against_the_hosts_ruby(d):
     assert str(refused.value) == ("the Gemfile asks for ruby 3.3.8; the host has Ruby 3.1.2 "
                                   "(ruby3.1, what apt installs here)")
     assert 'ruby \\"~> 3.1\\"' not in refused.value.fix and '"~> 3.1"' in refused.value.fix
+
+
+@pytest.fixture(scope="module")
+def bundler(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        return stage(tmp_path_factory.mktemp("bundler"), mp, gems="bundler",
+                     gem_source_mirror="http://10.0.0.1:9292", packages=["libmariadb3"])
+
+
+def abis(*versions):
+    """gems for these Ruby ABIs in shared/bundle, Bundler's config in place"""
+    def fn(raw, d):
+        raw["bundle_abis"] = list(versions)
+        raw["files"][f"{d.paths.bundle_config}/config"] = sha(d.bundle_config)
+        raw["ruby"] = {"version": "3.1.2", "package": "ruby3.1", "installed": True}
+    return fn
+
+
+BUNDLER_CASES = [
+    ("a new lockfile installs into shared/bundle", edit(edit(deployed, new_gems), abis("3.1.0")),
+     Change, r"^bundle install \(deployment mode, into /srv/shop/shared/bundle, from "
+             r"http://10.0.0.1:9292\)$"),
+    ("the same lockfile: nothing to install", edit(edit(deployed, new_source), abis("3.1.0")),
+     NoChange, r"Gemfile.lock unchanged: its gems are in /srv/shop/shared/bundle"),
+    ("another Ruby ABI: install for it", edit(edit(deployed, new_source), abis("3.0.0")),
+     Change, r"^bundle install"),
+]
+
+
+@pytest.mark.parametrize("case,facts,kind,says", BUNDLER_CASES, ids=[c[0] for c in BUNDLER_CASES])
+def test_bundler_mode_installs_only_when_the_lockfile_or_ruby_changed(bundler, case, facts,
+                                                                       kind, says):
+    got = outcome(facts(bundler), bundler, "bundle")
+    assert isinstance(got, kind), got
+    assert re.search(says, got.what if isinstance(got, Change) else got.reason)
+
+
+def test_bundler_mode_writes_bundlers_config_and_no_gemfile_railsfab(bundler):
+    got = outcome(fresh(bundler), bundler, "bundle config")
+    assert got.what == "write /srv/shop/shared/config/bundle/config"
+    assert 'BUNDLE_MIRROR__HTTPS://RUBYGEMS__ORG/: "http://10.0.0.1:9292"' in \
+        bundler.bundle_config
+    assert bundler.gemfile == "" and "BUNDLE_APP_CONFIG=" in bundler.files["unit"]
