@@ -48,12 +48,15 @@ def sandbox_hosts_yaml(folder: Path, *, stage: str, bridge: str, net: int,
                            "user": "itest"}
     debian = shipped.get("sandbox", {}).get("debian", 12)
     domain = shipped.get("aws", {}).get("certificate_domain")
+    mirror = shipped.get("sandbox", {}).get("gem_mirror")
+    if mirror:  # served on this sandbox's gateway
+        app["gem_source_mirror"] = f"http://{gw}:{mirror.get('port', 9292)}"
     doc = {
         "default_stage": stage,
         "stages": {
             stage: {
                 "sandbox": {"bridge": bridge, "subnet": f"10.{net}.0.0/16", "gateway": gw,
-                            "debian": debian},
+                            "debian": debian, **({"gem_mirror": mirror} if mirror else {})},
                 "ssh": {"user": "admin", "key": f".railsfab/sandbox/{stage}/id_ed25519"},
                 "hosts": [{"name": n, "address": addr[n], "roles": roles}
                           for n, (_, roles) in hosts.items()],
