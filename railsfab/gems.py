@@ -139,22 +139,28 @@ def bundle_config(*, path: str, without: str, mirror: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-NOT_IN_SOURCES = re.compile(r"Could not find ([A-Za-z0-9_.-]+)-(\d[\w.]*?)(?:-[a-z0-9_]+-\w+)? "
-                            r"in (?:any of the sources|locally installed gems|rubygems)")
+NOT_IN_SOURCES = re.compile(
+    r"Could not find ([A-Za-z0-9_.-]+)-(\d[\w.]*?)(?:-[a-z0-9_]+-\w+)? in (?:any of the sources|"
+    r"locally installed gems|rubygems)"
+    r"|Your bundle is locked to ([A-Za-z0-9_.-]+) \((\d[\w.]*?)(?:-[a-z0-9_]+-\w+)?\) from")
 
 
 def installed_summary(bundler_output: str) -> str:
     """'installed rack-cors 2.0.1; 61 already in shared/bundle' from `bundle install`."""
     new = re.findall(r"^Installing (\S+) (\S+)", bundler_output, re.M)
     kept = len(re.findall(r"^Using ", bundler_output, re.M))
-    said = ("installed " + ", ".join(f"{n} {v}" for n, v in new)) if new else "nothing new"
+    if len(new) > 5:
+        said = f"installed {len(new)} gems"
+    else:
+        said = ("installed " + ", ".join(f"{n} {v}" for n, v in new)) if new else "nothing new"
     return f"{said}; {kept} already in shared/bundle"
 
 
 def unavailable_message(bundler_output: str, source: str) -> str | None:
     """A lockfile pinning a gem its source lacks, named with its version."""
-    m = NOT_IN_SOURCES.search(bundler_output)
+    m = NOT_IN_SOURCES.search(" ".join(bundler_output.split()))  # Bundler wraps its lines
     if not m:
         return None
-    return (f"the Gemfile.lock pins {m.group(1)} {m.group(2)}, which {source} does not have: "
+    name, version = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    return (f"the Gemfile.lock pins {name} {version}, which {source} does not have: "
             "nothing was switched")

@@ -151,3 +151,8 @@ def test_bundler_output_read_back():
         "the Gemfile.lock pins left-pad 9.9.9, which http://10.228.0.1:9292 does not have: "
         "nothing was switched")
     assert unavailable_message("something else", "x") is None
+    bundler_2_3 = ("Your bundle is locked to rack-cors (9.9.9) from rubygems repository\n"
+                   "https://rubygems.org/ or installed locally, but that version can no "
+                   "longer be\nfound in that source.")
+    assert unavailable_message(bundler_2_3, "the mirror").startswith(
+        "the Gemfile.lock pins rack-cors 9.9.9, which the mirror does not have")
