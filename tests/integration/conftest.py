@@ -50,7 +50,11 @@ def stage_file(tmp_path_factory):
     folder = tmp_path_factory.mktemp("itest")
     # A copy of the sample app that tests may edit (a changed view, a broken stylesheet).
     app = copy_app(folder / "app")
-    return sandbox_hosts_yaml(folder, stage="itest", bridge="rfit0", net=232, hosts=HOSTS,
+    # RAILSFAB_TEST_NET moves the session's sandbox to 10.<net>.0.0/16 (bridge rfit<net>), so
+    # two checkouts can run their integration tests on one machine at once.
+    net = int(os.environ.get("RAILSFAB_TEST_NET", "232"))
+    bridge = "rfit0" if net == 232 else f"rfit{net}"
+    return sandbox_hosts_yaml(folder, stage="itest", bridge=bridge, net=net, hosts=HOSTS,
                               source=app)
 
 
