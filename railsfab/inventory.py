@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import posixpath
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,8 +30,46 @@ DEFAULT_FILE = "hosts.yaml"
 STAGE_ENV = "RAILSFAB_STAGE"
 FILE_ENV = "RAILSFAB_HOSTS"
 
-Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
+# Every string that reaches a shell, a unit, nginx, Ruby or YAML on a host has a shape; what
+# each shape admits is said in the error (inventory_errors.PATTERNS).
+PATTERNS: dict[str, str] = {}
+
+
+def _text(pattern: str, says: str) -> Any:
+    PATTERNS[pattern] = says
+    return Annotated[str, Field(pattern=pattern)]
+
+
+Name = _text(r"^[a-z][a-z0-9-]{0,30}$", "a valid name (lowercase letters, digits and '-', "
+             "starting with a letter)")
+User = _text(r"^[a-z_][a-z0-9_-]{0,31}$", "a Unix user name (lowercase letters, digits, '_' "
+             "and '-')")
+HostPath = _text(r"^/[A-Za-z0-9._/-]*$", "an absolute path of letters, digits, '.', '_', '-' "
+                 "and '/'")
+RailsEnv = _text(r"^[a-z][a-z0-9_]*$", "an environment name (lowercase letters, digits, '_')")
+Size = _text(r"^[0-9]+[kKmMgG]?$", "a size as nginx writes it (25m, 512k, 1g)")
+Package = _text(r"^[a-z0-9][a-z0-9+.-]+$", "a Debian package name")
+Address = _text(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", "a host name or an IP address")
+DbIdent = _text(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", "a database identifier (letters, digits, "
+                "'_')")
+GitRef = _text(r"^[A-Za-z0-9_][A-Za-z0-9._/+-]*$", "a git branch, tag or commit")
+Url = _text(r"^https?://[A-Za-z0-9.:_-]+(/[A-Za-z0-9._~/-]*)?$", "an http(s) URL")
+Region = _text(r"^[a-z]{2}(-[a-z]+)+-[0-9]$", "an AWS region (e.g. ap-northeast-1)")
+Bucket = _text(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", "an S3 bucket name")
+StackName = _text(r"^[A-Za-z][A-Za-z0-9-]{0,127}$", "a CloudFormation stack name")
+Arn = _text(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]*:[A-Za-z0-9:/_.-]+$", "an ARN")
+Domain = _text(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*"
+               r"[A-Za-z0-9])?)+$", "a domain name")
+Word = _text(r"^[A-Za-z0-9-]+$", "letters, digits and '-'")
+InstanceId = _text(r"^i-[0-9a-f]{8,17}$", "an EC2 instance id (i-...)")
 KNOWN_ROLES = ("web", "db", "migrate")
+# deploy_to may not be, or be inside, these (after normalising): the app user would own
+# them. /var and /home themselves are refused, their app folders (/var/www/x, /home/u/x) not.
+SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+               "/proc", "/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var/lib/dpkg",
+               "/var/lib/apt", "/var/lib/systemd", "/var/log", "/var/cache", "/var/spool",
+               "/var/tmp", "/var/run", "/var/mail", "/var/backups", "/var/lib/railsfab")
+TOP_LEVEL_ONLY = ("/", "/var", "/var/lib", "/home", "/srv", "/opt", "/mnt", "/media")
 
 
 class _Model(BaseModel):
@@ -40,7 +79,7 @@ class _Model(BaseModel):
 class SSH(_Model):
     """How to reach a host. Stage-wide defaults; a host may override user, port and key."""
 
-    user: str = "admin"
+    user: User = "admin"
     port: int = Field(22, ge=1, le=65535)
     key: str | None = None
     known_hosts: str = ".railsfab/known_hosts"
@@ -49,12 +88,12 @@ class SSH(_Model):
 
 class Host(_Model):
     name: Name
-    address: str
+    address: Address
     roles: list[Literal["web", "db", "migrate"]] = Field(default_factory=lambda: ["web"])
-    user: str | None = None
+    user: User | None = None
     port: int | None = Field(None, ge=1, le=65535)
     key: str | None = None
-    instance_id: str | None = None
+    instance_id: InstanceId | None = None
 
 
 DEFAULT_DB_PORTS = {"mysql2": 3306, "postgresql": 5432}
@@ -62,10 +101,10 @@ DEFAULT_DB_PORTS = {"mysql2": 3306, "postgresql": 5432}
 
 class Database(_Model):
     adapter: Literal["mysql2", "postgresql"] = "mysql2"
-    host: str
+    host: Address
     port: int = Field(3306, ge=1, le=65535)  # default: the adapter's (3306, 5432)
-    name: str
-    user: str
+    name: DbIdent
+    user: DbIdent
 
     @model_validator(mode="before")
     @classmethod
@@ -83,10 +122,10 @@ class App(_Model):
     name: Name
     source: str
     # In a git checkout: the commit, branch or tag whose tracked files ship (default HEAD).
-    ref: str | None = None
-    deploy_to: str
-    rails_env: str = "production"
-    deploy_user: str = "deploy"
+    ref: GitRef | None = None
+    deploy_to: HostPath
+    rails_env: RailsEnv = "production"
+    deploy_user: User = "deploy"
     app_server: Literal["unicorn", "puma"] = "unicorn"
     workers: int = Field(2, ge=1, le=64)
     threads: int = Field(5, ge=1, le=64)  # per Puma worker (unicorn workers are single-threaded)
@@ -97,19 +136,19 @@ class App(_Model):
     boot_timeout: int = Field(60, ge=5, le=1800)  # longest the app may take to boot
     timeout: int = Field(30, ge=5, le=600)
     keep_releases: int = Field(5, ge=1, le=100)
-    client_max_body_size: str = "25m"
+    client_max_body_size: Size = "25m"
     # The route that answers 200 when the app is up: verify, the local gate before a host
     # rejoins the ALB, `fab check` and the target group's health check all ask it.
     health_path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._~/-]*$")] = "/up"
     # The app redirects plain HTTP to https (Rails' config.force_ssl): railsfab's own
     # requests then say they came through TLS (X-Forwarded-Proto: https), as the ALB's do.
     force_ssl: bool = False
-    packages: list[str] = Field(default_factory=list)
+    packages: list[Package] = Field(default_factory=list)
     # Where gems come from: Debian's ruby-* packages (`bundle install --local` against what
     # app.packages installed), or Bundler in deployment mode from the app's own Gemfile.lock
     # (rubygems.org, or gem_source_mirror), installed into shared/bundle.
     gems: Literal["debian", "bundler"] = "debian"
-    gem_source_mirror: Annotated[str, Field(pattern=r"^https?://[^\s'\"]+$")] | None = None
+    gem_source_mirror: Url | None = None
     # Gemfile groups not installed on the hosts (their gems are for development and tests).
     bundle_without: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*(:[a-z_][a-z0-9_]*)*$")] = \
         "development:test"
@@ -118,10 +157,22 @@ class App(_Model):
 
     @field_validator("deploy_to")
     @classmethod
-    def _absolute(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError("must be an absolute path on the host, e.g. /srv/myapp")
-        return v.rstrip("/")
+    def _app_folder(cls, v: str) -> str:
+        normal = posixpath.normpath(v)
+        if normal != v.rstrip("/") or ".." in v.split("/"):
+            raise ValueError(f"must be written plainly (no '..', '.', '//'): {normal}?")
+        if normal in TOP_LEVEL_ONLY or any(normal == d or normal.startswith(d + "/")
+                                           for d in SYSTEM_DIRS):
+            raise ValueError(f"{normal} is a system directory, or inside one: the app user "
+                             "would own it; use a folder of its own, e.g. /srv/myapp")
+        return normal
+
+    @field_validator("deploy_user")
+    @classmethod
+    def _not_root(cls, v: str) -> str:
+        if v == "root":
+            raise ValueError("may not be root: the app runs as this user (e.g. deploy)")
+        return v
 
     @property
     def http_port(self) -> int:
@@ -142,12 +193,12 @@ class App(_Model):
 
 
 class AWS(_Model):
-    region: str = "us-east-1"
-    endpoint_url: str | None = None
+    region: Region = "us-east-1"
+    endpoint_url: Url | None = None
     # `fab aws.provision` manages this CloudFormation stack; deploy reads its outputs.
-    stack_name: str | None = None
-    bucket: str | None = None
-    target_group_arn: str | None = None  # else the stack's TargetGroupArn output
+    stack_name: StackName | None = None
+    bucket: Bucket | None = None
+    target_group_arn: Arn | None = None  # else the stack's TargetGroupArn output
     target_type: Literal["instance", "ip"] = "instance"
     vpc_id: str | None = None  # on a sandbox stage, taken from the sandbox's AWS endpoint
     subnet_ids: list[str] = Field(default_factory=list)
@@ -158,9 +209,9 @@ class AWS(_Model):
     vpc_endpoint_only: bool = False  # bucket policy: deny object access not via the endpoint
     # HTTPS at the ALB: an ACM certificate by ARN, or the issued one for this domain name.
     # Adds an HTTPS:443 listener; :80 then redirects to it.
-    certificate_arn: str | None = None
-    certificate_domain: str | None = None
-    ssl_policy: str = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    certificate_arn: Arn | None = None
+    certificate_domain: Domain | None = None
+    ssl_policy: Word = "ELBSecurityPolicy-TLS13-1-2-2021-06"
     # moto (the sandbox's AWS) evaluates no policy conditions: every conditional Deny
     # denies all object access there. Sandbox stages render the policy but may skip it.
     apply_bucket_policy: bool = True
@@ -199,7 +250,7 @@ class Stage(_Model):
     ssh: SSH = Field(default_factory=SSH)
     app: App
     aws: AWS = Field(default_factory=AWS)
-    apt_proxy: str | None = None
+    apt_proxy: Url | None = None
     sandbox: Sandbox | None = None
 
     @property
@@ -210,6 +261,11 @@ class Stage(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Stage:
+        ssh_users = {self.ssh.user} | {h.user for h in self.hosts if h.user}
+        if self.app.deploy_user in ssh_users:
+            raise ValueError(f"app.deploy_user {self.app.deploy_user!r} is the SSH user: the app "
+                             "would run with the admin's sudo rights; use a user of its own "
+                             "(e.g. deploy)")
         names = [h.name for h in self.hosts]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

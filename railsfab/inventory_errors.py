@@ -45,10 +45,10 @@ def describe(path: Path, err: dict, data: Any, root: type[BaseModel]) -> str:
         expected = err.get("ctx", {}).get("expected", "")
         return f"{path}: {where}: expected one of {expected}, got {_show(err.get('input'))}"
     if kind == "string_pattern_mismatch":
-        return (
-            f"{path}: {where}: {_show(err.get('input'))} is not a valid name "
-            f"(lowercase letters, digits and '-', starting with a letter)"
-        )
+        from railsfab.inventory import PATTERNS
+
+        says = PATTERNS.get(err.get("ctx", {}).get("pattern", ""), "of the expected form")
+        return f"{path}: {where}: {_show(err.get('input'))} is not {says}"
     msg = err["msg"]
     msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
     return f"{path}: {where}: {msg}"

@@ -78,6 +78,7 @@ def test_the_target_groups_health_check_asks_the_apps_health_path(tmp_path):
 
 
 def test_the_app_servers_still_take_only_http_from_the_alb(tmp_path):
-    app_sg = rendered(tmp_path, certificate_arn="arn:x")["Resources"]["AppSecurityGroup"]
+    app_sg = rendered(tmp_path, certificate_arn="arn:aws:acm:ap-northeast-1:1:certificate/x")[
+        "Resources"]["AppSecurityGroup"]
     ports = [r["FromPort"] for r in app_sg["Properties"]["SecurityGroupIngress"]]
     assert ports == [80, 22]

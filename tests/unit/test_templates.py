@@ -97,7 +97,7 @@ def test_storage_yml_uses_path_style_only_with_an_endpoint():
     assert "bucket: shop-uploads" in real and "region: ap-northeast-1" in real
     assert "endpoint" not in real and "access_key" not in real
     sandbox = render.render(env, "storage.yml.j2", app=APP, stage="sandbox",
-                            aws=AWS(region="ap-northeast-1", bucket="b",
+                            aws=AWS(region="ap-northeast-1", bucket="bkt",
                                     endpoint_url="http://10.231.0.1:5055"))
     assert "endpoint: http://10.231.0.1:5055\n  force_path_style: true" in sandbox
 
