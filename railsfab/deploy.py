@@ -13,6 +13,8 @@ Nothing restarts unless something it depends on changed; a second run changes no
 
 from __future__ import annotations
 
+import shlex
+
 from rich.markup import escape
 
 from railsfab import facts
@@ -146,8 +148,11 @@ def _abandon(session: Session, d: Desired) -> None:
     def one(r: HostRun) -> None:
         from railsfab import remote
 
-        remote.sh(r.conn, f"test ! -d {rel} || [ \"$(readlink {cur})\" = {rel} ] || "
-                  f"mv {rel} {d.paths.failed_releases}/", sudo=True, step="abandon")
+        # as the deploy user, whose release it is (root would follow a planted link)
+        script = (f"test ! -d {rel} || [ \"$(readlink {cur})\" = {rel} ] || "
+                  f"mv {rel} {d.paths.failed_releases}/")
+        remote.sh(r.conn, f"runuser -u {d.app.deploy_user} -- sh -c {shlex.quote(script)}",
+                  sudo=True, step="abandon")
 
     touched = [r for r in session.runs.values() if "release" in r.applied]
     errors = {r.name: r.error for r in touched}

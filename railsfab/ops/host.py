@@ -3,11 +3,10 @@ touches what is being served."""
 
 from __future__ import annotations
 
-import shlex
-
 from railsfab import commands, gems
 from railsfab.errors import RailsfabError
 from railsfab.facts import Facts
+from railsfab.ops import runs
 from railsfab.ops.base import Change, NoChange, Plan, Script
 from railsfab.ops.desired import Desired, sha
 
@@ -109,14 +108,14 @@ def directories(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
     for path, owner, group, mode in dirs(d):
         n = f.node(path)
         if not (n and n["dir"] and (n["owner"], n["group"], n["mode"]) == (owner, group, mode)):
-            wrong.append((path, owner, group, mode))
+            wrong.append([path, owner, group, mode])
     if not wrong:
         return NoChange(f"{d.paths.deploy_to} layout and permissions")
-    script = " && ".join(f"install -d -o {o} -g {g} -m {m} {shlex.quote(path)} && "
-                         f"chmod {m} {shlex.quote(path)}" for path, o, g, m in wrong)
+    # Made from / down without following links (onhost/dirs.py): the app user owns
+    # deploy_to and could have swapped a folder for a link to /etc.
     return Change(f"fix {len(wrong)}: " + ", ".join(path for path, *_ in wrong),
                   done=f"{len(wrong)} fixed: " + ", ".join(path for path, *_ in wrong),
-                  disturbs=False, scripts=(Script(script),))
+                  disturbs=False, run=runs.ensure_dirs(wrong))
 
 
 def env_file(f: Facts, d: Desired, p: Plan) -> Change | NoChange:

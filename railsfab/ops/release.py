@@ -53,6 +53,13 @@ def release(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
                   diff=diff, done=f"{d.release} uploaded ({len(d.source.files)} files){rendered}")
 
 
+def _open_public(rel: str) -> str:
+    """public/ readable by nginx; refused when it is a link (it would open up the target)."""
+    return (f"if [ -L {rel}/public ]; then echo \"{rel}/public is a link to "
+            f"$(readlink {rel}/public), not a folder\" >&2; exit 1; fi; "
+            f"chmod -R o+rX {rel}/public")
+
+
 def _previous(f: Facts, d: Desired) -> str | None:
     return d.paths.release(f.current) if f.current else None
 
@@ -111,7 +118,10 @@ def assets(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
            "locally), then deploy again")
     return Change(f"RAILS_ENV={env} assets:precompile", disturbs=False, scripts=(
         Script(str(cmd), fix=fix),
-        Script(_as_deploy_user(d, f"chmod -R o+rX {rel}/public")),
+        Script(_as_deploy_user(d, _open_public(rel)), fix=(
+            "the release's own code replaced public/ with a link during assets:precompile "
+            "(a gem, the Rakefile): find what does it; railsfab follows no link it did not "
+            "make")),
     ))
 
 
@@ -141,8 +151,9 @@ def finalize(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
         return NoChange(f"{current} current, nothing to clean")
     scripts = [write_meta(d, current, "good")] if mark else []
     if remove:
-        scripts.append(Script(f"cd {d.paths.releases} && rm -rf -- "
-                              + " ".join(shlex.quote(n) for n in remove)))
+        # by the deploy user, whose releases they are (root would follow a planted link)
+        scripts.append(Script(_as_deploy_user(d, f"cd {d.paths.releases} && rm -rf -- "
+                                              + " ".join(shlex.quote(n) for n in remove))))
     gone = f", removed {' '.join(remove)}" if remove else ""
     return Change(f"mark {current} good{gone.replace('removed', 'remove')}", disturbs=False,
                   done=f"{current} good; kept {keep}{gone}", scripts=tuple(scripts))

@@ -4,6 +4,7 @@ as done only once the server answers, and marks of when things happened (for cla
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from collections.abc import Callable
@@ -124,4 +125,19 @@ def bundle_deployment(script: str, source: str) -> Run:
                            "(`bundle lock --update GEM` where the source is reachable)")
             raise
         return gems.installed_summary(out.stdout)
+    return run
+
+
+def ensure_dirs(wanted: list[list[str]]) -> Run:
+    """[path, owner, group, mode] each, made or fixed without following links; a directory
+    that is not the app's, or a link in the way, fails the step naming the path."""
+    def run(r: HostRun) -> None:
+        out = remote.sh(r.conn, "sudo -n python3 -", step="directories",
+                        stdin=onhost.python_call("dirs.py", "main", {"dirs": wanted})).stdout
+        problems = json.loads(out)
+        if problems:
+            raise RailsfabError("; ".join(problems), step="directories",
+                                state="nothing served was touched",
+                                fix="look at what is there (a link may be someone's doing), "
+                                    "move it away, then deploy again")
     return run
