@@ -40,13 +40,14 @@ def test_a_release_that_links_public_to_etc_shadow_fails_and_changes_nothing(sta
 
 
 def test_a_link_planted_in_shared_is_refused_not_followed(stage, sandbox):
-    ssh(sandbox, "web2", "sudo runuser -u deploy -- sh -c 'mv /srv/sample/shared/storage "
-                         "/srv/sample/shared/storage.real && ln -s /etc /srv/sample/shared/storage'")
+    shared = "/srv/sample/shared"
+    ssh(sandbox, "web2", f"sudo runuser -u deploy -- sh -c 'mv {shared}/storage "
+                         f"{shared}/storage.real && ln -s /etc {shared}/storage'")
     try:
         r = run_fab(stage, "deploy")
     finally:
-        ssh(sandbox, "web2", "sudo runuser -u deploy -- sh -c 'rm /srv/sample/shared/storage && "
-                             "mv /srv/sample/shared/storage.real /srv/sample/shared/storage'")
+        ssh(sandbox, "web2", f"sudo runuser -u deploy -- sh -c 'rm {shared}/storage && "
+                             f"mv {shared}/storage.real {shared}/storage'")
     assert r.returncode != 0
     assert "step directories" in r.stdout
     assert "/srv/sample/shared/storage: " in r.stdout
