@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 
-from railsfab import remote
+from railsfab import commands, remote
 from railsfab.inventory import Inventory
 from railsfab.secrets import read_env_file
 
@@ -31,8 +31,8 @@ def ensure_mariadb(inv: Inventory, conn) -> tuple[bool, str]:
                       f"cat {MARIADB_CNF} 2>/dev/null; ss -Hltn 'sport = :3306'",
                       step=step, warn=True).stdout
     if "install ok installed" not in probe:
-        remote.sh(conn, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-                  "mariadb-server", sudo=True, step=step, timeout=600)
+        remote.sh(conn, commands.apt_install_script(["mariadb-server"], update=False),
+                  sudo=True, step=step, timeout=900)
         changed = True
     # Check the live listener too: a file written by an interrupted run is not enough.
     if MARIADB_SETTINGS not in probe or "0.0.0.0:3306" not in probe:
@@ -72,8 +72,8 @@ def ensure_postgresql(inv: Inventory, conn) -> tuple[bool, str]:
                       f"cat /etc/postgresql/*/main/{PG_CONF} /etc/postgresql/*/main/pg_hba.conf "
                       "2>/dev/null; ss -Hltn 'sport = :5432'", step=step, warn=True).stdout
     if "install ok installed" not in probe:
-        remote.sh(conn, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql",
-                  sudo=True, step=step, timeout=600)
+        remote.sh(conn, commands.apt_install_script(["postgresql"], update=False),
+                  sudo=True, step=step, timeout=900)
         changed = True
     if PG_SETTINGS not in probe or hba not in probe or f"0.0.0.0:{db.port}" not in probe:
         remote.sh(conn, f"""d=$(ls -d /etc/postgresql/*/main | tail -n 1) &&
