@@ -3,6 +3,8 @@ a release that plants links for root to follow; and the units' sandboxing, on un
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import run_fab
@@ -53,3 +55,16 @@ def test_a_link_planted_in_shared_is_refused_not_followed(stage, sandbox):
     assert "/srv/sample/shared/storage: " in r.stdout
     assert ssh(sandbox, "web2", "stat -c '%U %a' /etc") == "root 755"
     assert run_fab(stage, "deploy").returncode == 0
+
+
+def exposure(sandbox, host: str, unit: str) -> float:
+    out = ssh(sandbox, host, f"sudo systemd-analyze security {unit} 2>&1 | tail -n 1")
+    return float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))
+
+
+def test_the_unicorn_unit_is_sandboxed_and_the_app_still_serves(stage, sandbox, inv):
+    for h in inv.hosts(role="web"):
+        assert exposure(sandbox, h.name, "sample-unicorn") <= 4.0
+        assert ssh(sandbox, h.name, "systemctl show -p NoNewPrivileges,ProtectSystem --value "
+                                    "sample-unicorn").split() == ["yes", "strict"]
+        assert get(h.address, "/")[0] == 200
