@@ -1,10 +1,11 @@
 """The deploy lock: one deploy (or restart, rollback) per app and host at a time.
 
 A directory on the host (mkdir is atomic: of several concurrent deploys exactly one gets
-it) holding who took it. Released at the end of the run, on failure and on Ctrl-C. A lock
-left by a railsfab process of the same user on this machine that no longer runs (a
-killed deploy) is taken over, and the output says so; anything else needs
-`fab lock.release`.
+it) holding who took it and a token only its taker knows. Released at the end of the run,
+on failure and on Ctrl-C, by its token (a run never drops another's lock). A lock left by a
+railsfab process of the same user on this machine (its machine id: containers and CI
+runners may share a hostname) that no longer runs is taken over, atomically, and the output
+says so; anything else needs `fab lock.release`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import secrets
 import socket
 import time
 
@@ -20,16 +22,31 @@ from railsfab.errors import RailsfabError
 from railsfab.paths import Paths
 
 
+def machine_id() -> str:
+    """This machine's identity (systemd's machine-id, else its boot id): a hostname is not
+    one (containers and CI runners share them)."""
+    for f in ("/etc/machine-id", "/var/lib/dbus/machine-id", "/proc/sys/kernel/random/boot_id"):
+        try:
+            text = open(f).read().strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    return socket.gethostname()
+
+
 def holder(command: str) -> dict:
-    """Who is taking the lock: shown to whoever is refused."""
-    return {"owner": f"{getpass.getuser()}@{socket.gethostname()}", "command": command,
-            "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    """Who is taking the lock (shown to whoever is refused), and its token."""
+    return {"owner": f"{getpass.getuser()}@{socket.gethostname()}", "machine": machine_id(),
+            "command": command, "pid": os.getpid(), "token": secrets.token_hex(16),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
 
 
 def is_stale(held: dict, me: dict) -> bool:
     """Left by a railsfab process of ours, on this machine, that has died."""
     pid = held.get("pid")
-    if held.get("owner") != me["owner"] or not isinstance(pid, int):
+    if (held.get("owner"), held.get("machine")) != (me["owner"], me.get("machine")) \
+            or not isinstance(pid, int):
         return False
     try:
         os.kill(pid, 0)
@@ -67,14 +84,19 @@ def describe(h: dict) -> str:
             f"since {h.get('since', '?')}")
 
 
-def release(conn, paths: Paths, step: str = "lock") -> bool:
-    """Remove the lock; True if there was one."""
-    r = remote.sh(conn, f"test -d {paths.lock} && rm -rf {paths.lock} && echo released || true",
-                  sudo=True, step=step)
-    return "released" in r.stdout
+def release(conn, paths: Paths, me: dict | None = None, step: str = "lock") -> bool:
+    """Remove our lock (`me`: the holder we took it as; None: whoever holds it, for
+    `fab lock.release`); True if a lock was removed."""
+    req = {"path": paths.lock, "token": (me or {}).get("token"), "force": me is None}
+    got = json.loads(remote.sh(conn, "sudo -n python3 -", step=step,
+                               stdin=onhost.python_call("facts.py", "release_lock", req)).stdout)
+    return bool(got["released"])
 
 
-def read(conn, paths: Paths) -> str | None:
+def read(conn, paths: Paths) -> dict | None:
     r = remote.sh(conn, f"cat {paths.lock}/holder.json 2>/dev/null || true", sudo=True,
                   step="lock")
-    return r.stdout.strip() or None
+    try:
+        return json.loads(r.stdout) if r.stdout.strip() else None
+    except ValueError:
+        return {"owner": "unknown (unreadable holder file)"}

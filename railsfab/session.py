@@ -123,7 +123,7 @@ class Session:
         is reported as stale next time)."""
         def release(r: HostRun) -> None:
             try:
-                lock.release(r.conn, self.paths)
+                lock.release(r.conn, self.paths, self.holder)
                 r.locked = False
             except Exception:  # noqa: BLE001 - reported as a stale lock next time
                 pass

@@ -24,7 +24,7 @@ def release(c, stage=None, only=None):
             try:
                 held = lock.read(conn, paths)
                 if lock.release(conn, paths):
-                    s.change(f"released (was held by {held})")
+                    s.change(f"released (was held by {lock.describe(held or {})})")
                 else:
                     s.ok("no lock")
             finally:

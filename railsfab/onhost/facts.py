@@ -143,28 +143,61 @@ def unit_states(names):
     return states
 
 
+def _holder(path):
+    try:
+        with open(path + "/holder.json") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {"owner": "unknown (no holder file)"}
+
+
 def take_lock(req):
-    """Take the lock directory, or say who holds it; `steal_if` takes over a lock whose
-    holder is exactly that (a dead run of ours)."""
+    """Take the lock directory, or say who holds it. `steal_if` takes over a lock whose
+    holder is exactly that (a dead run of ours): the lock is first renamed away (of two
+    runs doing this at once, one rename succeeds), then inspected, so two takers can never
+    both hold it."""
     path, me = req["path"], req["holder"]
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     for _ in range(2):
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
+            held = _holder(path)
+            if req.get("steal_if") is None or held != req["steal_if"]:
+                return {"acquired": False, "holder": held}
+            aside = f"{path}.taken-{me.get('token', os.getpid())}"
             try:
-                with open(path + "/holder.json") as f:
-                    held = json.load(f)
-            except (OSError, ValueError):
-                held = {"owner": "unknown (no holder file)"}
-            if req.get("steal_if") is not None and held == req["steal_if"]:
-                shutil.rmtree(path, ignore_errors=True)
-                continue
-            return {"acquired": False, "holder": held}
+                os.rename(path, aside)
+            except OSError:  # another run moved it first
+                return {"acquired": False, "holder": _holder(path)}
+            if _holder(aside) != req["steal_if"]:  # not the dead one any more: give it back
+                try:
+                    os.rename(aside, path)
+                except OSError:
+                    pass
+                return {"acquired": False, "holder": _holder(path)}
+            shutil.rmtree(aside, ignore_errors=True)
+            continue
         with open(path + "/holder.json", "w") as f:
             json.dump(me, f)
         return {"acquired": True}
-    return {"acquired": False, "holder": {"owner": "unknown (lock reappeared)"}}
+    return {"acquired": False, "holder": _holder(path)}
+
+
+def release_lock(req):
+    """Remove the lock only if it is ours (`token`, or `force`); print what happened."""
+    path = req["path"]
+    if not os.path.isdir(path):
+        print(json.dumps({"released": False, "holder": None}))
+        return
+    held = _holder(path)
+    if not req.get("force") and held.get("token") != req.get("token"):
+        print(json.dumps({"released": False, "holder": held}))
+        return
+    aside = f"{path}.released-{os.getpid()}"
+    os.rename(path, aside)
+    shutil.rmtree(aside, ignore_errors=True)
+    print(json.dumps({"released": True, "holder": held}))
 
 
 def lock_only(req):
