@@ -7,14 +7,27 @@ from __future__ import annotations
 
 import os
 import secrets as _random
+import tempfile
 from pathlib import Path
 
 from railsfab.errors import ConfigError
 
 
+def check_private(path: Path) -> None:
+    """A secrets file readable by others, or someone else's, is refused (one line, the fix)."""
+    st = path.stat()
+    if st.st_mode & 0o077 or st.st_uid != os.getuid():
+        raise ConfigError(
+            f"{path}: secrets file is mode {st.st_mode & 0o777:04o}, owner uid {st.st_uid}: it "
+            "must be yours and private (0600)",
+            fix=f"chmod 600 {path}" + ("" if st.st_uid == os.getuid()
+                                        else f" && chown {os.getuid()} {path}"))
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
     try:
+        check_private(path)
         text = path.read_text()
     except FileNotFoundError:
         return values
@@ -33,15 +46,19 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def write_env_file(path: Path, values: dict[str, str]) -> None:
-    """Write atomically with mode 0600 from the start (never briefly world-readable)."""
+    """Write atomically with mode 0600 from the start (never briefly world-readable), through
+    a temp file made fresh (O_EXCL: a leftover or planted one is never reused)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("# written by railsfab; keep out of git\n")
-        for k, v in values.items():
-            f.write(f"{k}={v}\n")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600, O_EXCL
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write("# written by railsfab; keep out of git\n")
+            for k, v in values.items():
+                f.write(f"{k}={v}\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def ensure_generated(path: Path, keys: dict[str, int]) -> bool:

@@ -14,6 +14,7 @@ import re
 import shutil
 import stat
 import subprocess
+import tempfile
 import time
 
 # Files whose text comes back too (for dry-run diffs); never the env file (secrets).
@@ -143,12 +144,32 @@ def unit_states(names):
     return states
 
 
-def _holder(path):
+def _holder(path, wait=0.0):
+    """Who holds the lock at `path`; `wait` seconds for it to reappear (another run may be
+    taking it over at this very moment)."""
+    end = time.monotonic() + wait
+    while True:
+        try:
+            with open(path + "/holder.json") as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            if time.monotonic() >= end:
+                return {"owner": "unknown (no holder file)"}
+            time.sleep(0.02)
+
+
+def _create(path, me):
+    """The lock directory with its holder file inside, appearing at once (made aside, then
+    renamed into place: never seen without its holder); False when the lock exists."""
+    aside = tempfile.mkdtemp(prefix=".lock-", dir=os.path.dirname(path))
+    with open(aside + "/holder.json", "w") as f:
+        json.dump(me, f)
     try:
-        with open(path + "/holder.json") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {"owner": "unknown (no holder file)"}
+        os.rename(aside, path)
+        return True
+    except OSError:  # it exists (not empty)
+        shutil.rmtree(aside, ignore_errors=True)
+        return False
 
 
 def take_lock(req):
@@ -159,28 +180,23 @@ def take_lock(req):
     path, me = req["path"], req["holder"]
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     for _ in range(2):
+        if _create(path, me):
+            return {"acquired": True}
+        held = _holder(path, wait=2.0)  # gone for a moment: another run is taking it over
+        if req.get("steal_if") is None or held != req["steal_if"]:
+            return {"acquired": False, "holder": held}
+        aside = f"{path}.taken-{me.get('token', os.getpid())}"
         try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            held = _holder(path)
-            if req.get("steal_if") is None or held != req["steal_if"]:
-                return {"acquired": False, "holder": held}
-            aside = f"{path}.taken-{me.get('token', os.getpid())}"
+            os.rename(path, aside)
+        except OSError:  # another run moved it first, and is taking it now
+            return {"acquired": False, "holder": _holder(path, wait=2.0)}
+        if _holder(aside) != req["steal_if"]:  # not the dead one any more: give it back
             try:
-                os.rename(path, aside)
-            except OSError:  # another run moved it first
-                return {"acquired": False, "holder": _holder(path)}
-            if _holder(aside) != req["steal_if"]:  # not the dead one any more: give it back
-                try:
-                    os.rename(aside, path)
-                except OSError:
-                    pass
-                return {"acquired": False, "holder": _holder(path)}
-            shutil.rmtree(aside, ignore_errors=True)
-            continue
-        with open(path + "/holder.json", "w") as f:
-            json.dump(me, f)
-        return {"acquired": True}
+                os.rename(aside, path)
+            except OSError:
+                pass
+            return {"acquired": False, "holder": _holder(path)}
+        shutil.rmtree(aside, ignore_errors=True)
     return {"acquired": False, "holder": _holder(path)}
 
 

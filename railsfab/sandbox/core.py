@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -333,8 +334,10 @@ class Sandbox:
             path = self.inv.known_hosts
             keep = [ln for ln in self._known_lines() if ln.split(" ", 1)[0] != address]
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(f"{ln}\n" for ln in keep + lines))
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            with os.fdopen(fd, "w") as f:
+                f.write("".join(f"{ln}\n" for ln in keep + lines))
+            os.chmod(tmp, 0o644)
             os.replace(tmp, path)
 
     def _write_ssh_config(self) -> bool:
@@ -354,7 +357,7 @@ class Sandbox:
                 # One TCP+SSH handshake per host for a burst of commands (testinfra runs one
                 # ssh per check); the master exits by itself 30 s after the last use.
                 "  ControlMaster auto",
-                "  ControlPath /tmp/railsfab-ssh-%C",
+                f"  ControlPath {self.dir / 'run'}/ssh-%C",  # not a /tmp name others can take
                 "  ControlPersist 30s",
             ]))
         text = "# written by `fab sandbox.up`\n" + "\n\n".join(blocks) + "\n"

@@ -119,3 +119,23 @@ def test_apt_waits_for_the_lock_then_installs(tmp_path):
 def test_apt_failure_ends_with_its_last_lines_on_stderr(tmp_path):
     r = _run_apt_script(tmp_path, 'echo "E: Unable to locate package nginxx"; exit 100')
     assert r.returncode == 1 and "Unable to locate package nginxx" in r.stderr
+
+
+def test_a_secrets_file_others_can_read_is_refused_with_the_chmod(tmp_path):
+    import pytest
+
+    from railsfab.errors import ConfigError
+    from railsfab.secrets import read_env_file, write_env_file
+
+    f = tmp_path / "secrets.env"
+    write_env_file(f, {"SECRET_KEY_BASE": "x" * 64})
+    assert oct(f.stat().st_mode & 0o777) == "0o600"
+    assert read_env_file(f)["SECRET_KEY_BASE"] == "x" * 64
+    f.chmod(0o644)
+    with pytest.raises(ConfigError) as refused:
+        read_env_file(f)
+    assert "mode 0644" in str(refused.value) and refused.value.fix == f"chmod 600 {f}"
+    f.chmod(0o600)
+    (tmp_path / "secrets.env.tmp").write_text("a leftover, world-readable")  # never reused
+    write_env_file(f, {"SECRET_KEY_BASE": "y" * 64})
+    assert oct(f.stat().st_mode & 0o777) == "0o600"
