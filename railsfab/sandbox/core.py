@@ -106,6 +106,9 @@ class Sandbox:
             with rep.step("local", "secrets") as s:
                 f = self.inv.resolve(self.inv.stage.app.secrets_file)
                 s.set(ensure_generated(f, SECRET_KEYS), f"{self._rel(f)} (0600)")
+        with rep.step("local", "inotify") as s:
+            s.set(network.ensure_inotify_limits(), "enough inotify instances for the hosts' "
+                  "systemd")
         with rep.step("local", "bridge") as s:
             changed = network.ensure_bridge(self.cfg.bridge, self.cfg.gateway,
                                             self.net.prefixlen)

@@ -79,3 +79,26 @@ def remove_host_link(ns: str, veth: str) -> bool:
         _ip("netns", "del", ns)
         changed = True
     return changed
+
+
+# Every container's systemd, journald and udev take inotify instances, which Linux counts per
+# user (root, for all of them) and caps at 128 by default: a dozen hosts on one machine run
+# out, and their .path units fail at boot ("degraded").
+INOTIFY = {"/proc/sys/fs/inotify/max_user_instances": 4096,
+           "/proc/sys/fs/inotify/max_user_watches": 524288}
+
+
+def ensure_inotify_limits() -> bool:
+    """Raise this machine's inotify limits to what many containers need; True if raised."""
+    raised = False
+    for path, wanted in INOTIFY.items():
+        try:
+            with open(path) as f:
+                current = int(f.read())
+            if current < wanted:
+                with open(path, "w") as f:
+                    f.write(str(wanted))
+                raised = True
+        except OSError:  # not ours to change (a restricted container): boot and see
+            pass
+    return raised
