@@ -26,7 +26,16 @@ def environment(project_root: Path | None = None) -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["dirname"] = posixpath.dirname
+    env.filters["rb"] = ruby_string
     return env
+
+
+def ruby_string(value: object) -> str:
+    """A Ruby double-quoted string literal of `value`: nothing in it is code (no #{...}
+    interpolation, no way out of the quotes). hosts.yaml's shapes already keep such
+    characters out; this holds even if a template is given something else."""
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("#", "\\#")
+    return '"' + text.replace("\n", "\\n") + '"'
 
 
 def render(env: jinja2.Environment, name: str, **context) -> str:

@@ -87,3 +87,15 @@ def test_app_folders_people_use_are_accepted(tmp_path, deploy_to):
     (tmp_path / "hosts.yaml").write_text(yaml.safe_dump(with_value("app.deploy_to",
                                                                    deploy_to)))
     assert inventory.load(tmp_path / "hosts.yaml").stage.app.deploy_to == deploy_to
+
+
+def test_ruby_strings_in_rendered_configs_carry_no_code():
+    """Even a value the schema would refuse renders inert in unicorn.rb / puma.rb."""
+    from railsfab.render import ruby_string
+
+    assert ruby_string("/srv/shop/current") == '"/srv/shop/current"'
+    hostile = '/srv/x#{`touch /tmp/PWNED`}"; system("id"); "\\'
+    literal = ruby_string(hostile)
+    assert literal == r'"/srv/x\#{`touch /tmp/PWNED`}\"; system(\"id\"); \"\\"'
+    body = literal[1:-1]
+    assert all(body[i - 1] == "\\" for i, c in enumerate(body) if c in '"#')
