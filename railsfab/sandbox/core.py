@@ -34,6 +34,7 @@ from railsfab.secrets import ensure_generated
 REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "tinyproxy", "ip", "ssh-keygen", "cp")
 SECRET_KEYS = {"SECRET_KEY_BASE": 64, "DATABASE_PASSWORD": 16}
 BOOT_TIMEOUT = 90
+CONTROL_DIR = ".cache/railsfab-ssh"  # ssh's shared connections to the sandbox hosts
 
 
 @dataclass
@@ -360,9 +361,12 @@ class Sandbox:
                 # One TCP+SSH handshake per host for a burst of commands (testinfra runs one
                 # ssh per check); the master exits by itself 30 s after the last use.
                 "  ControlMaster auto",
-                f"  ControlPath {self.dir / 'run'}/ssh-%C",  # not a /tmp name others can take
+                # a private folder of the user's (a /tmp name others could take first), short
+                # enough for a socket path
+                f"  ControlPath ~/{CONTROL_DIR}/%C",
                 "  ControlPersist 30s",
             ]))
+        (Path.home() / CONTROL_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
         text = "# written by `fab sandbox.up`\n" + "\n\n".join(blocks) + "\n"
         if self.ssh_config.exists() and self.ssh_config.read_text() == text:
             return False
