@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,8 @@ FILE_ENV = "RAILSFAB_HOSTS"
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
 KNOWN_ROLES = ("web", "db", "migrate")
+# S3's rules for bucket names (they also keep a name inert in a policy document).
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class _Model(BaseModel):
@@ -153,9 +156,14 @@ class AWS(_Model):
     subnet_ids: list[str] = Field(default_factory=list)
     route_table_ids: list[str] = Field(default_factory=list)
     admin_cidr: str | None = None  # who may SSH to the app hosts (port 22)
+    # 0.0.0.0/0 as admin_cidr opens SSH to the internet: only when the stage says so.
+    allow_ssh_from_anywhere: bool = False
     deregistration_delay: int = Field(30, ge=0, le=3600)
     batch_size: int = Field(1, ge=1)
     vpc_endpoint_only: bool = False  # bucket policy: deny object access not via the endpoint
+    # Buckets besides the stage's own that the hosts reach through the S3 gateway endpoint
+    # (its policy allows only the listed ones).
+    endpoint_buckets: list[str] = Field(default_factory=list)
     # HTTPS at the ALB: an ACM certificate by ARN, or the issued one for this domain name.
     # Adds an HTTPS:443 listener; :80 then redirects to it.
     certificate_arn: str | None = None
@@ -164,6 +172,33 @@ class AWS(_Model):
     # moto (the sandbox's AWS) evaluates no policy conditions: every conditional Deny
     # denies all object access there. Sandbox stages render the policy but may skip it.
     apply_bucket_policy: bool = True
+
+    @field_validator("admin_cidr")
+    @classmethod
+    def _cidr(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            return str(ipaddress.IPv4Network(v, strict=True))
+        except ValueError as exc:
+            raise ValueError(f"{v!r} is not an IPv4 CIDR like 203.0.113.0/24 ({exc})") from None
+
+    @field_validator("endpoint_buckets")
+    @classmethod
+    def _bucket_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not BUCKET_NAME.match(name):
+                raise ValueError(f"{name!r} is not an S3 bucket name (3 to 63 lowercase "
+                                 "letters, digits, '.' and '-')")
+        return v
+
+    @model_validator(mode="after")
+    def _ssh_not_open(self) -> AWS:
+        if self.admin_cidr == "0.0.0.0/0" and not self.allow_ssh_from_anywhere:
+            raise ValueError("admin_cidr 0.0.0.0/0 opens SSH (port 22) to the whole internet: "
+                             "give your own network's CIDR, or set "
+                             "allow_ssh_from_anywhere: true to mean it")
+        return self
 
 
 class GemMirror(_Model):
