@@ -3,6 +3,7 @@
 CloudFormation owns create/update/rollback; we render the template, create the stack or
 propose a change set, stream the stack's events as progress, and apply the pieces the
 sandbox's engine lacks (AWS::S3::BucketPolicy, some properties) with boto3, idempotently.
+`fab aws.destroy` is railsfab.destroy.
 """
 
 from __future__ import annotations
@@ -121,12 +122,12 @@ def provision(inv: Inventory, rep: Reporter) -> bool:
         if stack is None or stack["StackStatus"] == "ROLLBACK_COMPLETE":
             if stack:
                 cf.delete_stack(StackName=name)
-                _wait(cf, name, rep, {"DELETE_COMPLETE"}, since=time.time() - 5)
+                wait(cf, name, rep, {"DELETE_COMPLETE"}, since=time.time() - 5)
             since = time.time() - 5
             cf.create_stack(StackName=name, TemplateBody=body, Parameters=params,
                             Capabilities=["CAPABILITY_IAM"], OnFailure="ROLLBACK",
                             Tags=[{"Key": aws.TAG, "Value": inv.stage_name}])
-            _wait(cf, name, rep, TERMINAL_OK, since=since)
+            wait(cf, name, rep, TERMINAL_OK, since=since)
             changed = True
             s.change(f"{name} created")
         else:
@@ -204,11 +205,11 @@ def _update(cf, name, body, params, rep) -> bool:
     # after executing a change set; on AWS the two are equivalent here.
     cf.update_stack(StackName=name, TemplateBody=body, Parameters=params,
                     Capabilities=["CAPABILITY_IAM"])
-    _wait(cf, name, rep, TERMINAL_OK, since=since)
+    wait(cf, name, rep, TERMINAL_OK, since=since)
     return True
 
 
-def _wait(cf, name: str, rep: Reporter, done: set[str], since: float) -> None:
+def wait(cf, name: str, rep: Reporter, done: set[str], since: float) -> None:
     """Stream the stack's events until it reaches one of `done` (or fails)."""
     seen: set[str] = set()
     deadline = time.monotonic() + TIMEOUT
@@ -344,27 +345,3 @@ def _ensure_bucket_policy(s3, bucket: str, policy: dict) -> bool:
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
     return True
 
-
-def destroy(inv: Inventory, rep: Reporter) -> None:
-    c = aws.clients(inv)
-    name = inv.stage.aws.stack_name
-    with rep.step("aws", "stack") as s:
-        if describe(c.cloudformation, name) is None:
-            return s.ok(f"{name} does not exist")
-        bucket = outputs(inv).get("BucketName")
-        if bucket:  # CloudFormation cannot delete a bucket that still holds objects
-            objs = c.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
-            for o in objs:
-                c.s3.delete_object(Bucket=bucket, Key=o["Key"])
-        out = outputs(inv)
-        since = time.time() - 5
-        c.cloudformation.delete_stack(StackName=name)
-        _wait(c.cloudformation, name, rep, {"DELETE_COMPLETE"}, since=since)
-        # The sandbox's engine leaves these two behind; on AWS they are already gone.
-        for call in (lambda: c.elbv2.delete_target_group(TargetGroupArn=out["TargetGroupArn"]),
-                     lambda: c.ec2.delete_vpc_endpoints(VpcEndpointIds=[out["VpcEndpointId"]])):
-            try:
-                call()
-            except (ClientError, KeyError):
-                pass
-        s.change(f"{name} deleted")
