@@ -4,7 +4,9 @@ Nothing is touched until the stack is known to be this stage's (its railsfab:sta
 deletable (no termination protection, no operation in progress): a refusal leaves the
 bucket and the stack as they were. Then the bucket policy goes first (with
 aws.vpc_endpoint_only its deny would stop this run, which is outside the VPC endpoint, from
-deleting objects), every object version and delete marker is deleted, and the stack.
+deleting objects), every object version and delete marker is deleted, the app security
+group and instance profile come off the instances `fab deploy` gave them to, and the stack
+goes.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def destroy(inv: Inventory, rep: Reporter) -> None:
     bucket = out.get("BucketName")
     if bucket:  # CloudFormation cannot delete a bucket that still holds objects
         _empty(c.s3, bucket, rep)
+    _detach(c.ec2, out, rep)
     endpoint = _quietly(lambda: stack.endpoint_id(inv, out))
     with rep.step("aws", "delete stack") as s:
         since = time.time() - 5
@@ -122,6 +125,44 @@ def empty_bucket(s3, bucket: str, progress=None) -> int:
         deleted += len(batch)
         if progress:
             progress(f"{deleted} deleted")
+
+
+def _detach(ec2, out: dict, rep: Reporter) -> None:
+    """The app group and profile off every instance that `fab deploy` gave them: AWS
+    refuses to delete a security group an instance still has (the stack would end in
+    DELETE_FAILED), and an instance would keep a profile that no longer exists."""
+    sg, profile = out.get("AppSecurityGroupId"), out.get("InstanceProfileArn")
+    with rep.step("aws", "detach") as s:
+        done = []
+        if sg:
+            for inst in _instances_with(ec2, sg):
+                others = [g["GroupId"] for g in inst["SecurityGroups"] if g["GroupId"] != sg]
+                # An instance must keep a group: its VPC's default, as it was launched.
+                ec2.modify_instance_attribute(InstanceId=inst["InstanceId"],
+                                              Groups=others or [_default_sg(ec2, inst)])
+                done.append(f"{sg} from {inst['InstanceId']}")
+        pages = ec2.get_paginator("describe_iam_instance_profile_associations").paginate(
+            Filters=[{"Name": "state", "Values": ["associating", "associated"]}])
+        for a in (a for p in pages for a in p["IamInstanceProfileAssociations"]):
+            if profile and a["IamInstanceProfile"]["Arn"] == profile:
+                ec2.disassociate_iam_instance_profile(AssociationId=a["AssociationId"])
+                done.append(f"the instance profile from {a['InstanceId']}")
+        s.set(bool(done), "; ".join(done) if done
+              else "no instance has the app security group or instance profile")
+
+
+def _instances_with(ec2, sg: str) -> list[dict]:
+    pages = ec2.get_paginator("describe_instances").paginate(Filters=[
+        {"Name": "instance.group-id", "Values": [sg]},
+        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping",
+                                                   "stopped"]}])
+    return [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
+
+
+def _default_sg(ec2, inst: dict) -> str:
+    return ec2.describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": [inst["VpcId"]]},
+        {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"][0]["GroupId"]
 
 
 def _code(exc: ClientError) -> str:

@@ -120,7 +120,7 @@ def test_the_bucket_policy_goes_first_so_its_deny_cannot_stop_the_emptying(moto,
     destroy.destroy(inv, rep)
     steps = [(r.step, r.status) for r in rep.results]
     assert steps == [("stack", "ok"), ("bucket policy", "changed"), ("bucket", "changed"),
-                     ("delete stack", "changed")]
+                     ("detach", "ok"), ("delete stack", "changed")]
     assert stack.describe(c.cloudformation, "shop-prod") is None
 
 
@@ -169,3 +169,36 @@ def test_a_stage_without_a_stack_name_has_nothing_to_destroy(inv):
         "aws": inv.stage.aws.model_copy(update={"stack_name": None})}))
     with pytest.raises(ConfigError, match="has no aws.stack_name"):
         destroy.destroy(bare, Reporter(quiet=True))
+
+
+def test_the_app_group_and_profile_come_off_the_instances_first(moto, inv):
+    """AWS refuses to delete a security group an instance has (moto deletes it anyway, and
+    leaves the instance naming a group that is gone)."""
+    c = aws.clients(inv)
+    ec2, iam = c.ec2, c.client("iam")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    app = ec2.create_security_group(GroupName="app", Description="app", VpcId=vpc)["GroupId"]
+    ops = ec2.create_security_group(GroupName="ops", Description="ops", VpcId=vpc)["GroupId"]
+    iam.create_role(RoleName="app", AssumeRolePolicyDocument="{}")
+    profile = iam.create_instance_profile(InstanceProfileName="app")["InstanceProfile"]["Arn"]
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    one, two = (i["InstanceId"] for i in ec2.run_instances(
+        ImageId=image, MinCount=2, MaxCount=2, SubnetId=subnet)["Instances"])
+    ec2.modify_instance_attribute(InstanceId=one, Groups=[ops, app])
+    ec2.modify_instance_attribute(InstanceId=two, Groups=[app])
+    for i in (one, two):
+        ec2.associate_iam_instance_profile(InstanceId=i, IamInstanceProfile={"Arn": profile})
+    rep = Reporter(quiet=True)
+    destroy._detach(ec2, {"AppSecurityGroupId": app, "InstanceProfileArn": profile}, rep)
+
+    def groups(i):
+        return [g["GroupName"] for g in ec2.describe_instances(InstanceIds=[i])[
+            "Reservations"][0]["Instances"][0]["SecurityGroups"]]
+
+    assert (groups(one), groups(two)) == (["ops"], ["default"])
+    assert ec2.describe_iam_instance_profile_associations(Filters=[
+        {"Name": "state", "Values": ["associated"]}])["IamInstanceProfileAssociations"] == []
+    assert rep.results[-1].status == "changed" and f"{app} from {one}" in rep.results[-1].detail
+    destroy._detach(ec2, {"AppSecurityGroupId": app, "InstanceProfileArn": profile}, rep)
+    assert rep.results[-1].status == "ok"
