@@ -26,7 +26,7 @@ class S3(Layer):
         return "no bucket configured"
 
     def healthy(self, d, ctx):
-        return f"put/get/delete on {ctx.s3['bucket']}"
+        return ctx.s3.get("said") or f"put/get/delete on {ctx.s3['bucket']}"
 
 
 def target_unhealthy(d: dict, ctx: Context) -> Finding | None:

@@ -49,11 +49,22 @@ def probe(conn, inv: Inventory, paths: Paths) -> dict:
 
 
 def s3_round_trip(inv: Inventory) -> dict:
-    """Put, read back and delete a small object in the stage's bucket."""
+    """Put, read back and delete a small object in the stage's bucket (only ask for the
+    bucket when its policy keeps the controller out)."""
     from railsfab import aws
 
-    bucket = inv.stage.aws.bucket
+    a = inv.stage.aws
+    bucket = a.bucket
     s3 = aws.clients(inv).s3
+    if a.vpc_endpoint_only and a.apply_bucket_policy:
+        # The bucket policy denies object calls from outside the VPC endpoint, as this one
+        # is: only the bucket itself can be asked about from here.
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except Exception as exc:  # noqa: BLE001 - any failure is the evidence
+            return {"bucket": bucket, "error": str(exc)[:200]}
+        return {"bucket": bucket, "said": f"{bucket} exists; its objects are reachable only "
+                                          "through the VPC endpoint (not tried from here)"}
     key = "railsfab-check/probe.txt"
     try:
         s3.put_object(Bucket=bucket, Key=key, Body=b"railsfab check")
