@@ -48,21 +48,21 @@ def plan(instance: dict, association: dict | None, *, sg: str, sg_vpc: str,
     have = [g["GroupId"] for g in instance.get("SecurityGroups", [])]
     said, groups = [], None
     if sg in have:
-        said.append(f"app security group {sg}")
+        said.append(f"app group {sg}")
     else:
         groups = (*have, sg)
-        said.append(f"app security group {sg} attached"
+        said.append(f"app group {sg} attached"
                     + (f" (kept {', '.join(have)})" if have else ""))
     current = (association or {}).get("IamInstanceProfile", {}).get("Arn")
     name = _name(profile)
     replace = None
     if current is None:
-        said.append(f"instance profile {name} associated")
+        said.append(f"profile {name} associated")
     elif current != profile:
         replace = association["AssociationId"]
-        said.append(f"instance profile {name} replaced {_name(current)}")
+        said.append(f"profile {name} replaced {_name(current)}")
     else:
-        said.append(f"instance profile {name}")
+        said.append(f"profile {name}")
     return Attachment(iid, groups, profile, replace, current is None, tuple(said))
 
 
