@@ -98,7 +98,11 @@ def ensure(session: Session, *, dry: bool = False) -> None:
         try:
             _one(r)
         except ClientError as exc:
-            raise RailsfabError(f"AWS refused: {exc}", step=STEP, fix=FIX) from None
+            code = exc.response.get("Error", {}).get("Code", "")
+            denied = "Unauthorized" in code or "AccessDenied" in code
+            raise RailsfabError(f"AWS: {exc}", step=STEP, fix=FIX if denied else
+                                "check the host's instance_id in hosts.yaml and aws.region"
+                                ) from None
 
     def _one(r: HostRun) -> None:
         with rep.step(r.name, STEP) as s:
