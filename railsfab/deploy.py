@@ -1,7 +1,8 @@
 """`fab deploy`: fresh hosts -> the app behind nginx + the stage's app server, idempotent.
 
 Phases, each on all web hosts in parallel, each a plan made from the facts before it runs:
-  facts     one round trip per host (and the deploy lock): railsfab.session
+  facts     one round trip per host (and the deploy lock): railsfab.session; then, on EC2,
+            the stack's app security group and instance profile: railsfab.attach
   prepare   packages, deploy user, directories, env file, new release (upload, bundle,
             assets): nothing here changes what is being served
   migrate   once, on the `migrate` host, only when every host prepared its release
@@ -17,7 +18,7 @@ import shlex
 
 from rich.markup import escape
 
-from railsfab import facts
+from railsfab import attach, facts
 from railsfab.errors import RailsfabError
 from railsfab.executor import Executor, HostRun, parallel
 from railsfab.inventory import Inventory
@@ -90,6 +91,7 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         runs_ = list(session.runs.values())
         migrator = next((r for r in runs_ if "migrate" in r.host.roles), None)
         plans = {r.name: _plan(r, d, migrate=r is migrator) for r in runs_}
+        attach.ensure(session, dry=dry_run)  # the app's security group before it serves
         parallel(lambda r: ex.run(r, plans[r.name]["prepare"]), runs_, "prepare")
         if session.failed():
             _abandon(session, d)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import posixpath
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -70,6 +71,8 @@ SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/li
                "/var/lib/apt", "/var/lib/systemd", "/var/log", "/var/cache", "/var/spool",
                "/var/tmp", "/var/run", "/var/mail", "/var/backups", "/var/lib/railsfab")
 TOP_LEVEL_ONLY = ("/", "/var", "/var/lib", "/home", "/srv", "/opt", "/mnt", "/media")
+# S3's rules for bucket names (they also keep a name inert in a policy document).
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class _Model(BaseModel):
@@ -204,9 +207,14 @@ class AWS(_Model):
     subnet_ids: list[str] = Field(default_factory=list)
     route_table_ids: list[str] = Field(default_factory=list)
     admin_cidr: str | None = None  # who may SSH to the app hosts (port 22)
+    # 0.0.0.0/0 as admin_cidr opens SSH to the internet: only when the stage says so.
+    allow_ssh_from_anywhere: bool = False
     deregistration_delay: int = Field(30, ge=0, le=3600)
     batch_size: int = Field(1, ge=1)
     vpc_endpoint_only: bool = False  # bucket policy: deny object access not via the endpoint
+    # Buckets besides the stage's own that the hosts reach through the S3 gateway endpoint
+    # (its policy allows only the listed ones).
+    endpoint_buckets: list[str] = Field(default_factory=list)
     # HTTPS at the ALB: an ACM certificate by ARN, or the issued one for this domain name.
     # Adds an HTTPS:443 listener; :80 then redirects to it.
     certificate_arn: Arn | None = None
@@ -215,6 +223,33 @@ class AWS(_Model):
     # moto (the sandbox's AWS) evaluates no policy conditions: every conditional Deny
     # denies all object access there. Sandbox stages render the policy but may skip it.
     apply_bucket_policy: bool = True
+
+    @field_validator("admin_cidr")
+    @classmethod
+    def _cidr(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            return str(ipaddress.IPv4Network(v, strict=True))
+        except ValueError as exc:
+            raise ValueError(f"{v!r} is not an IPv4 CIDR like 203.0.113.0/24 ({exc})") from None
+
+    @field_validator("endpoint_buckets")
+    @classmethod
+    def _bucket_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not BUCKET_NAME.match(name):
+                raise ValueError(f"{name!r} is not an S3 bucket name (3 to 63 lowercase "
+                                 "letters, digits, '.' and '-')")
+        return v
+
+    @model_validator(mode="after")
+    def _ssh_not_open(self) -> AWS:
+        if self.admin_cidr == "0.0.0.0/0" and not self.allow_ssh_from_anywhere:
+            raise ValueError("admin_cidr 0.0.0.0/0 opens SSH (port 22) to the whole internet: "
+                             "give your own network's CIDR, or set "
+                             "allow_ssh_from_anywhere: true to mean it")
+        return self
 
 
 class GemMirror(_Model):

@@ -1,8 +1,9 @@
 """`fab aws.provision`: the stage's AWS infrastructure as one CloudFormation stack.
 
 CloudFormation owns create/update/rollback; we render the template, create the stack or
-propose a change set, stream the stack's events as progress, and apply the one piece the
-sandbox's engine lacks (AWS::S3::BucketPolicy) with a boto3 call, idempotently.
+propose a change set, stream the stack's events as progress, and apply the pieces the
+sandbox's engine lacks (AWS::S3::BucketPolicy, some properties) with boto3, idempotently.
+`fab aws.destroy` is railsfab.destroy.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def ends_tls(inv: Inventory) -> bool:
 def template(inv: Inventory) -> str:
     env = render.environment(inv.root)
     return render.render(env, "stack.yaml.j2", app=inv.stage.app, aws=inv.stage.aws,
-                         stage=inv.stage_name, names=names(inv), https=ends_tls(inv))
+                         stage=inv.stage_name, names=names(inv), https=ends_tls(inv),
+                         endpoint_policy=endpoint_policy(inv))
 
 
 def certificate_arn(inv: Inventory) -> str:
@@ -120,20 +122,25 @@ def provision(inv: Inventory, rep: Reporter) -> bool:
         if stack is None or stack["StackStatus"] == "ROLLBACK_COMPLETE":
             if stack:
                 cf.delete_stack(StackName=name)
-                _wait(cf, name, rep, {"DELETE_COMPLETE"}, since=time.time() - 5)
+                wait(cf, name, rep, {"DELETE_COMPLETE"}, since=time.time() - 5)
             since = time.time() - 5
             cf.create_stack(StackName=name, TemplateBody=body, Parameters=params,
                             Capabilities=["CAPABILITY_IAM"], OnFailure="ROLLBACK",
                             Tags=[{"Key": aws.TAG, "Value": inv.stage_name}])
-            _wait(cf, name, rep, TERMINAL_OK, since=since)
+            wait(cf, name, rep, TERMINAL_OK, since=since)
             changed = True
             s.change(f"{name} created")
         else:
             changed = _update(cf, name, body, params, rep)
             s.set(changed, f"{name} updated" if changed else f"{name} up to date, no changes")
-    out = outputs(inv)
-    # Properties the sandbox's CloudFormation engine accepts but does not apply; on AWS
-    # the stack already set them and these find nothing to do.
+    return _after_stack(inv, c, outputs(inv), rep) or changed
+
+
+def _after_stack(inv: Inventory, c: aws.Clients, out: dict, rep: Reporter) -> bool:
+    """Properties the sandbox's CloudFormation engine does not apply (or loses on an
+    update), and the bucket policy; on AWS the stack already set the others and these
+    find nothing to do."""
+    changed = False
     with rep.step("aws", "target group") as s:
         s.set(_ensure_tg_attributes(c.elbv2, out["TargetGroupArn"],
                                     inv.stage.aws.deregistration_delay),
@@ -142,8 +149,18 @@ def provision(inv: Inventory, rep: Reporter) -> bool:
     with rep.step("aws", "public access") as s:
         s.set(_ensure_public_access_block(c.s3, out["BucketName"]), "all public access blocked")
         changed |= s.changed
+    endpoint = endpoint_id(inv, out)
+    with rep.step("aws", "endpoint policy") as s:
+        extra = len(inv.stage.aws.endpoint_buckets)
+        what = f"only {out['BucketName']}" + (f" and {extra} endpoint bucket(s)" if extra else "")
+        if endpoint is None:
+            s.ok(f"{what}: no S3 gateway endpoint found to check")
+        else:
+            s.set(_ensure_endpoint_policy(c.ec2, endpoint, endpoint_policy(inv)),
+                  f"{endpoint}: {what}")
+        changed |= s.changed
     with rep.step("aws", "bucket policy") as s:
-        policy = bucket_policy(out["BucketName"], out.get("VpcEndpointId"),
+        policy = bucket_policy(out["BucketName"], endpoint,
                                inv.stage.aws.vpc_endpoint_only)
         what = "deny non-TLS" + (", deny outside the VPC endpoint"
                                  if inv.stage.aws.vpc_endpoint_only else "")
@@ -188,11 +205,11 @@ def _update(cf, name, body, params, rep) -> bool:
     # after executing a change set; on AWS the two are equivalent here.
     cf.update_stack(StackName=name, TemplateBody=body, Parameters=params,
                     Capabilities=["CAPABILITY_IAM"])
-    _wait(cf, name, rep, TERMINAL_OK, since=since)
+    wait(cf, name, rep, TERMINAL_OK, since=since)
     return True
 
 
-def _wait(cf, name: str, rep: Reporter, done: set[str], since: float) -> None:
+def wait(cf, name: str, rep: Reporter, done: set[str], since: float) -> None:
     """Stream the stack's events until it reaches one of `done` (or fails)."""
     seen: set[str] = set()
     deadline = time.monotonic() + TIMEOUT
@@ -240,6 +257,58 @@ def bucket_policy(bucket: str, endpoint: str | None, endpoint_only: bool) -> dic
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+def endpoint_policy(inv: Inventory) -> dict:
+    """The S3 gateway endpoint's policy: object access and listing on the stage's bucket and
+    aws.endpoint_buckets, nothing else."""
+    buckets = [inv.stage.aws.bucket or "", *inv.stage.aws.endpoint_buckets]
+    arns = [f"arn:aws:s3:::{b}" for b in buckets]
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "StageBucketsObjects", "Effect": "Allow", "Principal": "*",
+         "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+         "Resource": [f"{a}/*" for a in arns]},
+        {"Sid": "StageBucketsList", "Effect": "Allow", "Principal": "*",
+         "Action": ["s3:ListBucket"], "Resource": arns},
+    ]}
+
+
+def endpoint_id(inv: Inventory, out: dict) -> str | None:
+    """The stack's S3 gateway endpoint. The sandbox's engine drops it from the stack's
+    outputs when an update touches it; the endpoint on the stage's route tables is then it."""
+    if out.get("VpcEndpointId"):
+        return out["VpcEndpointId"]
+    ids = network_ids(inv)
+    found = aws.clients(inv).ec2.describe_vpc_endpoints(Filters=[
+        {"Name": "vpc-id", "Values": [ids["vpc_id"]]},
+        {"Name": "service-name", "Values": [f"com.amazonaws.{inv.stage.aws.region}.s3"]},
+        {"Name": "vpc-endpoint-state", "Values": ["available", "pending"]},
+    ])["VpcEndpoints"]
+    ours = [e for e in found if set(e.get("RouteTableIds", [])) & set(ids["route_table_ids"])]
+    ours.sort(key=lambda e: e.get("CreationTimestamp") or 0)
+    return ours[-1]["VpcEndpointId"] if ours else None
+
+
+def _ensure_endpoint_policy(ec2, endpoint: str, policy: dict) -> bool:
+    current = ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint])["VpcEndpoints"][0]
+    try:
+        same = _canon(json.loads(current.get("PolicyDocument") or "{}")) == _canon(policy)
+    except ValueError:  # the sandbox's engine stores what CloudFormation gave it unparsed
+        same = False
+    if same:
+        return False
+    ec2.modify_vpc_endpoint(VpcEndpointId=endpoint, PolicyDocument=json.dumps(policy))
+    return True
+
+
+def _canon(doc):
+    """A policy as AWS may hand it back: a one-item list and its item mean the same."""
+    if isinstance(doc, dict):
+        return {k: _canon(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return _canon(doc[0]) if len(doc) == 1 and not isinstance(doc[0], dict) else [
+            _canon(x) for x in doc]
+    return doc
+
+
 def _ensure_tg_attributes(elbv2, arn: str, delay: int) -> bool:
     attrs = {a["Key"]: a["Value"] for a in
              elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]}
@@ -276,27 +345,3 @@ def _ensure_bucket_policy(s3, bucket: str, policy: dict) -> bool:
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
     return True
 
-
-def destroy(inv: Inventory, rep: Reporter) -> None:
-    c = aws.clients(inv)
-    name = inv.stage.aws.stack_name
-    with rep.step("aws", "stack") as s:
-        if describe(c.cloudformation, name) is None:
-            return s.ok(f"{name} does not exist")
-        bucket = outputs(inv).get("BucketName")
-        if bucket:  # CloudFormation cannot delete a bucket that still holds objects
-            objs = c.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
-            for o in objs:
-                c.s3.delete_object(Bucket=bucket, Key=o["Key"])
-        out = outputs(inv)
-        since = time.time() - 5
-        c.cloudformation.delete_stack(StackName=name)
-        _wait(c.cloudformation, name, rep, {"DELETE_COMPLETE"}, since=since)
-        # The sandbox's engine leaves these two behind; on AWS they are already gone.
-        for call in (lambda: c.elbv2.delete_target_group(TargetGroupArn=out["TargetGroupArn"]),
-                     lambda: c.ec2.delete_vpc_endpoints(VpcEndpointIds=[out["VpcEndpointId"]])):
-            try:
-                call()
-            except (ClientError, KeyError):
-                pass
-        s.change(f"{name} deleted")

@@ -54,8 +54,8 @@ def status(c, stage=None):
 
 @command(name="aws.destroy", help={"stage": STAGE_HELP, "yes": "do not ask for confirmation"})
 def destroy(c, stage=None, yes=False):
-    """Delete the stage's stack (asks first; empties the bucket)."""
-    from railsfab import stack
+    """Delete the stage's stack (asks first; empties the bucket, every version)."""
+    from railsfab import destroy as teardown
 
     inv = load_stage(stage)
     name = inv.stage.aws.stack_name
@@ -70,7 +70,7 @@ def destroy(c, stage=None, yes=False):
             print("not confirmed; nothing deleted")
             raise Exit(code=1)
     rep = Reporter()
-    stack.destroy(inv, rep)
+    teardown.destroy(inv, rep)
 
 
 ns = Collection("aws", provision, status, destroy)

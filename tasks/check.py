@@ -29,6 +29,7 @@ def check(c, stage=None, only=None, json=False):
     tg = rolling.TargetGroup(inv) if (inv.stage.aws.stack_name or
                                       inv.stage.aws.target_group_arn) else None
     health = tg.health() if tg is not None and tg.configured else None
+    sgs = diagnose.security_groups(inv, hosts)
 
     def one(host) -> list[diagnose.Verdict]:
         try:
@@ -45,7 +46,8 @@ def check(c, stage=None, only=None, json=False):
             lb = {"id": tid, "state": health.get(tid, "not registered")}
         return diagnose.evaluate(data, workers=app.workers, deploy_user=app.deploy_user,
                                  health=app.health_path, https=inv.stage.https,
-                                 paths=paths, s3=s3, lb=lb)
+                                 paths=paths, s3=s3, lb=lb,
+                                 sg=None if sgs is None else sgs[host.name])
 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         results = dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))

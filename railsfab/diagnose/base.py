@@ -1,7 +1,7 @@
 """What the diagnosis layers are made of: the verdict, the context, the Layer base class.
 
 A layer that does not apply to the stage (`applies(ctx)` is false: no nginx in front, no
-bucket, no target group, no database) is reported as `skip` with its `skip_reason(ctx)`.
+bucket, no target group, no database, no stack) is reported as `skip` with its `skip_reason(ctx)`.
 Otherwise `verdict(probe, ctx)` runs its `checks` in order: each is a small named function
 of the probe's data and the context that returns (detail, fix) when it finds its fault, else
 None; the first fault found fails the layer, and when none is found the layer is ok.
@@ -57,14 +57,16 @@ class Context:
     health: str = "/up"  # the app's health path
     https: bool = False  # clients come through TLS (the probe sent X-Forwarded-Proto)
     pipeline: bool = True  # the release has an asset pipeline
+    # The instance's security groups (railsfab.diagnose.probe.security_groups); None: no stack
+    sg: dict | None = None
 
     @classmethod
     def of(cls, d: dict, *, workers: int, deploy_user: str, paths: Paths,
            s3: dict | None = None, lb: dict | None = None, health: str = "/up",
-           https: bool = False) -> Context:
+           https: bool = False, sg: dict | None = None) -> Context:
         f = d.get("front") or NGINX_FRONT
         return cls(paths, workers, deploy_user, Front.of(f), d["db"] is not None, s3, lb,
-                   health, https, d.get("pipeline", True))
+                   health, https, d.get("pipeline", True), sg)
 
     @property
     def app_address(self) -> str:

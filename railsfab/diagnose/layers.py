@@ -1,13 +1,15 @@
 """The diagnosis layers, one object each, in the order a request crosses them.
 
 Each layer names its checks in the order they are tried (see `base.Layer`): the first fault
-found is the layer's verdict, exactly as one if/elif chain would decide.
+found is the layer's verdict, exactly as one if/elif chain would decide. The layers read by
+the controller from AWS (S3, load balancer, security groups) are in `cloud`.
 """
 
 from __future__ import annotations
 
 from railsfab import verify
 from railsfab.diagnose.base import Context, Finding, Layer, last
+from railsfab.diagnose.cloud import S3, LoadBalancer, SecurityGroups
 
 LAYERS = (
     "network",
@@ -20,6 +22,7 @@ LAYERS = (
     "database",
     "S3",
     "load balancer",
+    "security groups",
 )
 
 
@@ -330,52 +333,5 @@ class Database(Layer):
         return "reachable on its port"
 
 
-# --- S3 and the load balancer: read by the controller (ctx), not by the probe -------------
-
-def s3_round_trip_failed(d: dict, ctx: Context) -> Finding | None:
-    s3 = ctx.s3
-    if s3.get("error"):
-        return (f"round trip to {s3['bucket']} failed: {s3['error']}",
-                "check the bucket exists (fab aws.provision) and the instance role")
-    return None
-
-
-class S3(Layer):
-    name = "S3"
-    checks = (s3_round_trip_failed,)
-
-    def applies(self, ctx):
-        return ctx.s3 is not None
-
-    def skip_reason(self, ctx):
-        return "no bucket configured"
-
-    def healthy(self, d, ctx):
-        return f"put/get/delete on {ctx.s3['bucket']}"
-
-
-def target_unhealthy(d: dict, ctx: Context) -> Finding | None:
-    lb = ctx.lb
-    if lb.get("state") != "healthy":
-        return (f"target {lb.get('id')} is {lb.get('state')} {lb.get('reason') or ''}".strip(),
-                "fab deploy registers it; an unhealthy target means the health path fails "
-                "from the ALB: check the app security group allows 80 from the ALB")
-    return None
-
-
-class LoadBalancer(Layer):
-    name = "load balancer"
-    checks = (target_unhealthy,)
-
-    def applies(self, ctx):
-        return ctx.lb is not None
-
-    def skip_reason(self, ctx):
-        return "no target group configured"
-
-    def healthy(self, d, ctx):
-        return f"target {ctx.lb['id']} healthy"
-
-
 ALL: tuple[Layer, ...] = (Network(), Nginx(), SiteConfig(), Socket(), AppServer(), RailsApp(),
-                          Assets(), Database(), S3(), LoadBalancer())
+                          Assets(), Database(), S3(), LoadBalancer(), SecurityGroups())

@@ -1,12 +1,12 @@
-"""Reading a host for `fab check`: the on-host probe in one SSH round trip, and S3's round
-trip from the controller."""
+"""Reading a host for `fab check`: the on-host probe in one SSH round trip; S3's round trip
+and the instances' security groups from the controller."""
 
 from __future__ import annotations
 
 import json
 
 from railsfab import onhost, remote
-from railsfab.inventory import Inventory
+from railsfab.inventory import Host, Inventory
 from railsfab.paths import Paths
 
 PROGRAM = ("dblogin.py", "check.py")  # check.py's database layer logs in with dblogin.login
@@ -49,11 +49,22 @@ def probe(conn, inv: Inventory, paths: Paths) -> dict:
 
 
 def s3_round_trip(inv: Inventory) -> dict:
-    """Put, read back and delete a small object in the stage's bucket."""
+    """Put, read back and delete a small object in the stage's bucket (only ask for the
+    bucket when its policy keeps the controller out)."""
     from railsfab import aws
 
-    bucket = inv.stage.aws.bucket
+    a = inv.stage.aws
+    bucket = a.bucket
     s3 = aws.clients(inv).s3
+    if a.vpc_endpoint_only and a.apply_bucket_policy:
+        # The bucket policy denies object calls from outside the VPC endpoint, as this one
+        # is: only the bucket itself can be asked about from here.
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except Exception as exc:  # noqa: BLE001 - any failure is the evidence
+            return {"bucket": bucket, "error": str(exc)[:200]}
+        return {"bucket": bucket, "said": f"{bucket} exists; its objects are reachable only "
+                                          "through the VPC endpoint (not tried from here)"}
     key = "railsfab-check/probe.txt"
     try:
         s3.put_object(Bucket=bucket, Key=key, Body=b"railsfab check")
@@ -64,3 +75,42 @@ def s3_round_trip(inv: Inventory) -> dict:
     except Exception as exc:  # noqa: BLE001 - any failure is the evidence
         return {"bucket": bucket, "error": str(exc)[:200]}
     return {"bucket": bucket}
+
+
+def security_groups(inv: Inventory, hosts: list[Host]) -> dict[str, dict] | None:
+    """Each host's instance: its security groups with their ingress rules, beside the
+    stack's ALB and app groups, read from the controller in three EC2 calls. None when the
+    stage has no provisioned stack."""
+    from railsfab import aws, stack
+    from railsfab.instances import Instances
+
+    a = inv.stage.aws
+    out = stack.outputs(inv) if a.stack_name else {}
+    if not out.get("AppSecurityGroupId"):
+        return None
+    base = {"alb_sg": out.get("AlbSecurityGroupId"), "app_sg": out["AppSecurityGroupId"],
+            "admin_cidr": a.admin_cidr, "ssh_anywhere_allowed": a.allow_ssh_from_anywhere}
+    c = aws.clients(inv)
+    ec2 = c.ec2
+    try:
+        found = Instances(inv, c)
+        ids = {h.name: found.id(h) for h in hosts}
+        known = sorted({i for i in ids.values() if i})
+        instances = {i["InstanceId"]: i for r in (ec2.describe_instances(
+            InstanceIds=known)["Reservations"] if known else []) for i in r["Instances"]}
+        gids = sorted({g["GroupId"] for i in instances.values()
+                       for g in i.get("SecurityGroups", [])})
+        groups = {g["GroupId"]: g for g in (ec2.describe_security_groups(
+            GroupIds=gids)["SecurityGroups"] if gids else [])}
+    except Exception as exc:  # noqa: BLE001 - the layer reports it as the evidence
+        return {h.name: {**base, "error": str(exc)[:200]} for h in hosts}
+    result = {}
+    for h in hosts:
+        inst = instances.get(ids[h.name] or "")
+        if inst is None:
+            result[h.name] = {"skip": f"no EC2 instance found for {h.address}: its security "
+                                      "groups cannot be read (set its instance_id)"}
+            continue
+        result[h.name] = {**base, "instance": inst["InstanceId"], "groups": [
+            groups[g["GroupId"]] for g in inst.get("SecurityGroups", []) if g["GroupId"] in groups]}
+    return result

@@ -163,8 +163,14 @@ def test_puma_alone_stopped_names_the_puma_unit():
 
 # --- the layer objects --------------------------------------------------------------------
 
+SG_OK = {"instance": "i-1", "alb_sg": "sg-alb", "app_sg": "sg-app", "admin_cidr": "10.0.0.0/8",
+         "groups": [{"GroupId": "sg-app", "GroupName": "app", "IpPermissions": [
+             {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80,
+              "UserIdGroupPairs": [{"GroupId": "sg-alb"}]},
+             {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+              "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}]}]}
 FULL = dict(workers=2, deploy_user="deploy", s3={"bucket": "b"},
-            lb={"id": "i-1", "state": "healthy"})
+            lb={"id": "i-1", "state": "healthy"}, sg=SG_OK)
 BARE_SKIPS = {  # what a stage without nginx, database, bucket or target group skips, and why
     "nginx": "no nginx in this stage: puma answers on :3000 itself",
     "site config": "no nginx in this stage: puma answers on :3000 itself",
@@ -172,6 +178,7 @@ BARE_SKIPS = {  # what a stage without nginx, database, bucket or target group s
     "database": "no DATABASE_HOST in the env file",
     "S3": "no bucket configured",
     "load balancer": "no target group configured",
+    "security groups": "no stack provisioned: no security groups to check",
 }
 
 

@@ -3,6 +3,7 @@ and health check, with and without HTTPS at the ALB."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,73 @@ def test_the_app_servers_still_take_only_http_from_the_alb(tmp_path):
         "Resources"]["AppSecurityGroup"]
     ports = [r["FromPort"] for r in app_sg["Properties"]["SecurityGroupIngress"]]
     assert ports == [80, 22]
+
+
+def endpoint_statements(t: dict) -> dict[str, dict]:
+    policy = t["Resources"]["S3Endpoint"]["Properties"]["PolicyDocument"]
+    assert policy["Version"] == "2012-10-17"
+    return {s["Sid"]: s for s in policy["Statement"]}
+
+
+def test_the_s3_endpoint_reaches_only_the_stages_bucket(tmp_path):
+    st = endpoint_statements(rendered(tmp_path))
+    objects, listing = st["StageBucketsObjects"], st["StageBucketsList"]
+    assert objects["Effect"] == listing["Effect"] == "Allow"
+    assert objects["Action"] == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    assert objects["Resource"] == ["arn:aws:s3:::shop-up/*"]
+    assert (listing["Action"], listing["Resource"]) == (["s3:ListBucket"],
+                                                        ["arn:aws:s3:::shop-up"])
+    assert set(st) == {"StageBucketsObjects", "StageBucketsList"}  # nothing else: no "*"
+
+
+def test_endpoint_buckets_extend_the_endpoint_policy(tmp_path):
+    st = endpoint_statements(rendered(tmp_path, endpoint_buckets=[
+        "al2023-repos-ap-northeast-1-de612dc2", "shop.logs"]))
+    assert st["StageBucketsObjects"]["Resource"] == [
+        "arn:aws:s3:::shop-up/*", "arn:aws:s3:::al2023-repos-ap-northeast-1-de612dc2/*",
+        "arn:aws:s3:::shop.logs/*"]
+    assert st["StageBucketsList"]["Resource"] == [
+        "arn:aws:s3:::shop-up", "arn:aws:s3:::al2023-repos-ap-northeast-1-de612dc2",
+        "arn:aws:s3:::shop.logs"]
+
+
+def test_the_rendered_endpoint_policy_is_the_one_provision_checks(tmp_path):
+    """The template and the step after the stack (the sandbox's engine loses the endpoint's
+    policy on an update) use one document."""
+    rendered(tmp_path, endpoint_buckets=["extra-bucket"])
+    inv = inventory.load(tmp_path / "hosts.yaml")
+    t = yaml.load(stack.template(inv), CfnLoader)
+    assert t["Resources"]["S3Endpoint"]["Properties"]["PolicyDocument"] == \
+        stack.endpoint_policy(inv)
+
+
+def test_a_policy_read_back_compares_equal_whatever_the_list_shape():
+    doc = {"Statement": [{"Action": ["s3:GetObject"], "Resource": ["a", "b"]}]}
+    same = {"Statement": [{"Action": "s3:GetObject", "Resource": ["a", "b"]}]}
+    assert stack._canon(doc) == stack._canon(same)
+    assert stack._canon(doc) != stack._canon({"Statement": [{"Action": "s3:GetObject",
+                                                             "Resource": ["a"]}]})
+
+
+def test_the_endpoint_policy_is_put_back_once_and_then_left_alone(tmp_path, monkeypatch):
+    """What provision does after the stack: the sandbox's engine keeps the endpoint's policy
+    unparsed, or the endpoint's default (everything) after losing it on an update."""
+    from moto import mock_aws
+
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(k, "testing")
+    rendered(tmp_path)
+    inv = inventory.load(tmp_path / "hosts.yaml")
+    with mock_aws():
+        import boto3
+
+        ec2 = boto3.client("ec2", region_name="ap-northeast-1")
+        vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+        rt = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+        vpce = ec2.create_vpc_endpoint(VpcId=vpc, ServiceName="com.amazonaws.ap-northeast-1.s3",
+                                       RouteTableIds=[rt])["VpcEndpoint"]["VpcEndpointId"]
+        policy = stack.endpoint_policy(inv)
+        assert stack._ensure_endpoint_policy(ec2, vpce, policy) is True
+        assert stack._ensure_endpoint_policy(ec2, vpce, policy) is False
+        stored = ec2.describe_vpc_endpoints(VpcEndpointIds=[vpce])["VpcEndpoints"][0]
+        assert json.loads(stored["PolicyDocument"]) == policy

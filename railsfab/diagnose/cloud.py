@@ -1,0 +1,157 @@
+"""The layers `fab check` reads from AWS on the controller (the probe's data plays no part):
+the S3 round trip, the host's target in the load balancer, and the security groups of the
+host's instance."""
+
+from __future__ import annotations
+
+from railsfab.diagnose.base import Context, Finding, Layer
+
+
+def s3_round_trip_failed(d: dict, ctx: Context) -> Finding | None:
+    s3 = ctx.s3
+    if s3.get("error"):
+        return (f"round trip to {s3['bucket']} failed: {s3['error']}",
+                "check the bucket exists (fab aws.provision) and the instance role")
+    return None
+
+
+class S3(Layer):
+    name = "S3"
+    checks = (s3_round_trip_failed,)
+
+    def applies(self, ctx):
+        return ctx.s3 is not None
+
+    def skip_reason(self, ctx):
+        return "no bucket configured"
+
+    def healthy(self, d, ctx):
+        return ctx.s3.get("said") or f"put/get/delete on {ctx.s3['bucket']}"
+
+
+def target_unhealthy(d: dict, ctx: Context) -> Finding | None:
+    lb = ctx.lb
+    if lb.get("state") != "healthy":
+        return (f"target {lb.get('id')} is {lb.get('state')} {lb.get('reason') or ''}".strip(),
+                "fab deploy registers it; an unhealthy target means the health path fails "
+                "from the ALB: check the app security group allows 80 from the ALB")
+    return None
+
+
+class LoadBalancer(Layer):
+    name = "load balancer"
+    checks = (target_unhealthy,)
+
+    def applies(self, ctx):
+        return ctx.lb is not None
+
+    def skip_reason(self, ctx):
+        return "no target group configured"
+
+    def healthy(self, d, ctx):
+        return f"target {ctx.lb['id']} healthy"
+
+
+
+
+# --- security groups: only the ALB reaches :80, nobody in the world reaches :22 -----------
+
+def _covers(perm: dict, port: int) -> bool:
+    proto = str(perm.get("IpProtocol"))
+    if proto in ("-1", "all"):
+        return True
+    return proto in ("tcp", "6") and perm.get("FromPort", 0) <= port <= perm.get("ToPort", 0)
+
+
+def _sources(perm: dict) -> list[tuple[str, str]]:
+    """Who a rule lets in, as (how the AWS CLI names that kind of source, the source)."""
+    return ([("--cidr", r["CidrIp"]) for r in perm.get("IpRanges", [])]
+            + [("ipv6", r["CidrIpv6"]) for r in perm.get("Ipv6Ranges", [])]
+            + [("prefix list", p["PrefixListId"]) for p in perm.get("PrefixListIds", [])]
+            + [("--source-group", g["GroupId"]) for g in perm.get("UserIdGroupPairs", [])])
+
+
+def _rules(sg: dict, port: int):
+    for g in sg["groups"]:
+        for perm in g.get("IpPermissions", []):
+            if _covers(perm, port):
+                for kind, source in _sources(perm):
+                    yield g, perm, kind, source
+
+
+def _revoke(g: dict, perm: dict, kind: str, source: str) -> str:
+    gid = g["GroupId"]
+    if kind not in ("--cidr", "--source-group"):
+        return f"remove the rule that lets {source} in from security group {gid}"
+    proto = str(perm.get("IpProtocol"))
+    if proto in ("-1", "all"):
+        what = "--protocol all"
+    else:
+        low, high = perm["FromPort"], perm["ToPort"]
+        what = f"--protocol {proto} --port {low}" + (f"-{high}" if high != low else "")
+    return f"aws ec2 revoke-security-group-ingress --group-id {gid} {what} {kind} {source}"
+
+
+def _named(g: dict) -> str:
+    return f"{g['GroupId']} ({g.get('GroupName', '?')})"
+
+
+def sg_unreadable(d: dict, ctx: Context) -> Finding | None:
+    if ctx.sg.get("error"):
+        return (f"could not read the instance's security groups: {ctx.sg['error']}",
+                "the checking identity needs ec2:DescribeInstances and "
+                "ec2:DescribeSecurityGroups")
+    return None
+
+
+def http_beyond_the_alb(d: dict, ctx: Context) -> Finding | None:
+    sg = ctx.sg
+    alb = sg["alb_sg"]
+    found = [r for r in _rules(sg, 80) if r[2:] != ("--source-group", alb)]
+    if not found:
+        return None
+    said = ", ".join(dict.fromkeys(f"{src} through {_named(g)}" for g, _, _, src in found))
+    return (f":80 of {sg['instance']} is open to {said}, not only to the ALB's group {alb}: "
+            "requests can go around the load balancer",
+            f"{_revoke(*found[0])} (or detach that group from {sg['instance']}); only the "
+            f"ALB's group {alb} may reach :80")
+
+
+def ssh_from_anywhere(d: dict, ctx: Context) -> Finding | None:
+    sg = ctx.sg
+    if sg.get("ssh_anywhere_allowed"):
+        return None
+    found = [r for r in _rules(sg, 22) if r[3] in ("0.0.0.0/0", "::/0")]
+    if not found:
+        return None
+    g, _, _, src = found[0]
+    return (f":22 (SSH) of {sg['instance']} is open to {src} through {_named(g)}",
+            f"{_revoke(*found[0])}; SSH should come from aws.admin_cidr "
+            f"({sg.get('admin_cidr') or 'your network'}) only")
+
+
+def app_group_missing(d: dict, ctx: Context) -> Finding | None:
+    sg = ctx.sg
+    ids = [g["GroupId"] for g in sg["groups"]]
+    if sg["app_sg"] not in ids:
+        return (f"the stack's app security group {sg['app_sg']} is not attached to "
+                f"{sg['instance']} (it has {', '.join(ids) or 'none'})",
+                "fab deploy attaches it (step 'sg + profile')")
+    return None
+
+
+class SecurityGroups(Layer):
+    name = "security groups"
+    checks = (sg_unreadable, http_beyond_the_alb, ssh_from_anywhere, app_group_missing)
+
+    def applies(self, ctx):
+        return ctx.sg is not None and not ctx.sg.get("skip")
+
+    def skip_reason(self, ctx):
+        return ctx.sg["skip"] if ctx.sg else "no stack provisioned: no security groups to check"
+
+    def healthy(self, d, ctx):
+        sg = ctx.sg
+        ssh = [src for _, _, _, src in _rules(sg, 22)]
+        return (f"{sg['instance']}: :80 only from the ALB's group {sg['alb_sg']}"
+                + (f", :22 from {', '.join(dict.fromkeys(ssh))}" if ssh else ""))
