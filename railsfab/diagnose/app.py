@@ -98,9 +98,8 @@ def boot_fix(d: dict, ctx: Context) -> str:
     srv, p = d["server"], ctx.paths
     err = srv.get("error")
     restart = f"sudo systemctl restart {p.unit_name}"
-    unit = srv.get("unit") or {}
-    if not err:
-        stopped = unit.get("Result", "success") == "success" and srv["active"] == "inactive"
+    if not err:  # stopped, and nothing it logged says it cannot start
+        stopped = srv["active"] in ("inactive", "failed")
         return f"sudo systemctl start {p.unit_name}" if stopped else ""
     missing = missing_env(err["line"], srv.get("env_keys", []))
     if missing:
