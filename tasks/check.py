@@ -43,7 +43,7 @@ def check(c, stage=None, only=None, json=False):
             lb = {"id": tid, **health.get(tid, {"state": "not registered"})}
         return diagnose.evaluate(data, workers=app.workers, deploy_user=app.deploy_user,
                                  health=app.health_path, https=inv.stage.https,
-                                 paths=paths, s3=s3, lb=lb)
+                                 paths=paths, s3=s3, lb=lb, host=host.name)
 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         results = dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))

@@ -31,10 +31,10 @@ __all__ = ["LAYERS", "NOT_DEPLOYED", "Verdict", "as_json", "evaluate", "first_br
 
 def evaluate(d: dict, *, workers: int, deploy_user: str, paths: Paths,
              s3: dict | None = None, lb: dict | None = None, health: str = "/up",
-             https: bool = False) -> list[Verdict]:
+             https: bool = False, host: str = "") -> list[Verdict]:
     """Pure: the probe's data -> one verdict per layer, in order."""
     ctx = Context.of(d, workers=workers, deploy_user=deploy_user, paths=paths, s3=s3, lb=lb,
-                     health=health, https=https)
+                     health=health, https=https, host=host)
     if not deployed(d):
         return undeployed(d, ctx)
     verdicts = [layer.judge(d, ctx) for layer in ALL]

@@ -32,6 +32,21 @@ def db_login_refused(d: dict, ctx: Context) -> Finding | None:
             "the secrets file: they must match the database user's; then `fab deploy`")
 
 
+def migrations_pending(d: dict, ctx: Context) -> Finding | None:
+    """The release's migrations that schema_migrations does not list: its code expects a
+    schema the database does not have yet."""
+    m = d["db"].get("migrations") or {}
+    if not m.get("count"):
+        return None
+    release = ((d.get("release") or {}).get("ledger") or {}).get("id", "current")
+    err = db_error(d)
+    only = f" --only {ctx.host}" if ctx.host else ""
+    return (f"{m['count']} migration(s) of release {release} have not run on "
+            f"{d['db'].get('where', 'the database')}: {', '.join(m['pending'])}"
+            + (f"; / answers {d['http']['root']['code']}: {err}" if err else ""),
+            f"fab rails{only} -- db:migrate (runs them from this host's release)")
+
+
 def db_errors_break_app(d: dict, ctx: Context) -> Finding | None:
     err = db_error(d)
     if d["http"]["root"]["code"] == "500" and err:
@@ -41,7 +56,7 @@ def db_errors_break_app(d: dict, ctx: Context) -> Finding | None:
 
 class Database(Layer):
     name = "database"
-    checks = (db_unreachable, db_login_refused, db_errors_break_app)
+    checks = (db_unreachable, db_login_refused, migrations_pending, db_errors_break_app)
 
     def applies(self, ctx):
         return ctx.database

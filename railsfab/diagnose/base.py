@@ -64,14 +64,15 @@ class Context:
     health: str = "/up"  # the app's health path
     https: bool = False  # clients come through TLS (the probe sent X-Forwarded-Proto)
     pipeline: bool = True  # the release has an asset pipeline
+    host: str = ""  # its name in hosts.yaml (for a fix that runs a command on it alone)
 
     @classmethod
     def of(cls, d: dict, *, workers: int, deploy_user: str, paths: Paths,
            s3: dict | None = None, lb: dict | None = None, health: str = "/up",
-           https: bool = False) -> Context:
+           https: bool = False, host: str = "") -> Context:
         f = d.get("front") or NGINX_FRONT
         return cls(paths, workers, deploy_user, Front.of(f), d["db"] is not None, s3, lb,
-                   health, https, d.get("pipeline", True))
+                   health, https, d.get("pipeline", True), host)
 
     @property
     def app_address(self) -> str:

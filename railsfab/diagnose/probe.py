@@ -9,8 +9,8 @@ from railsfab import onhost, remote
 from railsfab.inventory import Inventory
 from railsfab.paths import LINKED_DIRS, Paths
 
-# one program: check.py calls the others (dblogin.login, check_sys, check_app)
-PROGRAM = ("dblogin.py", "check_sys.py", "check_app.py", "check.py")
+# one program: check.py calls the others (dblogin.login and its dbquery, check_sys, check_app)
+PROGRAM = ("dblogin.py", "dbquery.py", "check_sys.py", "check_app.py", "check.py")
 
 
 def params(inv: Inventory, paths: Paths) -> dict:

@@ -1,7 +1,7 @@
 """`fab check`'s probe: read one host's layers as root and print them as one JSON document.
 
 It runs on the host, not on the controller: `railsfab.diagnose.probe` sends the text of
-dblogin.py, check_sys.py, check_app.py and this file as one program, followed by one line
+dblogin.py, dbquery.py, check_sys.py, check_app.py and this file as one program, then a line
 `main(json.loads(<params as a JSON string literal>))`, to `sudo -n python3 -`. So it uses
 the standard library only (a bare Debian host has python3 and nothing else), nothing runs
 at import, and no two of these files define the same top-level name (they share one
@@ -54,6 +54,7 @@ try:  # on the host, the other files' text comes first in the same program
         unit_state,
     )
     from railsfab.onhost.dblogin import login
+    from railsfab.onhost.dbquery import question
 except ImportError:  # pragma: no cover
     pass
 
@@ -159,19 +160,37 @@ def asset_pipeline(release: str) -> bool:
 DEFAULT_PORTS = {"mysql2": 3306, "trilogy": 3306, "postgresql": 5432}
 
 
-def database(env: dict[str, str], adapter: str) -> dict | None:
+def database(env: dict[str, str], adapter: str, release: str) -> dict | None:
     """A login with the app's own credentials from the env file (the login's stage and the
-    server's words when it fails); None when the env file names no DATABASE_HOST."""
+    server's words when it fails), and in its session which of the release's migrations
+    have run; None when the env file names no DATABASE_HOST."""
     host = env.get("DATABASE_HOST")
     if not host:
         return None
     port = int(env.get("DATABASE_PORT") or DEFAULT_PORTS.get(adapter, 3306))
     result = login(adapter, host, port, env.get("DATABASE_USERNAME", ""),
-                   env.get("DATABASE_PASSWORD", ""), env.get("DATABASE_NAME", ""))
+                   env.get("DATABASE_PASSWORD", ""), env.get("DATABASE_NAME", ""),
+                   after=question(adapter))
+    answer = result.pop("answer", None)
     reachable = result.get("ok") or result.get("stage") != "connect"
     return {"reachable": bool(reachable), "error": result.get("error"), "login": result,
             "where": f"{env.get('DATABASE_USERNAME', '')}@{host}:{port}/"
-                     f"{env.get('DATABASE_NAME', '')}"}
+                     f"{env.get('DATABASE_NAME', '')}",
+            "migrations": migrations(release, answer) if result.get("ok") else None}
+
+
+def migrations(release: str, answer: dict | None) -> dict:
+    """The release's migration files whose version schema_migrations does not list."""
+    try:
+        files = sorted(f for f in os.listdir(release + "/db/migrate") if f.endswith(".rb"))
+    except OSError:
+        files = []
+    if not answer or "rows" not in answer:
+        return {"files": len(files), "error": (answer or {}).get("error", "not asked")}
+    ran = {row[0] for row in answer["rows"] if row}
+    pending = [f for f in files if f.split("_", 1)[0].isdigit() and f.split("_", 1)[0] not in ran]
+    return {"files": len(files), "ran": len(ran), "pending": pending[:10],
+            "count": len(pending)}
 
 
 def is_socket(path: str) -> bool | None:
@@ -286,7 +305,7 @@ def main(P: dict) -> None:
                 "listeners": pool.submit(listening, P), "host": pool.submit(host_state, P),
                 "release": pool.submit(release_state, P),
                 "db": pool.submit(database, read_env(P["env_file"]),
-                                  P.get("adapter", "mysql2"))}
+                                  P.get("adapter", "mysql2"), P["current"])}
         asked = requests(P, pool, rid)
         got = {k: f.result() for k, f in slow.items()}
     n, srv, sock, listeners = got["nginx"], got["server"], P["socket"], got["listeners"]

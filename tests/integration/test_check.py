@@ -24,6 +24,7 @@ CONF = "/srv/sample/shared/config/unicorn.rb"
 LOG = "/srv/sample/shared/log"
 CURRENT = "/srv/sample/current"
 VIEW = f"{CURRENT}/app/views/photos/index.html.erb"
+MIGRATION = f"{CURRENT}/db/migrate/20990101000000_add_caption_to_photos.rb"
 WORKERS = f"$(ps --ppid $(cat {PID}) -o pid=)"
 # a command that may fail because of the fault it completes (a restart that cannot start)
 MAY_FAIL = " || true"
@@ -165,6 +166,16 @@ FAULTS = {
         f"(systemctl restart {UNIT}{MAY_FAIL})",
         f"chown -R deploy:deploy {LOG} && chmod 750 {LOG} && chmod 640 {LOG}/*; {RESTART}",
         "release", f"may not write {LOG}", f"chown deploy {LOG}"),
+    # what a deploy whose migrate did not run leaves: code that needs a column, and the
+    # migration that adds it, which schema_migrations does not list
+    "a migration left pending": Fault(
+        f"printf '%s\\n' 'class AddCaptionToPhotos < ActiveRecord::Migration[6.1]' '  def change'"
+        f" '    add_column :photos, :caption, :string' '  end' 'end' > {MIGRATION} && "
+        f"cp {VIEW} /root/rf-view && sed -i '1i <% Photo.where(caption: nil).count %>' {VIEW}"
+        f" && systemctl restart {UNIT}",
+        f"rm {MIGRATION} && cp /root/rf-view {VIEW} && rm /root/rf-view; {RESTART}",
+        "database", "20990101000000_add_caption_to_photos.rb",
+        "fab rails --only web2 -- db:migrate"),
     "the database refuses the app's password": Fault(
         f"cp {ENV} /root/rf-env && sed -i \"s/^DATABASE_PASSWORD=.*/DATABASE_PASSWORD='wrong'/\""
         f" {ENV} && (systemctl restart {UNIT}{MAY_FAIL})",

@@ -22,7 +22,7 @@ RID = HEALTHY["requests"]["id"]
 def verdicts(mutate, **kw):
     d = copy.deepcopy(HEALTHY)
     mutate(d)
-    return evaluate(d, workers=2, deploy_user="deploy", paths=PATHS, **kw)
+    return evaluate(d, workers=2, deploy_user="deploy", paths=PATHS, host="web2", **kw)
 
 
 def stray(pid=4242, cmd="python3 -m http.server 80", unit="stray.service", user="root"):
@@ -172,6 +172,14 @@ def db_refuses_and_app_cannot_boot(d):
                "login": {"ok": False, "stage": "auth", "error": "Access denied for user"}}
 
 
+def migration_pending(d):
+    d["db"]["migrations"] = {"files": 3, "ran": 2, "pending": ["20990101000000_add_x.rb"],
+                             "count": 1}
+    raised_in_a_view(d)
+    d["requests"]["rails"][2] = (f"[{RID}-root] ActionView::Template::Error (Mysql2::Error: "
+                                 "Unknown column 'photos.x' in 'WHERE'):")
+
+
 @pytest.mark.parametrize("mutate, layer, evidence, fix", [
     (secret_missing, "app server", "Missing `secret_key_base`",
      f"SECRET_KEY_BASE is not set in {ENV}"),
@@ -201,6 +209,8 @@ def db_refuses_and_app_cannot_boot(d):
      "app/views/photos/index.html.erb:1"),
     (db_refuses_and_app_cannot_boot, "database", "refuses the app's credentials",
      "DATABASE_PASSWORD"),
+    (migration_pending, "database", "have not run on itest@10.238.1.20:3306/itest_production: "
+     "20990101000000_add_x.rb; / answers 500", "fab rails --only web2 -- db:migrate"),
 ])
 def test_the_cause_its_evidence_and_a_fix_from_the_evidence(mutate, layer, evidence, fix):
     vs = verdicts(mutate)
