@@ -32,6 +32,7 @@ def params(inv: Inventory, paths: Paths) -> dict:
         "alb_host": "railsfab-check.elb.amazonaws.com",
         "app_log": f"{paths.shared}/log/{app.rails_env}.log",
         "server_log": paths.server_log,
+        "server_stdout": paths.server_stdout,
         "deploy_user": app.deploy_user,
         "deploy_to": paths.deploy_to,
         "shared": paths.shared,

@@ -299,7 +299,10 @@ def requests(P: dict, pool: ThreadPoolExecutor, rid: str) -> dict:
 def main(P: dict) -> None:
     """Print the host's state as the JSON document `railsfab.diagnose` reads."""
     rid = "railsfab-check-" + os.urandom(6).hex()
-    before = {"nginx": size(NGINX_LOG), "app": size(P["app_log"])}
+    # Rails logs to production.log, or (RAILS_LOG_TO_STDOUT, Rails >= 7.1) to the server's
+    # stdout log
+    logs = [P["app_log"], P.get("server_stdout", P["app_log"])]
+    before = {"nginx": size(NGINX_LOG), **{log: size(log) for log in logs}}
     with ThreadPoolExecutor(max_workers=12) as pool:
         slow = {"nginx": pool.submit(nginx_state), "server": pool.submit(server, P),
                 "listeners": pool.submit(listening, P), "host": pool.submit(host_state, P),
@@ -335,7 +338,8 @@ def main(P: dict) -> None:
         "rails_env": P["rails_env"],
         "db": got["db"],
         "requests": {"id": rid, "nginx": lines_of(NGINX_LOG, before["nginx"], "127.0.0.1"),
-                     "rails": lines_of(P["app_log"], before["app"], rid)},
+                     "rails": [line for log in dict.fromkeys(logs)
+                               for line in lines_of(log, before[log], rid)]},
         "logs": {"nginx": tail_bytes(NGINX_LOG, 4096)[0][-15:],
                  "app": tail_bytes(P["app_log"])[0][-40:], "server": srv["log"][-15:]},
     }))
