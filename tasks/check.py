@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from invoke import Exit
+from rich.markup import escape
 from rich.table import Table
 
 from railsfab import diagnose, remote, rolling
@@ -58,7 +59,8 @@ def check(c, stage=None, only=None, json=False):
             for col in ("layer", "status", "detail"):
                 table.add_column(col)
             for v in verdicts:
-                table.add_row(v.layer, f"[{STYLE[v.status]}]{v.status}[/]", v.detail)
+                # evidence is quoted text ("[emerg]", "[request-id]"), not markup
+                table.add_row(v.layer, f"[{STYLE[v.status]}]{v.status}[/]", escape(v.detail))
             rep.console.print(table)
             rep.console.print(summary(host, verdicts, bad[host]))
     if any(bad.values()):
@@ -70,11 +72,12 @@ def summary(host: str, verdicts: list[diagnose.Verdict], bad: diagnose.Verdict |
     and the broken layers that follow from it."""
     if bad is None:
         return f"[green]✓ {host}: all layers healthy[/]"
-    fix = f"  fix: {bad.fix}" if bad.fix else "  fix: none the evidence shows"
+    fix = f"  fix: {escape(bad.fix)}" if bad.fix else "  fix: none the evidence shows"
     if bad.status != "FAIL":
-        return f"[yellow]○ {host}: {bad.status} yet[/]\n  {bad.detail}\n{fix}"
+        return f"[yellow]○ {host}: {bad.status} yet[/]\n  {escape(bad.detail)}\n{fix}"
     then = [v.layer for v in verdicts if v.role == "consequence"]
-    return (f"[bold red]✗ {host}: first broken layer: {bad.layer}[/]\n  {bad.detail}\n{fix}"
+    return (f"[bold red]✗ {host}: first broken layer: {bad.layer}[/]\n  {escape(bad.detail)}\n"
+            f"{fix}"
             + (f"\n  then broken (consequences): {', '.join(then)}" if then else ""))
 
 

@@ -9,7 +9,6 @@ from railsfab import verify
 from railsfab.diagnose.base import Context, Finding, Layer, last
 from railsfab.diagnose.evidence import (
     app_location,
-    back_or_deploy,
     denial,
     grant,
     holder,
@@ -40,9 +39,10 @@ def current_dangling(d: dict, ctx: Context) -> Finding | None:
     if not r.get("link") or r.get("exists"):
         return None
     rels = ", ".join(f"{x['id']} ({x['state']})" for x in r.get("releases", [])) or "none"
+    # not fab rollback: its restart needs the running master this leaves none of
     return (f"{ctx.paths.current} -> {r['link']}, which does not exist (releases on the host: "
-            f"{rels})", f"{back_or_deploy(d)} (points {ctx.paths.current} at a release "
-                        "that exists and restarts the app server)")
+            f"{rels})", f"fab deploy (uploads a release, points {ctx.paths.current} at it and "
+                        "starts the app server)")
 
 
 def shared_dir_unusable(d: dict, ctx: Context) -> Finding | None:

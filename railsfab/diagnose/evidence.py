@@ -71,7 +71,7 @@ def denial(denied: dict) -> str:
 def unit_summary(u: dict) -> str:
     """"activating (auto-restart), last result exit-code (status 1), restarted 3 times"."""
     state = u.get("ActiveState") or "missing"
-    if u.get("SubState") and u.get("SubState") not in ("dead", "running"):
+    if u.get("SubState") not in (None, "", "dead", "running", u.get("ActiveState")):
         state += f" ({u['SubState']})"
     bits = [state]
     if u.get("Result") not in (None, "", "success"):
@@ -116,11 +116,6 @@ def previous_good(d: dict) -> str | None:
     good = [r["id"] for r in (d.get("release") or {}).get("releases", [])
             if r.get("state") == "good" and not current.endswith("/" + r["id"])]
     return good[-1] if good else None
-
-
-def back_or_deploy(d: dict) -> str:
-    prev = previous_good(d)
-    return f"fab rollback --to {prev}" if prev else "fab deploy"
 
 
 def or_go_back(d: dict) -> str:

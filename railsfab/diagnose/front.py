@@ -124,7 +124,8 @@ def nginx_not_running(d: dict, ctx: Context) -> Finding | None:
         return None
     root = d["http"]["root"]["code"]
     if others:
-        port = f":80 is held by {holder(others[0])}, which answers / with {root}"
+        said = f"answers / with {root}" if root != "000" else "does not answer HTTP on it"
+        port = f":80 is held by {holder(others[0])}, which {said}"
     elif not n["listen80"]:
         port = "nothing listens on :80 (connection refused)"
     else:

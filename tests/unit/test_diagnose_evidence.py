@@ -201,8 +201,8 @@ def migration_pending(d):
     (oom_killed, "host", "Out of memory: Killed process 11021", "lower app.workers (2)"),
     (oom_under_unit_limit, "host", "its cgroup counts 2 OOM kills",
      "MemoryMax=268435456"),
-    (release_removed, "release", "which does not exist",
-     "fab rollback --to 20260101000000"),
+    (release_removed, "release", "which does not exist (releases on the host: "
+     "20260101000000 (good))", "fab deploy"),
     (log_dir_root_owned, "release", "root:root 0755: deploy may not write or enter it",
      f"sudo chown deploy {LOG} (fab deploy"),
     (raised_in_a_view, "Rails app", "ActionView::Template::Error (boom)",
