@@ -114,10 +114,24 @@ def boot_fix(d: dict, ctx: Context) -> str:
             for need in (path.get("read") or {}, path["app_user"]):
                 if not need.get("ok", True):
                     return f"{grant(need)} && {restart}"
-    where = app_location([err["line"], *srv.get("log", [])])
+    where = app_location(backtrace(srv.get("log", []), err["line"]))
     if where:
         return f"the app fails as it boots, at {where}: fix it and fab deploy{or_go_back(d)}"
-    return f"what {err['source']} says needs fixing first; then {restart}"
+    return ""
+
+
+def backtrace(log: list[str], line: str) -> list[str]:
+    """The error line and the indented frames that follow it in the log (its backtrace:
+    the first frame in the app's own code is where the app called what failed)."""
+    at = next((i for i, ln in enumerate(log) if ln.strip()[:300] == line), None)
+    if at is None:
+        return [line]
+    frames = [line]
+    for ln in log[at + 1:]:
+        if not ln[:1].isspace():
+            break
+        frames.append(ln)
+    return frames
 
 
 def left_behind(d: dict, ctx: Context) -> list[dict]:

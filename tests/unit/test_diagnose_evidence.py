@@ -231,12 +231,25 @@ def test_what_the_cause_breaks_is_listed_as_its_consequences():
     assert next(v for v in vs if v.layer == "app server").blame == "database"
 
 
+def test_a_boot_error_in_the_apps_code_names_its_file_and_line():
+    def raises_in_an_initializer(d):
+        line = "/usr/lib/ruby/x.rb:5:in `fetch': key not found: :stripe (KeyError)"
+        app_server_failing(d, {"line": line, "source": PATHS.server_log, "paths": []})
+        rel = "/srv/sample/releases/1"
+        d["server"]["log"] = ["I, [x] INFO -- : Refreshing Gem list", line,
+                              f"\tfrom {rel}/config/initializers/pay.rb:3:in `<top>'",
+                              f"\tfrom {rel}/config/environment.rb:5:in `<top>'",
+                              "I, [y] INFO -- : next attempt"]
+    cause = first_broken(verdicts(raises_in_an_initializer))
+    assert cause.fix == ("the app fails as it boots, at config/initializers/pay.rb:3: fix it "
+                         "and fab deploy")
+
+
 def test_no_fix_when_the_evidence_shows_none():
     def unknown(d):
         app_server_failing(d, {"line": "something failed", "source": "x", "paths": []})
     cause = first_broken(verdicts(unknown))
-    assert cause.layer == "app server" and "sudo chmod" not in cause.fix
-    assert "SECRET" not in cause.fix and "fab deploy" not in cause.fix
+    assert (cause.layer, cause.fix) == ("app server", "")
 
     def bare_500(d):
         d["http"]["root"] = {"code": "500", "body": "", "location": ""}
