@@ -36,8 +36,17 @@ class TargetGroup:
         return {"Id": found, "Port": 80}
 
     def health(self) -> dict[str, str]:
-        return {t["Target"]["Id"]: t["TargetHealth"]["State"] for t in
-                self.c.elbv2.describe_target_health(TargetGroupArn=self.arn)
+        return {i: h["state"] for i, h in self.health_detail().items()}
+
+    def health_detail(self, targets: list[dict] | None = None) -> dict[str, dict]:
+        """Each target's state with AWS's reason code and description (why it is unhealthy,
+        unused, draining...). `targets`: ask about these, registered or not (an unregistered
+        one comes back "unused", Target.NotRegistered); default: the registered ones."""
+        kw = {"Targets": targets} if targets else {}
+        return {t["Target"]["Id"]: {"state": t["TargetHealth"]["State"],
+                                    "reason": t["TargetHealth"].get("Reason") or "",
+                                    "description": t["TargetHealth"].get("Description") or ""}
+                for t in self.c.elbv2.describe_target_health(TargetGroupArn=self.arn, **kw)
                 ["TargetHealthDescriptions"]}
 
     def _wait(self, waiter: str, targets: list[dict], limit: float) -> None:

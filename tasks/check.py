@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from invoke import Exit
+from rich.markup import escape
 from rich.table import Table
 
 from railsfab import diagnose, remote, rolling
@@ -13,7 +14,7 @@ from railsfab.paths import Paths
 from railsfab.report import Reporter
 from tasks._boundary import STAGE_HELP, command, load_stage
 
-STYLE = {"ok": "green", "FAIL": "bold red", "skip": "dim"}
+STYLE = {"ok": "green", "FAIL": "bold red", "skip": "dim", "not deployed": "yellow"}
 
 
 @command(name="check", help={"stage": STAGE_HELP,
@@ -26,9 +27,7 @@ def check(c, stage=None, only=None, json=False):
     paths = Paths.of(app)
     hosts = inv.hosts(role="web", only=only)
     s3 = diagnose.s3_round_trip(inv) if inv.stage.aws.bucket else None
-    tg = rolling.TargetGroup(inv) if (inv.stage.aws.stack_name or
-                                      inv.stage.aws.target_group_arn) else None
-    health = tg.health() if tg is not None and tg.configured else None
+    targets, health = lb_health(inv, hosts)
     sgs = diagnose.security_groups(inv, hosts)
 
     def one(host) -> list[diagnose.Verdict]:
@@ -42,16 +41,17 @@ def check(c, stage=None, only=None, json=False):
             conn.close()
         lb = None
         if health is not None:
-            tid = tg.target(host)["Id"]
-            lb = {"id": tid, "state": health.get(tid, "not registered")}
+            tid = targets[host.name]["Id"]
+            lb = {"id": tid, **health.get(tid, {"state": "not registered"})}
         return diagnose.evaluate(data, workers=app.workers, deploy_user=app.deploy_user,
                                  health=app.health_path, https=inv.stage.https,
-                                 paths=paths, s3=s3, lb=lb,
+                                 paths=paths, s3=s3, lb=lb, host=host.name,
                                  sg=None if sgs is None else sgs[host.name])
 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         results = dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))
-    broken = {h: diagnose.first_broken(vs) for h, vs in results.items()}
+    bad = {h: diagnose.first_broken(vs) or diagnose.not_deployed(vs)
+           for h, vs in results.items()}
     if json:
         print(diagnose.as_json(results))
     else:
@@ -61,13 +61,35 @@ def check(c, stage=None, only=None, json=False):
             for col in ("layer", "status", "detail"):
                 table.add_column(col)
             for v in verdicts:
-                table.add_row(v.layer, f"[{STYLE[v.status]}]{v.status}[/]", v.detail)
+                # evidence is quoted text ("[emerg]", "[request-id]"), not markup
+                table.add_row(v.layer, f"[{STYLE[v.status]}]{v.status}[/]", escape(v.detail))
             rep.console.print(table)
-            b = broken[host]
-            if b:
-                rep.console.print(f"[bold red]✗ {host}: first broken layer: {b.layer}[/]\n"
-                                  f"  {b.detail}\n  fix: {b.fix}")
-            else:
-                rep.console.print(f"[green]✓ {host}: all layers healthy[/]")
-    if any(broken.values()):
+            rep.console.print(summary(host, verdicts, bad[host]))
+    if any(bad.values()):
         raise Exit(code=1)
+
+
+def summary(host: str, verdicts: list[diagnose.Verdict], bad: diagnose.Verdict | None) -> str:
+    """The host's verdict: healthy, not deployed, or the cause with its evidence and fix
+    and the broken layers that follow from it."""
+    if bad is None:
+        return f"[green]✓ {host}: all layers healthy[/]"
+    fix = f"  fix: {escape(bad.fix)}" if bad.fix else "  fix: none the evidence shows"
+    if bad.status != "FAIL":
+        return f"[yellow]○ {host}: {bad.status} yet[/]\n  {escape(bad.detail)}\n{fix}"
+    then = [v.layer for v in verdicts if v.role == "consequence"]
+    return (f"[bold red]✗ {host}: first broken layer: {bad.layer}[/]\n  {escape(bad.detail)}\n"
+            f"{fix}"
+            + (f"\n  then broken (consequences): {', '.join(then)}" if then else ""))
+
+
+def lb_health(inv, hosts) -> tuple[dict, dict | None]:
+    """Each host's target and its health with AWS's reason, in one call; (_, None) when the
+    stage has no target group."""
+    if not (inv.stage.aws.stack_name or inv.stage.aws.target_group_arn):
+        return {}, None
+    tg = rolling.TargetGroup(inv)
+    if not tg.configured:
+        return {}, None
+    targets = {h.name: tg.target(h) for h in hosts}
+    return targets, tg.health_detail(list(targets.values()))

@@ -4,7 +4,8 @@ A layer that does not apply to the stage (`applies(ctx)` is false: no nginx in f
 bucket, no target group, no database, no stack) is reported as `skip` with its `skip_reason(ctx)`.
 Otherwise `verdict(probe, ctx)` runs its `checks` in order: each is a small named function
 of the probe's data and the context that returns (detail, fix) when it finds its fault, else
-None; the first fault found fails the layer, and when none is found the layer is ok.
+None; the first fault found fails the layer, and when none is found the layer is ok. A fix
+is "" when the evidence does not show what would help.
 """
 
 from __future__ import annotations
@@ -19,9 +20,15 @@ from railsfab.paths import Paths
 @dataclass
 class Verdict:
     layer: str
-    status: str  # ok | FAIL | skip
+    status: str  # ok | FAIL | skip | not deployed
     detail: str
     fix: str = ""
+    # the later layer the evidence puts the fault in (an app that cannot boot because the
+    # database refuses its login): that layer is the cause
+    blame: str = ""
+    # of the broken layers, the first in request order (unless it blames another broken
+    # one) is the "cause"; the others are shown as its "consequence"s
+    role: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,14 +66,15 @@ class Context:
     pipeline: bool = True  # the release has an asset pipeline
     # The instance's security groups (railsfab.diagnose.probe.security_groups); None: no stack
     sg: dict | None = None
+    host: str = ""  # its name in hosts.yaml (for a fix that runs a command on it alone)
 
     @classmethod
     def of(cls, d: dict, *, workers: int, deploy_user: str, paths: Paths,
            s3: dict | None = None, lb: dict | None = None, health: str = "/up",
-           https: bool = False, sg: dict | None = None) -> Context:
+           https: bool = False, sg: dict | None = None, host: str = "") -> Context:
         f = d.get("front") or NGINX_FRONT
         return cls(paths, workers, deploy_user, Front.of(f), d["db"] is not None, s3, lb,
-                   health, https, d.get("pipeline", True), sg)
+                   health, https, d.get("pipeline", True), sg, host)
 
     @property
     def app_address(self) -> str:
@@ -77,7 +85,7 @@ class Context:
         return d["socket"]["listening"] if self.front.nginx else self.front.listening
 
 
-Finding = tuple[str, str]  # (detail, fix)
+Finding = tuple[str, ...]  # (detail, fix) or (detail, fix, the layer it blames)
 Check = Callable[[dict, Context], Finding | None]
 
 

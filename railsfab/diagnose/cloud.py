@@ -29,13 +29,28 @@ class S3(Layer):
         return ctx.s3.get("said") or f"put/get/delete on {ctx.s3['bucket']}"
 
 
+# What AWS's reason codes call for (TargetHealth.Reason); the description comes with it.
+REASON_FIX = {
+    "Target.NotRegistered": "fab deploy registers it once this host passes the local health gate",
+    "Target.ResponseCodeMismatch": "the ALB's health check must ask {health} (fab "
+                                   "aws.provision sets it); the layers above show what "
+                                   "this host answers",
+    "Target.Timeout": "the ALB gets no answer in time: the app hosts' security group must "
+                      "allow port 80 from the ALB's (fab aws.provision sets it)",
+    "Target.FailedHealthChecks": "the ALB cannot connect: the app hosts' security group must "
+                                 "allow port 80 from the ALB's (fab aws.provision sets it)",
+    "Target.InvalidState": "the instance is not running: start it, then fab deploy",
+}
+
+
 def target_unhealthy(d: dict, ctx: Context) -> Finding | None:
     lb = ctx.lb
-    if lb.get("state") != "healthy":
-        return (f"target {lb.get('id')} is {lb.get('state')} {lb.get('reason') or ''}".strip(),
-                "fab deploy registers it; an unhealthy target means the health path fails "
-                "from the ALB: check the app security group allows 80 from the ALB")
-    return None
+    if lb.get("state") == "healthy":
+        return None
+    reason, said = lb.get("reason") or "", lb.get("description") or ""
+    detail = f"target {lb.get('id')} is {lb.get('state')}" + (
+        f": {reason}" if reason else "") + (f" ({said})" if said else "")
+    return detail, REASON_FIX.get(reason, "").format(health=ctx.health)
 
 
 class LoadBalancer(Layer):
@@ -50,8 +65,6 @@ class LoadBalancer(Layer):
 
     def healthy(self, d, ctx):
         return f"target {ctx.lb['id']} healthy"
-
-
 
 
 # --- security groups: only the ALB reaches :80, nobody in the world reaches :22 -----------

@@ -7,9 +7,10 @@ import json
 
 from railsfab import onhost, remote
 from railsfab.inventory import Host, Inventory
-from railsfab.paths import Paths
+from railsfab.paths import LINKED_DIRS, Paths
 
-PROGRAM = ("dblogin.py", "check.py")  # check.py's database layer logs in with dblogin.login
+# one program: check.py calls the others (dblogin.login and its dbquery, check_sys, check_app)
+PROGRAM = ("dblogin.py", "dbquery.py", "check_sys.py", "check_app.py", "check.py")
 
 
 def params(inv: Inventory, paths: Paths) -> dict:
@@ -31,6 +32,16 @@ def params(inv: Inventory, paths: Paths) -> dict:
         "alb_host": "railsfab-check.elb.amazonaws.com",
         "app_log": f"{paths.shared}/log/{app.rails_env}.log",
         "server_log": paths.server_log,
+        "server_stdout": paths.server_stdout,
+        "deploy_user": app.deploy_user,
+        "deploy_to": paths.deploy_to,
+        "shared": paths.shared,
+        "releases": paths.releases,
+        "linked_dirs": list(LINKED_DIRS),
+        "unit_file": paths.unit,
+        # the files the app server writes: its user must be able to
+        "app_writes": [paths.server_log, paths.server_stdout,
+                       f"{paths.shared}/log/{app.rails_env}.log"],
         "nginx": app.nginx,
         "port": app.http_port,
     }

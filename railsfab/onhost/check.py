@@ -1,11 +1,18 @@
 """`fab check`'s probe: read one host's layers as root and print them as one JSON document.
 
-It runs on the host, not on the controller: `railsfab.diagnose.probe` sends this file's text
-followed by one line `main(json.loads(<params as a JSON string literal>))` to
-`sudo -n python3 -`. So it uses the standard library only (a bare Debian host has python3 and
-nothing else), and nothing runs at import: the controller's unit tests import its pure
-helpers (the env-file parser, the regexes that read nginx's upstream and the app server's
-listen line).
+It runs on the host, not on the controller: `railsfab.diagnose.probe` sends the text of
+dblogin.py, dbquery.py, check_sys.py, check_app.py and this file as one program, then a line
+`main(json.loads(<params as a JSON string literal>))`, to `sudo -n python3 -`. So it uses
+the standard library only (a bare Debian host has python3 and nothing else), nothing runs
+at import, and no two of these files define the same top-level name (they share one
+namespace there). The controller's unit tests import the pure helpers.
+
+What it gathers is evidence, not verdicts: the units' states and their logs since their
+last start, who listens where, a connect as nginx's user, `nginx -t`, the release and the
+shared dirs, disk, memory and OOM kills, and the log lines of its own requests (found by
+the X-Request-Id it sends). The slow parts (HTTP, the connect, the database login, nginx
+-t, the journal) run at once, so a host whose workers hang costs one deadline, not one
+per request.
 """
 
 from __future__ import annotations
@@ -13,22 +20,50 @@ from __future__ import annotations
 import glob
 import json
 import os
-import pwd
 import re
 import stat
-import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
-try:  # on the host, onhost/dblogin.py's text comes first in the same program
+try:  # on the host, the other files' text comes first in the same program
+    from railsfab.onhost.check_app import (
+        env_keys,
+        first_error,
+        lines_of,
+        named_paths,
+        nginx_test,
+        nginx_user,
+        readlink,
+        release_state,
+        since_start,
+        size,
+        tail_bytes,
+    )
+    from railsfab.onhost.check_sys import (
+        biggest,
+        children,
+        connect,
+        disk,
+        holders,
+        may,
+        memory,
+        oom,
+        out,
+        parse_ss,
+        proc,
+        unit_state,
+    )
     from railsfab.onhost.dblogin import login
+    from railsfab.onhost.dbquery import question
 except ImportError:  # pragma: no cover
     pass
 
-# curl writes a response's body here; http() reads and removes it
 # the app server's socket in its config: unicorn's `listen "..."`, puma's `bind "unix://..."`
 LISTEN = re.compile(r'^listen "([^"]+)"|^bind "unix://([^"?]+)', re.M)
 # the socket in nginx's site: `server unix:/path.sock fail_timeout=0;`
 UPSTREAM = re.compile(r"server unix:(\S+?)[ ;]")
+DEADLINE = 3.0  # s a worker may take to answer the health path before it counts as hung
+NGINX_LOG = "/var/log/nginx/error.log"
 
 
 def parse_env(lines) -> dict[str, str]:
@@ -59,61 +94,32 @@ def site_upstream(site: str) -> str | None:
     return u.group(1) if u else None
 
 
-def out(*argv: str) -> str:
-    """A command's stdout, stripped; "" when it cannot run or takes over 10 s."""
-    try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-        return r.stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-
-
 def read(path: str) -> str | None:
     """A file's text; None when it does not exist."""
-    if not os.path.exists(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
         return None
-    with open(path) as f:
-        return f.read()
 
 
 def read_env(path: str) -> dict[str, str]:
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return parse_env(f)
+    text = read(path)
+    return parse_env(text.splitlines()) if text is not None else {}
 
 
-def tail(path: str, n: int = 30) -> list[str]:
-    """The last `n` lines of a log (of its last 16 KiB); [] when it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - 16384))
-            return f.read().decode(errors="replace").splitlines()[-n:]
-    except OSError:
-        return []
-
-
-def http(url: str, host: str | None = None, sock: str | None = None,
-         as_user: str | None = None, proto: str | None = None) -> dict[str, str]:
+def http(url: str, host: str | None = None, proto: str | None = None,
+         rid: str = "") -> dict[str, str]:
     """GET `url` with curl: the status code ("000": no answer), where a redirect points and
     the body's first 4000 characters. `proto`: the X-Forwarded-Proto a TLS-ending proxy
-    would send."""
+    would send; `rid`: the X-Request-Id Rails tags its log lines with."""
     fd, body_file = tempfile.mkstemp(prefix="railsfab-check-")  # root-only, fresh
     os.close(fd)
-    argv = ["curl", "-s", "-m", "5", "-o", "/dev/null" if as_user else body_file,
-            "-w", "%{http_code} %{redirect_url}"]
-    if host:
-        argv += ["-H", "Host: " + host]
-    if proto:
-        argv += ["-H", "X-Forwarded-Proto: " + proto]
-    if sock:
-        argv += ["--unix-socket", sock]
-    argv.append(url)
-    if as_user:
-        argv = ["runuser", "-u", as_user, "--", *argv]
-    code, _, location = (out(*argv) or "000").partition(" ")
+    argv = ["curl", "-s", "-m", "5", "-o", body_file, "-w", "%{http_code} %{redirect_url}"]
+    for name, value in (("Host", host), ("X-Forwarded-Proto", proto), ("X-Request-Id", rid)):
+        if value:
+            argv += ["-H", f"{name}: {value}"]
+    code, _, location = (out(*argv, url) or "000").partition(" ")
     try:
         with open(body_file, errors="replace") as f:
             body = f.read(4000)
@@ -124,26 +130,20 @@ def http(url: str, host: str | None = None, sock: str | None = None,
     return {"code": code or "000", "location": location, "body": body}
 
 
-def unit(name: str) -> dict[str, str]:
-    return {"active": out("systemctl", "is-active", name),
-            "main_pid": out("systemctl", "show", "-p", "MainPID", "--value", name)}
-
-
-def proc(pid) -> dict | None:
+def server_proc(pid) -> dict | None:
     """Who runs process `pid`, how, in which RAILS_ENV, with how many workers; None if none."""
-    try:
-        pid = int(pid)
-        st = os.stat(f"/proc/{pid}")
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().replace(b"\0", b" ").decode().strip()
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            env = parse_environ(f.read())
-        kids = [c for c in out("ps", "--ppid", str(pid), "-o", "cmd=").splitlines()
-                if "worker" in c]
-        return {"pid": pid, "user": pwd.getpwuid(st.st_uid).pw_name, "cmd": cmd,
-                "rails_env": env.get("RAILS_ENV"), "workers": len(kids)}
-    except (OSError, ValueError, KeyError):
+    info = proc(pid)
+    if not info:
         return None
+    try:
+        with open(f"/proc/{info['pid']}/environ", "rb") as f:
+            env = parse_environ(f.read())
+    except OSError:
+        env = {}
+    kids = [proc(c) for c in children(info["pid"])]
+    workers = [k for k in kids if k and "worker" in k["cmd"]]
+    return {**info, "rails_env": env.get("RAILS_ENV"), "workers": len(workers),
+            "worker_procs": workers}
 
 
 PIPELINE = re.compile(r"""^\s*(gem\s+["']|\s{4})(sprockets-rails|propshaft|jsbundling-rails|"""
@@ -160,26 +160,37 @@ def asset_pipeline(release: str) -> bool:
 DEFAULT_PORTS = {"mysql2": 3306, "trilogy": 3306, "postgresql": 5432}
 
 
-def database(env: dict[str, str], adapter: str) -> dict | None:
+def database(env: dict[str, str], adapter: str, release: str) -> dict | None:
     """A login with the app's own credentials from the env file (the login's stage and the
-    server's words when it fails); None when the env file names no DATABASE_HOST."""
+    server's words when it fails), and in its session which of the release's migrations
+    have run; None when the env file names no DATABASE_HOST."""
     host = env.get("DATABASE_HOST")
     if not host:
         return None
     port = int(env.get("DATABASE_PORT") or DEFAULT_PORTS.get(adapter, 3306))
     result = login(adapter, host, port, env.get("DATABASE_USERNAME", ""),
-                   env.get("DATABASE_PASSWORD", ""), env.get("DATABASE_NAME", ""))
+                   env.get("DATABASE_PASSWORD", ""), env.get("DATABASE_NAME", ""),
+                   after=question(adapter))
+    answer = result.pop("answer", None)
     reachable = result.get("ok") or result.get("stage") != "connect"
     return {"reachable": bool(reachable), "error": result.get("error"), "login": result,
             "where": f"{env.get('DATABASE_USERNAME', '')}@{host}:{port}/"
-                     f"{env.get('DATABASE_NAME', '')}"}
+                     f"{env.get('DATABASE_NAME', '')}",
+            "migrations": migrations(release, answer) if result.get("ok") else None}
 
 
-def readlink(path: str) -> str | None:
+def migrations(release: str, answer: dict | None) -> dict:
+    """The release's migration files whose version schema_migrations does not list."""
     try:
-        return os.readlink(path)
+        files = sorted(f for f in os.listdir(release + "/db/migrate") if f.endswith(".rb"))
     except OSError:
-        return None
+        files = []
+    if not answer or "rows" not in answer:
+        return {"files": len(files), "error": (answer or {}).get("error", "not asked")}
+    ran = {row[0] for row in answer["rows"] if row}
+    pending = [f for f in files if f.split("_", 1)[0].isdigit() and f.split("_", 1)[0] not in ran]
+    return {"files": len(files), "ran": len(ran), "pending": pending[:10],
+            "count": len(pending)}
 
 
 def is_socket(path: str) -> bool | None:
@@ -190,20 +201,15 @@ def is_socket(path: str) -> bool | None:
         return None
 
 
-def nginx() -> dict:
-    return {"installed": os.path.exists("/usr/sbin/nginx"), **unit("nginx"),
-            "listen80": bool(out("ss", "-Hltn", "sport = :80")),
-            "test": out("sh", "-c", "nginx -t 2>&1 | tail -n 2")}
-
-
-def socket_state(sock: str, health: str) -> dict:
-    """The app server's unix socket, and whether nginx's user (www-data) may use it."""
-    st = is_socket(sock)
-    listening = sock in out("ss", "-Hxl")
-    return {"exists": st is not None, "is_socket": bool(st), "listening": listening,
-            "nginx_can_connect":
-                http("http://127.0.0.1" + health, sock=sock, as_user="www-data")["code"] != "000"
-                if st else None}
+def nginx_state() -> dict:
+    """nginx's unit, its journal since it last started, and `nginx -t` of the config on
+    disk (which the running nginx may not have loaded yet)."""
+    unit, said = unit_state("nginx.service")
+    test = nginx_test()
+    return {"installed": os.path.exists("/usr/sbin/nginx"), "unit": unit,
+            "active": unit.get("ActiveState", ""), "main_pid": unit.get("MainPID", ""),
+            "journal": said[-20:],
+            "conf_test": test, "test": test["output"], "user": nginx_user()}
 
 
 def unit_env(name: str, env_file: str) -> dict[str, str]:
@@ -216,46 +222,124 @@ def unit_env(name: str, env_file: str) -> dict[str, str]:
     return env
 
 
-def server(name: str, pid_text: str | None, env_file: str) -> dict:
-    """The app server's unit, its pid file and the processes both name."""
-    main = proc(unit(name)["main_pid"])
+def server(P: dict) -> dict:
+    """The app server's unit, its pid file, the processes both name, what it logged since
+    it was started (its stderr log, its journal; across the automatic restarts that
+    followed) and the first error there."""
+    name = P["unit"]
+    unit, own = unit_state(name)
+    pid_text = read(P["pid"])
+    pid_text = pid_text.strip() if pid_text is not None else None
+    main = server_proc(unit.get("MainPID"))
     if main and main["rails_env"] is None:
         # Ruby 3.3's process title can overwrite what /proc shows of the environment: then
         # the unit's environment is the evidence.
-        main["rails_env"] = unit_env(name, env_file).get("RAILS_ENV")
+        main["rails_env"] = unit_env(name, P["env_file"]).get("RAILS_ENV")
         main["env_from"] = "unit"
-    return {**unit(name), "pid_file": pid_text,
-            "pid_proc": proc(pid_text) if pid_text else None, "main_proc": main}
+    lines, mtime = tail_bytes(P["server_log"])
+    # since the start its automatic restarts followed: the first failure is the telling one
+    log = since_start(lines, mtime, unit.get("series_since"))[-60:]
+    # systemd's own lines say that it failed, not why (the unit's state says it too)
+    said = [line for line in own if " systemd[1]: " not in line]
+    error, source = first_error(log), P["server_log"]
+    if error is None:
+        error, source = first_error(said), f"journalctl -u {name}"
+    return {"active": unit.get("ActiveState", ""), "main_pid": unit.get("MainPID", ""),
+            "unit": unit, "pid_file": pid_text,
+            "pid_proc": server_proc(pid_text) if pid_text else None, "main_proc": main,
+            "log": log[-20:], "journal": own[-20:],
+            "error": {"line": error, "source": source,
+                      "paths": named_paths(error, P["deploy_user"])} if error else None,
+            "oom": oom(unit, name), "env_keys": env_keys(P["env_file"])}
+
+
+def listening(P: dict) -> dict:
+    """Who listens on :80, :443, the app's port and the app's socket (PID, command, unit)."""
+    found = parse_ss(out("ss", "-Hlnpxt"))
+    ports = {str(p) for p in (80, 443, P["port"])}
+    return {"tcp": {p: holders(pids) for p, pids in found["tcp"].items() if p in ports},
+            "unix": {path: holders(pids) for path, pids in found["unix"].items()
+                     if path in (P["socket"],)}}
+
+
+def host_state(P: dict) -> dict:
+    """Free space and inodes where the app, its logs, nginx's logs and /tmp live; memory."""
+    disks: dict[str, dict] = {}
+    for path in (P["deploy_to"], f"{P['shared']}/log", "/var/log/nginx", "/tmp"):
+        d = disk(path)
+        if d:
+            d = disks.setdefault(d["mount"]["point"], {**d, "paths": []})
+            d["paths"].append(path)
+    for d in disks.values():
+        d["biggest"] = biggest(d["paths"])
+    return {"disks": list(disks.values()), "memory": memory()}
+
+
+def requests(P: dict, pool: ThreadPoolExecutor, rid: str) -> dict:
+    """The probe's own requests, at once: through the front (nginx, or the app server's
+    port), and straight to the app server's socket as nginx's user."""
+    local = f"http://127.0.0.1:{int(P['port'])}"
+    health, proto = P.get("health", "/up"), P.get("proto") or None
+    asset = sorted(glob.glob(P["current"] + "/public/assets/*.css"))
+    asset = "/assets/" + os.path.basename(asset[0]) if asset else None
+    address = f"unix:{P['socket']}" if P["nginx"] else f"tcp:127.0.0.1:{int(P['port'])}"
+    as_user = nginx_user() if P["nginx"] else None
+    jobs = {
+        "root": pool.submit(http, local + "/", proto=proto, rid=rid + "-root"),
+        "up": pool.submit(http, local + health, proto=proto, rid=rid + "-up"),
+        "alb_host": pool.submit(http, local + "/", host=P["alb_host"], proto=proto,
+                                rid=rid + "-alb"),
+        "asset": pool.submit(http, local + asset, proto=proto) if asset else None,
+        "connect": pool.submit(connect, address, health, as_user, DEADLINE, rid + "-sock"),
+    }
+    done = {k: f.result() if f else None for k, f in jobs.items()}
+    return {"asset": asset, "connect": done.pop("connect"), "http": done}
 
 
 def main(P: dict) -> None:
-    """Print the host's state as the JSON document `railsfab.diagnose.layers` reads."""
-    db = database(read_env(P["env_file"]), P.get("adapter", "mysql2"))
-    pid_text = read(P["pid"])
-    pid_text = pid_text.strip() if pid_text is not None else None
+    """Print the host's state as the JSON document `railsfab.diagnose` reads."""
+    rid = "railsfab-check-" + os.urandom(6).hex()
+    # Rails logs to production.log, or (RAILS_LOG_TO_STDOUT, Rails >= 7.1) to the server's
+    # stdout log
+    logs = [P["app_log"], P.get("server_stdout", P["app_log"])]
+    before = {"nginx": size(NGINX_LOG), **{log: size(log) for log in logs}}
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        slow = {"nginx": pool.submit(nginx_state), "server": pool.submit(server, P),
+                "listeners": pool.submit(listening, P), "host": pool.submit(host_state, P),
+                "release": pool.submit(release_state, P),
+                "db": pool.submit(database, read_env(P["env_file"]),
+                                  P.get("adapter", "mysql2"), P["current"])}
+        asked = requests(P, pool, rid)
+        got = {k: f.result() for k, f in slow.items()}
+    n, srv, sock, listeners = got["nginx"], got["server"], P["socket"], got["listeners"]
+    n["listen80"] = bool(listeners["tcp"].get("80"))
+    conn = asked["connect"]
     current = readlink(P["current"])
-    assets = sorted(glob.glob(P["current"] + "/public/assets/*.css"))
-    asset = "/assets/" + os.path.basename(assets[0]) if assets else None
-    local = f"http://127.0.0.1:{int(P['port'])}"
-    health, proto = P.get("health", "/up"), P.get("proto") or None
     print(json.dumps({
-        "nginx": nginx(),
+        "nginx": n,
+        "listeners": listeners,
         "default_sites": [p for p in P["default_sites"] if os.path.exists(p)],
         "upstream": site_upstream(read(P["site"]) or ""),
         "listen": server_listen(read(P["server_config"]) or ""),
         "front": {"nginx": P["nginx"], "port": P["port"],
-                  "listening": bool(out("ss", "-Hltn", f"sport = :{int(P['port'])}"))},
-        "socket": socket_state(P["socket"], health),
-        "server": server(P["unit"], pid_text, P["env_file"]),
-        "current": current, "current_exists": bool(current and os.path.isdir(current)),
-        "asset": asset,
+                  "listening": bool(listeners["tcp"].get(str(P["port"])))},
+        "socket": {"exists": is_socket(sock) is not None, "is_socket": bool(is_socket(sock)),
+                   "listening": sock in listeners["unix"],
+                   "holders": listeners["unix"].get(sock, []),
+                   "nginx_can_connect": conn["result"] != "denied" if P["nginx"] else None,
+                   "connect": conn, "access": may(sock, n["user"], "w")},
+        "server": srv,
+        "release": got["release"],
+        "host": got["host"],
+        "current": current, "current_exists": bool(current and os.path.isdir(P["current"])),
+        "asset": asked["asset"],
         "pipeline": asset_pipeline(P["current"]),
-        "http": {"root": http(local + "/", proto=proto),
-                 "up": http(local + health, proto=proto),
-                 "alb_host": http(local + "/", host=P["alb_host"], proto=proto),
-                 "asset": http(local + asset, proto=proto) if asset else None},
+        "http": asked["http"],
         "rails_env": P["rails_env"],
-        "db": db,
-        "logs": {"nginx": tail("/var/log/nginx/error.log", 15), "app": tail(P["app_log"], 40),
-                 "server": tail(P["server_log"], 15)},
+        "db": got["db"],
+        "requests": {"id": rid, "nginx": lines_of(NGINX_LOG, before["nginx"], "127.0.0.1"),
+                     "rails": [line for log in dict.fromkeys(logs)
+                               for line in lines_of(log, before[log], rid)]},
+        "logs": {"nginx": tail_bytes(NGINX_LOG, 4096)[0][-15:],
+                 "app": tail_bytes(P["app_log"])[0][-40:], "server": srv["log"][-15:]},
     }))

@@ -1,9 +1,9 @@
 """`fab check`'s database login: prove on a web host that the app's credentials really log in.
 
-It runs on the host with the standard library only (a bare Debian host has python3 but no
-MySQL/PostgreSQL client), so it speaks each wire protocol itself, just far enough to log in,
-select the database and say goodbye. Nothing runs at import. `login()` never raises, never
-prints and never puts the password in what it returns.
+Standard library only (a bare Debian host has python3, no MySQL/PostgreSQL client): it
+speaks each wire protocol itself, far enough to log in, select the database, ask what
+`after` asks (onhost/dbquery.py) and say goodbye. Nothing runs at import. `login()` never
+raises, never prints and never puts the password in what it returns.
 
 - mysql2 (MySQL, MariaDB, Amazon RDS): handshake v10 with CLIENT_CONNECT_WITH_DB, plugins
   mysql_native_password and caching_sha2_password (fast path, and full authentication without
@@ -12,8 +12,7 @@ prints and never puts the password in what it returns.
 - postgresql: SSLRequest first; on 'S' the session is TLS-wrapped without verifying the
   certificate (libpq's default sslmode=prefer), on 'N' it stays plain. Then the StartupMessage,
   cleartext, md5 or SCRAM-SHA-256 (no channel binding, the server's signature is checked), up
-  to ReadyForQuery; then Terminate.
-Rails' adapter names "trilogy" and "postgis" log in like "mysql2" and "postgresql".
+  to ReadyForQuery; then Terminate. ("trilogy", "postgis": as "mysql2", "postgresql".)
 """
 
 from __future__ import annotations
@@ -50,9 +49,9 @@ class _Fail(Exception):
 class _Wire:
     """The connection, with one deadline for the whole login; reads exact byte counts."""
 
-    def __init__(self, sock: socket.socket, deadline: float, timeout: float):
+    def __init__(self, sock: socket.socket, deadline: float, timeout: float, after=None):
         self.sock, self.deadline, self.timeout = sock, deadline, timeout
-        self.stage, self.seq = "handshake", 0
+        self.stage, self.seq, self.after, self.answer = "handshake", 0, after, None
 
     def _arm(self) -> None:
         left = self.deadline - time.monotonic()
@@ -95,7 +94,10 @@ class _Wire:
             raise _Fail(self.stage, f"TLS handshake: {self._oserror(e).error}") from None
 
     def goodbye(self, data: bytes) -> None:
-        """Send the protocol's last message: the login already succeeded, errors don't matter."""
+        """After `after(wire)`'s question, the protocol's last message (errors don't matter)."""
+        if self.after:
+            self.stage, self.answer = "query", self.after(self)
+            self.seq = 0
         with contextlib.suppress(_Fail):
             self.write(data)
 
@@ -367,10 +369,10 @@ _ADAPTERS = {"mysql2": _mysql, "trilogy": _mysql, "mysql": _mysql,
 
 
 def login(adapter: str, host: str, port: int, user: str, password: str, database: str,
-          timeout: float = 3.0) -> dict:
-    """Log in as the app would: {"ok": True, "server": its version, "ms": elapsed} or
-    {"ok": False, "stage": "connect" | "handshake" | "auth" | "database", "error": the server's
-    (or the OS's) message, "code": the MySQL errno or PostgreSQL SQLSTATE, or ""}."""
+          timeout: float = 3.0, after=None) -> dict:
+    """Log in as the app would: {"ok": True, "server": version, "ms": elapsed, "answer":
+    after's} or {"ok": False, "stage": "connect" | "handshake" | "auth" | "database", "error":
+    the server's (or the OS's) message, "code": MySQL errno, PostgreSQL SQLSTATE or ""}."""
     start, wire = time.monotonic(), None
     try:
         run = _ADAPTERS.get(adapter)
@@ -382,9 +384,10 @@ def login(adapter: str, host: str, port: int, user: str, password: str, database
         except OSError as e:
             reason = "timed out" if isinstance(e, _TIMEOUTS) else str(e) or type(e).__name__
             raise _Fail("connect", f"{host}:{port}: {reason}") from None
-        wire = _Wire(sock, start + timeout, timeout)
+        wire = _Wire(sock, start + timeout, timeout, after)
         server = run(wire, user, password, database)
-        return {"ok": True, "server": server, "ms": round((time.monotonic() - start) * 1000)}
+        return {"ok": True, "server": server, "ms": round((time.monotonic() - start) * 1000),
+                **({"answer": wire.answer} if after else {})}
     except _Fail as f:
         return {"ok": False, "stage": f.stage, "error": f.error, "code": f.code}
     except Exception as e:  # garbage the parsers tripped on (or bad parameters): never raise

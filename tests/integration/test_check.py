@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import NamedTuple
 
 import pytest
 
@@ -15,46 +16,171 @@ from tests.conftest import run_fab, run_host_spec
 
 SITE = "/etc/nginx/sites-available/sample"
 SOCKDIR = "/srv/sample/shared/tmp/sockets"
+SOCK = f"{SOCKDIR}/unicorn.sock"
 ENV = "/etc/railsfab/sample.env"
 UNIT = "sample-unicorn"
 PID = "/srv/sample/shared/tmp/pids/unicorn.pid"
+CONF = "/srv/sample/shared/config/unicorn.rb"
+LOG = "/srv/sample/shared/log"
+CURRENT = "/srv/sample/current"
+VIEW = f"{CURRENT}/app/views/photos/index.html.erb"
+MIGRATION = f"{CURRENT}/db/migrate/20990101000000_add_caption_to_photos.rb"
+WORKERS = f"$(ps --ppid $(cat {PID}) -o pid=)"
+# a command that may fail because of the fault it completes (a restart that cannot start)
+MAY_FAIL = " || true"
+# The sandbox's systemd cannot kill a unit's cgroup ("Failed to kill control group"): a
+# master that a failed start left running is ended by the PIDs its cgroup lists.
+RESTART = (f"systemctl stop {UNIT}; for p in $(cat /sys/fs/cgroup/systemd/system.slice/"
+           f"{UNIT}.service/cgroup.procs); do kill -9 $p; done; systemctl start {UNIT}")
 
-# name: (inject on web2, undo on web2, expected layer, evidence in the detail)
+
+def wait_listen(what: str) -> str:
+    """Wait (5 s at most) until something listens on `what` (an ss filter)."""
+    return f"for i in $(seq 50); do ss -Hl {what} | grep -q . && break; sleep 0.1; done"
+
+
+def hold(unit: str, code: str, user: str = "root") -> str:
+    """A stray process of its own unit (so it is undone by stopping that unit)."""
+    return f"systemd-run --unit {unit} -p User={user} python3 -c '{code}'"
+
+
+HOLD80 = ("import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
+          "socket.SO_REUSEADDR, 1); s.bind((\"0.0.0.0\", 80)); s.listen(); time.sleep(3600)")
+HOLDSOCK = (f"import socket,time; s=socket.socket(socket.AF_UNIX); s.bind(\"{SOCK}\"); "
+            "s.listen(); time.sleep(3600)")
+
+
+class Fault(NamedTuple):
+    inject: str  # on web2, as root
+    undo: str
+    layer: str  # the first broken layer `fab check` must name
+    evidence: str  # in its detail
+    fix: str  # in its fix: the file, unit, path or command the evidence calls for
+
+
 FAULTS = {
-    "unicorn stopped": (
-        f"systemctl stop {UNIT}", f"systemctl start {UNIT}", "app server", "502"),
-    "nginx stopped": (
-        "systemctl stop nginx", "systemctl start nginx", "nginx", "connection refused"),
-    "default site shadows the app": (
+    "unicorn stopped": Fault(
+        f"systemctl stop {UNIT}", f"systemctl start {UNIT}", "app server", "502",
+        f"systemctl start {UNIT}"),
+    "nginx stopped": Fault(
+        "systemctl stop nginx", "systemctl start nginx", "nginx", "connection refused",
+        "systemctl start nginx"),
+    "default site shadows the app": Fault(
         f"sed -i 's/listen 80 default_server;/listen 80;/' {SITE} && "
         "ln -s /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default && "
         "systemctl reload nginx",
         f"rm /etc/nginx/sites-enabled/default && sed -i 's/listen 80;/listen 80 default_server;/'"
         f" {SITE} && systemctl reload nginx",
-        "site config", "default site"),
-    "assets not precompiled": (
+        "site config", "default site", "/etc/nginx/sites-enabled/default"),
+    "assets not precompiled": Fault(
         "mv /srv/sample/current/public/assets /srv/sample/assets.off",
         "mv /srv/sample/assets.off /srv/sample/current/public/assets",
-        "assets", "no precompiled assets"),
-    "unicorn in the wrong RAILS_ENV": (
+        "assets", "no precompiled assets", "assets:precompile"),
+    "unicorn in the wrong RAILS_ENV": Fault(
         f"sed -i \"s/^RAILS_ENV=.*/RAILS_ENV='development'/\" {ENV} && systemctl restart {UNIT}",
         f"sed -i \"s/^RAILS_ENV=.*/RAILS_ENV='production'/\" {ENV} && systemctl restart {UNIT}",
-        "app server", "RAILS_ENV=development"),
-    "nginx and unicorn on different sockets": (
+        "app server", "RAILS_ENV=development", "fab deploy"),
+    "nginx and unicorn on different sockets": Fault(
         f"sed -i 's|server unix:{SOCKDIR}/unicorn.sock|server unix:{SOCKDIR}/other.sock|' {SITE}"
         " && systemctl reload nginx",
         f"sed -i 's|server unix:{SOCKDIR}/other.sock|server unix:{SOCKDIR}/unicorn.sock|' {SITE}"
         " && systemctl reload nginx",
-        "socket", "other.sock"),
-    "nginx denied the socket": (
-        f"chmod 2700 {SOCKDIR}", f"chmod 2750 {SOCKDIR}", "socket", "may not connect"),
-    "stale pid file": (
+        "socket", "other.sock", "fab deploy"),
+    "nginx denied the socket": Fault(
+        f"chmod 2700 {SOCKDIR}", f"chmod 2750 {SOCKDIR}", "socket", "may not connect",
+        f"chmod g+x {SOCKDIR}"),
+    "stale pid file": Fault(
         f"systemctl stop {UNIT} && echo 999999 > {PID} && chown deploy: {PID}",
-        f"rm -f {PID} && systemctl start {UNIT}", "app server", "stale pid file"),
-    "Rails host authorization blocks the ALB": (
+        f"rm -f {PID} && systemctl start {UNIT}", "app server", "stale pid file",
+        f"rm {PID}"),
+    "Rails host authorization blocks the ALB": Fault(
         f"echo \"RAILS_ALLOWED_HOSTS='example.com'\" >> {ENV} && systemctl restart {UNIT}",
         f"sed -i '/^RAILS_ALLOWED_HOSTS=/d' {ENV} && systemctl restart {UNIT}",
-        "Rails app", "Blocked host"),
+        "Rails app", "Blocked host", "config.hosts"),
+    # --- found from generic evidence: no check below was written for its fault ----------
+    "SECRET_KEY_BASE missing from the env file": Fault(
+        f"grep '^SECRET_KEY_BASE=' {ENV} > /root/rf-secret && sed -i '/^SECRET_KEY_BASE=/d' "
+        f"{ENV} && (systemctl restart {UNIT}{MAY_FAIL})",
+        f"cat /root/rf-secret >> {ENV} && rm /root/rf-secret; {RESTART}",
+        "app server", "secret_key_base", f"SECRET_KEY_BASE is not set in {ENV}"),
+    "workers hung (SIGSTOP)": Fault(
+        f"kill -STOP {WORKERS}", f"kill -CONT {WORKERS}{MAY_FAIL}",
+        "app server", "no worker answered", "kill -CONT"),
+    "unicorn.rb broken": Fault(
+        f"cp {CONF} /root/rf-conf && echo 'worker_processes 2 2' >> {CONF} && "
+        f"(systemctl restart {UNIT}{MAY_FAIL})",
+        f"cp /root/rf-conf {CONF} && rm /root/rf-conf; {RESTART}",
+        "app server", "syntax error", f"fab deploy writes {CONF}"),
+    "an exception raised in a view": Fault(
+        f"cp {VIEW} /root/rf-view && sed -i '1i <% raise ArgumentError, \"from a view\" %>' "
+        f"{VIEW} && systemctl restart {UNIT}",
+        f"cp /root/rf-view {VIEW} && rm /root/rf-view; {RESTART}",
+        "Rails app", "ActionView::Template::Error (from a view)",
+        "app/views/photos/index.html.erb:1"),
+    "nginx config on disk broken, the old one still serving": Fault(
+        f"cp {SITE} /root/rf-site && sed -i 's/server_tokens off;/server_tokens off; "
+        f"no_such_directive on;/' {SITE}",
+        f"cp /root/rf-site {SITE} && rm /root/rf-site", "nginx", "unknown directive", SITE),
+    "nginx -t fails on a duplicate default server while / answers 200": Fault(
+        "ln -s /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default",
+        "rm /etc/nginx/sites-enabled/default", "nginx", "duplicate default server",
+        "/etc/nginx/sites-enabled/default"),
+    "nginx stopped, another process serving :80": Fault(
+        "systemctl stop nginx && " + hold("rf-other80", "import http.server as h; "
+                                          "h.test(h.SimpleHTTPRequestHandler, port=80)")
+        + " && " + wait_listen("-t 'sport = :80'"),
+        "systemctl stop rf-other80 && systemctl start nginx", "nginx",
+        "rf-other80.service", "systemctl stop rf-other80.service"),
+    "nginx cannot start: :80 taken": Fault(
+        "systemctl stop nginx && " + hold("rf-hold80", HOLD80) + " && "
+        + wait_listen("-t 'sport = :80'") + f" && (systemctl start nginx{MAY_FAIL})",
+        "systemctl stop rf-hold80 && systemctl reset-failed nginx; systemctl start nginx",
+        "nginx", "Address already in use", "systemctl stop rf-hold80.service"),
+    "the app's socket taken by another process": Fault(
+        f"systemctl stop {UNIT} && rm -f {SOCK} && " + hold("rf-holdsock", HOLDSOCK, "deploy")
+        + " && " + wait_listen(f"-x 'src {SOCK}'") + f" && (systemctl start {UNIT}{MAY_FAIL})",
+        f"systemctl stop {UNIT} rf-holdsock; rm -f {SOCK}; {RESTART}",
+        "socket", "rf-holdsock.service", "systemctl stop rf-holdsock.service"),
+    "the log dir's file system full": Fault(
+        f"mount -t tmpfs -o size=4m,mode=0750,uid=$(id -u deploy),gid=$(id -g deploy) rf-full "
+        f"{LOG} && (dd if=/dev/zero of={LOG}/rf-filler bs=64k 2>/dev/null{MAY_FAIL}) && "
+        f"systemctl restart {UNIT}",
+        f"systemctl stop {UNIT}; umount -l {LOG}; {RESTART}",
+        "host", "is full", f"truncate -s 0 {LOG}/rf-filler"),
+    # The sandbox's hosts cannot enforce a memory limit (their memory cgroup is read-only):
+    # the kernel's own OOM line is written as the kernel writes it, the worker really killed.
+    "a worker OOM-killed": Fault(
+        f"W=$(ps --ppid $(cat {PID}) -o pid= | head -1 | tr -d ' ') && logger -t kernel "
+        "\"Out of memory: Killed process $W (ruby) total-vm:1048576kB, anon-rss:524288kB, "
+        "file-rss:0kB, shmem-rss:0kB, UID:$(id -u deploy) pgtables:1024kB oom_score_adj:0\" "
+        "&& kill -KILL $W",
+        RESTART, "host", "Out of memory: Killed process", "app.workers"),
+    "current points to a removed release": Fault(
+        f"readlink {CURRENT} > /root/rf-release && mv $(cat /root/rf-release) "
+        f"/srv/sample/rf-release.off && (systemctl restart {UNIT}{MAY_FAIL})",
+        "mv /srv/sample/rf-release.off $(cat /root/rf-release) && rm /root/rf-release; "
+        + RESTART,
+        "release", "which does not exist", "fab deploy"),
+    "the log dir not writable by the app user": Fault(
+        f"chown -R root:root {LOG} && chmod 755 {LOG} && chmod 644 {LOG}/* && "
+        f"(systemctl restart {UNIT}{MAY_FAIL})",
+        f"chown -R deploy:deploy {LOG} && chmod 750 {LOG} && chmod 640 {LOG}/*; {RESTART}",
+        "release", f"may not write {LOG}", f"chown deploy {LOG}"),
+    # what a deploy whose migrate did not run leaves: code that needs a column, and the
+    # migration that adds it, which schema_migrations does not list
+    "a migration left pending": Fault(
+        f"printf '%s\\n' 'class AddCaptionToPhotos < ActiveRecord::Migration[6.1]' '  def change'"
+        f" '    add_column :photos, :caption, :string' '  end' 'end' > {MIGRATION} && "
+        f"cp {VIEW} /root/rf-view && sed -i '1i <% Photo.where(caption: nil).count %>' {VIEW}"
+        f" && systemctl restart {UNIT}",
+        f"rm {MIGRATION} && cp /root/rf-view {VIEW} && rm /root/rf-view; {RESTART}",
+        "database", "20990101000000_add_caption_to_photos.rb",
+        "fab rails --only web2 -- db:migrate"),
+    "the database refuses the app's password": Fault(
+        f"cp {ENV} /root/rf-env && sed -i \"s/^DATABASE_PASSWORD=.*/DATABASE_PASSWORD='wrong'/\""
+        f" {ENV} && (systemctl restart {UNIT}{MAY_FAIL})",
+        f"cp /root/rf-env {ENV} && rm /root/rf-env; {RESTART}",
+        "database", "Access denied", "DATABASE_PASSWORD"),
 }
 
 
@@ -77,7 +203,8 @@ def verdicts(stage_file) -> tuple[int, dict]:
 
 
 def first_broken(vs: list[dict]) -> dict | None:
-    return next((v for v in vs if v["status"] == "FAIL"), None)
+    """The cause `fab check` names (the first broken layer, unless it blames another)."""
+    return next((v for v in vs if v["role"] == "cause"), None)
 
 
 @pytest.fixture(scope="module")
@@ -98,20 +225,43 @@ def test_healthy_hosts_are_all_green(healthy):
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_injected_fault_is_named_with_its_fix(healthy, sandbox, fault):
-    inject, undo, layer, evidence = FAULTS[fault]
-    ssh(sandbox, "web2", inject)
+    f = FAULTS[fault]
+    ssh(sandbox, "web2", f.inject)
     try:
         code, result = verdicts(healthy)
     finally:
-        ssh(sandbox, "web2", undo)
+        ssh(sandbox, "web2", f.undo)
     assert code != 0
     broken = first_broken(result["web2"])
     assert broken is not None, result["web2"]
-    assert broken["layer"] == layer, broken
-    assert evidence in broken["detail"], broken
-    assert broken["fix"]
+    assert broken["layer"] == f.layer, broken
+    assert broken["role"] == "cause"
+    assert f.evidence in broken["detail"], broken
+    assert f.fix in broken["fix"], broken
     assert first_broken(result["web1"]) is None  # the other host is unaffected
     assert verdicts(healthy)[0] == 0, "the fault was not undone"
+
+
+def test_an_unregistered_target_is_named_with_its_reason(healthy, inv):
+    """moto runs no health checks: it answers healthy, or unused with AWS's reason for a
+    target that is not registered, which is what this injects (tests/unit has the reasons
+    of failed health checks)."""
+    from railsfab import rolling
+
+    tg = rolling.TargetGroup(inv)
+    web2 = tg.target(next(h for h in inv.hosts() if h.name == "web2"))
+    tg.c.elbv2.deregister_targets(TargetGroupArn=tg.arn, Targets=[web2])
+    try:
+        code, result = verdicts(healthy)
+    finally:
+        tg.register([web2])
+    assert code != 0
+    broken = first_broken(result["web2"])
+    assert (broken["layer"], broken["role"]) == ("load balancer", "cause"), broken
+    assert f"{web2['Id']} is unused: Target.NotRegistered" in broken["detail"], broken
+    assert "fab deploy registers it" in broken["fix"]
+    assert first_broken(result["web1"]) is None
+    assert verdicts(healthy)[0] == 0, "the target was not registered again"
 
 
 def test_database_unreachable_is_the_database_layer(healthy, sandbox):

@@ -15,6 +15,7 @@ from railsfab.paths import Paths
 HEALTHY = json.loads((Path(__file__).parent / "data/probe_healthy.json").read_text())
 PATHS = Paths("sample", "/srv/sample")
 SOCK = PATHS.socket
+SOCKDIR = SOCK.rsplit("/", 1)[0]
 
 
 def diagnose(mutate) -> object:
@@ -26,9 +27,11 @@ def diagnose(mutate) -> object:
 def unicorn_stopped(d):
     d["server"].update(active="inactive", main_pid="0", pid_file=None, pid_proc=None,
                        main_proc=None)
+    d["server"]["unit"].update(ActiveState="inactive", SubState="dead", MainPID="0")
     # The socket file outlives the master, and an old permission error lingers in the log:
     # neither may pull the diagnosis to the socket layer.
-    d["socket"].update(exists=True, is_socket=True, listening=False, nginx_can_connect=False)
+    d["socket"].update(exists=True, is_socket=True, listening=False, nginx_can_connect=True,
+                       holders=[], connect={"result": "refused", "error": "refused"})
     d["http"]["root"] = d["http"]["up"] = {"code": "502", "body": "Bad Gateway"}
     d["logs"]["nginx"] = [f"connect() to unix:{SOCK} failed (13: Permission denied)",
                           f"connect() to unix:{SOCK} failed (111: Connection refused)"]
@@ -36,6 +39,8 @@ def unicorn_stopped(d):
 
 def nginx_stopped(d):
     d["nginx"].update(active="inactive", listen80=False)
+    d["nginx"]["unit"].update(ActiveState="inactive", SubState="dead")
+    d["listeners"]["tcp"].pop("80")
     d["http"]["root"] = d["http"]["up"] = {"code": "000", "body": ""}
 
 
@@ -59,9 +64,13 @@ def socket_mismatch(d):
 
 
 def socket_denied(d):
-    d["socket"]["nginx_can_connect"] = False
+    d["socket"].update(nginx_can_connect=False, connect={
+        "result": "denied", "error": "[Errno 13] Permission denied", "as": "www-data"})
+    d["socket"]["access"] = {"ok": False, "path": SOCKDIR, "lacks": "x", "user": "www-data",
+                             "groups": ["www-data"], "owner": "deploy", "group": "www-data",
+                             "mode": "2700", "dir": True}
     d["http"]["root"] = {"code": "502", "body": ""}
-    d["logs"]["nginx"] = [f"connect() to unix:{SOCK} failed (13: Permission denied)"]
+    d["requests"]["nginx"] = [f"connect() to unix:{SOCK} failed (13: Permission denied)"]
 
 
 def stale_pid(d):
@@ -96,7 +105,13 @@ def test_fault_names_its_layer(mutate, layer, evidence):
     broken = diagnose(mutate)
     assert broken is not None
     assert (broken.layer, evidence in broken.detail) == (layer, True), broken
-    assert broken.fix
+    assert broken.fix and broken.role == "cause"
+
+
+def test_a_socket_nginx_may_not_enter_is_fixed_on_the_directory_that_says_no():
+    broken = diagnose(socket_denied)
+    assert f"{SOCKDIR} is deploy:www-data 2700: www-data may not enter it" in broken.detail
+    assert broken.fix.startswith(f"sudo chmod g+x {SOCKDIR}")
 
 
 def test_healthy_probe_has_no_broken_layer():
@@ -131,7 +146,8 @@ def alone(mutate=lambda d: None, listening=True):
     d["front"] = {"nginx": False, "port": 3000, "listening": listening}
     # nothing of nginx is there, and no socket
     d["nginx"].update(installed=False, active="inactive", listen80=False)
-    d["socket"].update(exists=False, is_socket=False, listening=False, nginx_can_connect=None)
+    d["socket"].update(exists=False, is_socket=False, listening=False, nginx_can_connect=None,
+                       holders=[])
     mutate(d)
     return evaluate(d, workers=2, deploy_user="deploy", paths=PUMA_PATHS)
 
@@ -140,7 +156,7 @@ def test_puma_alone_skips_the_nginx_layers_and_is_healthy():
     verdicts = alone()
     assert [v.layer for v in verdicts] == list(LAYERS)
     assert {v.layer: v.status for v in verdicts}["nginx"] == "skip"
-    assert "answers on :3000" in verdicts[1].detail
+    assert "answers on :3000" in verdicts[LAYERS.index("nginx")].detail
     assert first_broken(verdicts) is None
 
 
@@ -154,6 +170,7 @@ def test_puma_alone_stopped_names_the_puma_unit():
     def stopped(d):
         d["server"].update(active="inactive", main_pid="0", pid_file=None, pid_proc=None,
                            main_proc=None)
+        d["server"]["unit"].update(ActiveState="inactive", SubState="dead")
         d["http"]["root"] = d["http"]["up"] = {"code": "000", "body": ""}
 
     broken = first_broken(alone(stopped, listening=False))

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from railsfab import remote
-from railsfab.onhost import check, dblogin
+from railsfab.onhost import check, check_app, check_sys, dblogin, dbquery
 from railsfab.paths import Paths
 from railsfab.secrets import env_file_text
 
@@ -62,7 +62,7 @@ def test_upstream_of_the_rendered_nginx_site():
     assert check.site_upstream("proxy_pass http://127.0.0.1:3000;") is None
 
 
-@pytest.mark.parametrize("module", [check, dblogin])
+@pytest.mark.parametrize("module", [check, check_app, check_sys, dblogin, dbquery])
 def test_probe_uses_only_the_standard_library_and_runs_nothing_at_import(module):
     tree = ast.parse(Path(module.__file__).read_text())
     guarded = [n for n in tree.body if isinstance(n, ast.Try)]
@@ -91,7 +91,8 @@ def test_script_is_the_files_then_one_call_of_main_with_the_params():
     assert call.startswith("main(json.loads(")
     assert program.startswith("from __future__ import annotations\n")
     assert program.count("from __future__") == 1  # one program, its future import first
-    assert program.index("def login(") < program.index("def main(")
+    assert program.index("def login(") < program.index("def unit_state(") < \
+        program.index("def release_state(") < program.index("def main(")
     captured = {}
     namespace = {"__name__": "__main__"}
     exec(compile(program, "<stdin>", "exec"), namespace)  # as python3 - runs it
@@ -110,7 +111,7 @@ def test_probe_sends_the_script_to_python_as_root_and_reads_its_json(monkeypatch
 
     monkeypatch.setattr(remote, "sh", sh)
     app = SimpleNamespace(rails_env="staging", nginx=False, http_port=3000,
-                          health_path="/healthz", database=None)
+                          health_path="/healthz", database=None, deploy_user="deploy")
     inv = SimpleNamespace(stage=SimpleNamespace(app=app, https=True))
     paths = Paths("shop", "/srv/shop", "puma")
     assert probe_module.probe(None, inv, paths) == {"front": {"nginx": False}}
@@ -119,3 +120,18 @@ def test_probe_sends_the_script_to_python_as_root_and_reads_its_json(monkeypatch
     assert (p["port"], p["nginx"], p["socket"], p["app_log"], p["health"], p["proto"]) == \
         (3000, False, "/srv/shop/shared/tmp/sockets/puma.sock",
          "/srv/shop/shared/log/staging.log", "/healthz", "https")
+
+
+def test_the_probes_files_define_no_name_twice():
+    """On the host they are one program, one namespace: a name defined twice would be the
+    later file's everywhere."""
+    seen: dict[str, str] = {}
+    for name in probe_module.PROGRAM:
+        tree = ast.parse((Path(check.__file__).parent / name).read_text())
+        for node in tree.body:
+            names = ([node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else
+                     [t.id for t in node.targets if isinstance(t, ast.Name)]
+                     if isinstance(node, ast.Assign) else [])
+            for n in names:
+                assert n not in seen, f"{n} in {name} and {seen[n]}"
+                seen[n] = name

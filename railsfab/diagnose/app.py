@@ -1,0 +1,328 @@
+"""The app's layers: the release `current` points to, the app server, the Rails app and its
+assets."""
+
+from __future__ import annotations
+
+import re
+
+from railsfab import verify
+from railsfab.diagnose.base import Context, Finding, Layer, last
+from railsfab.diagnose.evidence import (
+    app_location,
+    denial,
+    grant,
+    holder,
+    missing_env,
+    or_go_back,
+    request_error,
+    unit_summary,
+)
+
+# --- release -----------------------------------------------------------------------------
+
+
+def release(d: dict) -> dict:
+    return d.get("release") or {}
+
+
+def current_missing(d: dict, ctx: Context) -> Finding | None:
+    r = release(d)
+    if r and not r.get("link"):
+        rels = ", ".join(f"{x['id']} ({x['state']})" for x in r.get("releases", []))
+        return (f"no {ctx.paths.current} link" + (f" (releases: {rels})" if rels else ""),
+                "fab deploy")
+    return None
+
+
+def current_dangling(d: dict, ctx: Context) -> Finding | None:
+    r = release(d)
+    if not r.get("link") or r.get("exists"):
+        return None
+    rels = ", ".join(f"{x['id']} ({x['state']})" for x in r.get("releases", [])) or "none"
+    # not fab rollback: its restart needs the running master this leaves none of
+    return (f"{ctx.paths.current} -> {r['link']}, which does not exist (releases on the host: "
+            f"{rels})", f"fab deploy (uploads a release, points {ctx.paths.current} at it and "
+                        "starts the app server)")
+
+
+def shared_dir_unusable(d: dict, ctx: Context) -> Finding | None:
+    for x in release(d).get("linked", []):
+        inside = f"{ctx.paths.current}/{x['name']}"
+        if x.get("link") != x["shared"]:
+            return (f"{inside} is not linked to {x['shared']} (it is "
+                    f"{x.get('link') or 'no link'})", "fab deploy links the shared dirs")
+        if not x["app_user"].get("ok", True):
+            return (f"{ctx.deploy_user} may not write {x['shared']} (linked as {inside}): "
+                    f"{denial(x['app_user'])}",
+                    f"{grant(x['app_user'])} (fab deploy sets owners and modes)")
+    return None
+
+
+def log_not_writable(d: dict, ctx: Context) -> Finding | None:
+    for f in release(d).get("files", []):
+        if not f["app_user"].get("ok", True):
+            return (f"{ctx.deploy_user} may not write {f['path']}: {denial(f['app_user'])}",
+                    grant(f["app_user"]))
+    return None
+
+
+class Release(Layer):
+    name = "release"
+    checks = (current_missing, current_dangling, shared_dir_unusable, log_not_writable)
+
+    def healthy(self, d, ctx):
+        r = release(d)
+        if not r:
+            return f"current -> {d.get('current')}"
+        state = r.get("ledger", {}).get("state", "no ledger entry")
+        return (f"current -> {r['link']} ({state}); shared dirs writable by "
+                f"{ctx.deploy_user}")
+
+
+# --- app server --------------------------------------------------------------------------
+
+def stale_pid_file(d: dict, ctx: Context) -> Finding | None:
+    srv, p = d["server"], ctx.paths
+    if srv["pid_file"] and not srv["pid_proc"]:
+        return (f"stale pid file: {p.pid} names {srv['pid_file']}, which is not running"
+                f" (unit {srv['active']}; nginx answers {d['http']['root']['code']})",
+                f"sudo rm {p.pid} && sudo systemctl restart {p.unit_name}")
+    return None
+
+
+DENIED = re.compile(r"(?i)permission denied|EACCES|operation not permitted")
+
+
+def boot_fix(d: dict, ctx: Context) -> str:
+    """What the first error since the server's last start calls for."""
+    srv, p = d["server"], ctx.paths
+    err = srv.get("error")
+    restart = f"sudo systemctl restart {p.unit_name}"
+    if not err:  # stopped, and nothing it logged says it cannot start
+        stopped = srv["active"] in ("inactive", "failed")
+        return f"sudo systemctl start {p.unit_name}" if stopped else ""
+    missing = missing_env(err["line"], srv.get("env_keys", []))
+    if missing:
+        return (f"{', '.join(missing)} is not set in {p.env_file}: add it to "
+                "app.secrets_file (or the environment) and fab deploy, which writes "
+                f"{p.env_file} and restarts {p.unit_name}")
+    for path in err.get("paths", []):
+        if path["path"] in (p.server_config, p.unit, p.env_file):
+            return f"fab deploy writes {path['path']} again (it was changed by hand)"
+    if DENIED.search(err["line"]):
+        for path in err.get("paths", []):
+            for need in (path.get("read") or {}, path["app_user"]):
+                if not need.get("ok", True):
+                    return f"{grant(need)} && {restart}"
+    where = app_location(backtrace(srv.get("log", []), err["line"]))
+    if where:
+        return f"the app fails as it boots, at {where}: fix it and fab deploy{or_go_back(d)}"
+    return ""
+
+
+def backtrace(log: list[str], line: str) -> list[str]:
+    """The error line and the indented frames that follow it in the log (its backtrace:
+    the first frame in the app's own code is where the app called what failed)."""
+    at = next((i for i, ln in enumerate(log) if ln.strip()[:300] == line), None)
+    if at is None:
+        return [line]
+    frames = [line]
+    for ln in log[at + 1:]:
+        if not ln[:1].isspace():
+            break
+        frames.append(ln)
+    return frames
+
+
+def left_behind(d: dict, ctx: Context) -> list[dict]:
+    """Processes of the unit that hold its address while systemd runs none of them (a
+    master an earlier start left running): what keeps a new start from listening."""
+    if ctx.front.nginx:
+        held = d["socket"].get("holders", [])
+    else:
+        held = (d.get("listeners") or {}).get("tcp", {}).get(str(ctx.front.port), [])
+    return [h for h in held if h.get("unit") == ctx.paths.unit_name]
+
+
+def server_not_running(d: dict, ctx: Context) -> Finding | None:
+    srv, code, p = d["server"], d["http"]["root"]["code"], ctx.paths
+    if srv["active"] == "active" and srv["main_proc"]:
+        return None
+    unit = srv.get("unit") or {"ActiveState": srv["active"] or "missing"}
+    err = srv.get("error")
+    said = f"; first error since it was started ({err['source']}): {err['line']}" if err else ""
+    front = f"nginx answers {code}" if ctx.front.nginx else f":{ctx.front.port} answers {code}"
+    stray = left_behind(d, ctx)
+    if stray:
+        return (f"{p.unit_name} is {unit_summary(unit)}; {front}; {ctx.app_address} is held by "
+                f"{holder(stray[0])}, which systemd does not run as {p.unit_name}{said}",
+                f"sudo kill {' '.join(str(h['pid']) for h in stray)} (left from an earlier "
+                f"start), then sudo systemctl restart {p.unit_name}")
+    if err and re.search(DB_ERROR, err["line"]) and db_failed(d):
+        # the database layer shows its side: that is the cause
+        return (f"{p.unit_name} is {unit_summary(unit)}; {front}{said}",
+                f"fix the database layer's fault, then sudo systemctl restart {p.unit_name}",
+                "database")
+    return f"{p.unit_name} is {unit_summary(unit)}; {front}{said}", boot_fix(d, ctx)
+
+
+def workers_hung(d: dict, ctx: Context) -> Finding | None:
+    conn = d["socket"].get("connect") or {}
+    if conn.get("result") != "no answer":
+        return None
+    workers = (d["server"]["main_proc"] or {}).get("worker_procs", [])
+    states = ", ".join(f"{w['pid']} ({w['state']})" for w in workers) or "none found"
+    stopped = [str(w["pid"]) for w in workers if w["state"] in ("T", "t")]
+    detail = (f"{ctx.app_address} accepts connections but no worker answered {ctx.health} "
+              f"within {conn.get('ms', 0) / 1000:.0f} s; workers (state): {states}")
+    if stopped:
+        return (detail + " - T: stopped by a signal",
+                f"sudo kill -CONT {' '.join(stopped)} (or fab restart-app --hard)")
+    return detail, (f"fab restart-app --hard replaces the busy workers; what they were doing: "
+                    f"the last requests in {ctx.paths.shared}/log/")
+
+
+def wrong_rails_env(d: dict, ctx: Context) -> Finding | None:
+    main = d["server"]["main_proc"]
+    if main["rails_env"] != d["rails_env"]:
+        return (f"{ctx.paths.app_server} runs with RAILS_ENV={main['rails_env']}, "
+                f"the stage says {d['rails_env']}",
+                "fab deploy (the unit and env file pass RAILS_ENV explicitly), then "
+                "fab restart-app --hard")
+    return None
+
+
+def wrong_master(d: dict, ctx: Context) -> Finding | None:
+    srv = d["server"]
+    main, pid_proc = srv["main_proc"], srv["pid_proc"]
+    if main["user"] != ctx.deploy_user or (pid_proc and pid_proc["pid"] != main["pid"]):
+        return (f"master {main['pid']} runs as {main['user']}; pid file names {srv['pid_file']}",
+                "fab restart-app --hard")
+    return None
+
+
+def too_few_workers(d: dict, ctx: Context) -> Finding | None:
+    main = d["server"]["main_proc"]
+    if main["workers"] < ctx.workers:
+        err = d["server"].get("error")
+        return (f"{main['workers']} of {ctx.workers} workers running"
+                + (f"; first error since it was started: {err['line']}" if err else ""),
+                boot_fix(d, ctx) if err else "fab restart-app")
+    return None
+
+
+def not_listening(d: dict, ctx: Context) -> Finding | None:
+    if not ctx.app_listening(d):
+        return (f"master {d['server']['main_proc']['pid']} does not listen on "
+                f"{ctx.app_address}", "fab restart-app --hard")
+    return None
+
+
+class AppServer(Layer):
+    name = "app server"
+    checks = (stale_pid_file, server_not_running, workers_hung, wrong_rails_env, wrong_master,
+              too_few_workers, not_listening)
+
+    def healthy(self, d, ctx):
+        main = d["server"]["main_proc"]
+        return (f"master {main['pid']} ({main['user']}), "
+                f"{main['workers']} workers, RAILS_ENV={main['rails_env']}")
+
+
+# --- Rails app (database errors are the database layer's) --------------------------------
+
+DB_ERROR = (r"Mysql2::Error|PG::|ConnectionNotEstablished|Can't connect to (MySQL|server)|"
+            r"StatementInvalid")
+
+
+def app_log(d: dict) -> list[str]:
+    return (d.get("requests") or {}).get("rails", []) + d["logs"]["app"] + d["logs"]["server"]
+
+
+def db_failed(d: dict) -> bool:
+    """The probe's own login with the app's credentials failed."""
+    db = d.get("db")
+    return bool(db) and not (db["reachable"] and (db.get("login") or {"ok": True})["ok"])
+
+
+def db_error(d: dict) -> str | None:
+    """The last database error the app logged."""
+    return last(app_log(d), DB_ERROR)
+
+
+def host_blocked(d: dict, ctx: Context) -> Finding | None:
+    root, alb = d["http"]["root"], d["http"]["alb_host"]
+    blocked = last(app_log(d), r"Blocked host") or (
+        "Blocked host" in root["body"] + alb["body"] and "Blocked host")
+    if root["code"] == "403" or (alb["code"] == "403" and blocked):
+        return (f"host authorization blocks requests (/ -> {root['code']}, Host: ALB name -> "
+                f"{alb['code']}): {blocked or 'Blocked host'}",
+                'allow the ALB\'s name: config.hosts << ".elb.amazonaws.com" (the sample '
+                "app reads RAILS_ALLOWED_HOSTS), keep /up excluded")
+    return None
+
+
+def up_fails(d: dict, ctx: Context) -> Finding | None:
+    up = d["http"]["up"]
+    code = up["code"]
+    if code in ("301", "302", "307", "308") and up.get("location", "").startswith("https://"):
+        return (f"{ctx.health} answers {code}, a redirect to https: the app forces SSL "
+                "(config.force_ssl)", verify.force_ssl_fix(ctx))
+    if code == "404":
+        return (f"{ctx.health} answers 404: the app has no such route",
+                verify.no_health_route_fix(ctx.health))
+    if code != "200":
+        err, _ = request_error(d)
+        return f"{ctx.health} answers {code}" + (f": {err}" if err else ""), ""
+    return None
+
+
+def app_error(d: dict, ctx: Context) -> Finding | None:
+    if d["http"]["root"]["code"] != "500" or db_error(d):
+        return None
+    err, where = request_error(d)
+    err = err or last(app_log(d), r"Error|Exception") or "see the log"
+    release_id = (release(d).get("ledger") or {}).get("id", "current")
+    fix = (f"the error is in the app's code, {where} of release {release_id}: fix it and "
+           f"fab deploy{or_go_back(d)}") if where else ""
+    return f"/ answers 500: {err}" + (f" at {where}" if where else ""), fix
+
+
+class RailsApp(Layer):
+    name = "Rails app"
+    checks = (host_blocked, up_fails, app_error)
+
+    def healthy(self, d, ctx):
+        return f"/ {d['http']['root']['code']}, {ctx.health} {d['http']['up']['code']}"
+
+
+# --- assets ------------------------------------------------------------------------------
+
+def no_assets(d: dict, ctx: Context) -> Finding | None:
+    if not d["asset"]:
+        return ("no precompiled assets in current/public/assets "
+                "(pages load unstyled: asset requests 404)",
+                "RAILS_ENV=<env> bin/rails assets:precompile in the release (fab deploy does this)")
+    return None
+
+
+def asset_not_served(d: dict, ctx: Context) -> Finding | None:
+    code = d["http"]["asset"]["code"]
+    if code != "200":
+        return (f"{d['asset']} answers {code}",
+                "nginx's /assets location must serve current/public/assets")
+    return None
+
+
+class Assets(Layer):
+    name = "assets"
+    checks = (no_assets, asset_not_served)
+
+    def applies(self, ctx):
+        return ctx.pipeline
+
+    def skip_reason(self, ctx):
+        return "the app has no asset pipeline (nothing is precompiled)"
+
+    def healthy(self, d, ctx):
+        return f"{d['asset']} 200"
