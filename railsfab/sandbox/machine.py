@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from railsfab.local import PidFile, run, start_daemon
+from railsfab.sandbox import cgroups
 from railsfab.sandbox.image import ROOT_KEY_OPTIONS
 
 STEP = "host"
@@ -80,11 +81,14 @@ class Machine:
             "--console=read-only",
             *(f"--bind={src}:{dest}" for src, dest in binds),
         ]
-        return start_daemon(argv, pidfile=self.pidfile, log=self.log)
+        return start_daemon(cgroups.wrap(argv, cgroups.create(self.netns)),
+                            pidfile=self.pidfile, log=self.log)
 
     def stop(self) -> bool:
         # SIGTERM makes nspawn shut the container down cleanly.
-        return self.pidfile.stop(timeout=30)
+        stopped = self.pidfile.stop(timeout=30)
+        cgroups.remove(self.netns)
+        return stopped
 
     def remove_files(self) -> bool:
         existed = False
