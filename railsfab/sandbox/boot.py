@@ -88,11 +88,9 @@ class Booter:
         sbx._set_known_hosts(m.address, m.host_key_lines())
 
     def _start(self, m: Machine) -> None:
-        # One .deb cache shared by every sandbox host and run: each package is fetched
-        # through the proxy once per machine, not once per host (apt's own lock serialises).
-        debs = image.cache_dir().parent / "apt-archives"
-        (debs / "partial").mkdir(parents=True, exist_ok=True)
-        m.boot(binds=((debs, "/var/cache/apt/archives"),))
+        # Its own /var/cache/apt/archives (no bind): packages come through the gateway's
+        # .deb cache, so hosts install at the same time, each .deb fetched once per machine.
+        m.boot()
 
         def ssh_up() -> bool:
             if m.running_pid is None:

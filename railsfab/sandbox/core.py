@@ -28,11 +28,12 @@ from railsfab.sandbox import database, gem_mirror, image, network
 from railsfab.sandbox.boot import Booter
 from railsfab.sandbox.gem_mirror import GemMirror
 from railsfab.sandbox.machine import Machine
-from railsfab.sandbox.services import AptProxy, AwsEndpoint
+from railsfab.sandbox.services import AptProxy, AwsEndpoint, DebCache, Service
 from railsfab.secrets import ensure_generated
 
 REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "tinyproxy", "ip", "ssh-keygen", "cp")
 SECRET_KEYS = {"SECRET_KEY_BASE": 64, "DATABASE_PASSWORD": 16}
+DEB_POOL = "deb-pool"  # beside the image cache: the .debs every sandbox's apt proxy keeps
 CONTROL_DIR = ".cache/railsfab-ssh"  # ssh's shared connections to the sandbox hosts
 
 
@@ -65,9 +66,13 @@ class Sandbox:
         self._known_lock = threading.Lock()
         run_dir, log_dir = self.dir / "run", self.dir / "log"
         gw = self.cfg.gateway
-        self.proxy = AptProxy("apt proxy", gw, self.cfg.proxy_port,
+        # The hosts' apt proxy (proxy_port) is the .deb cache; tinyproxy, the way out to the
+        # Debian mirror, listens on the next port for it.
+        self.proxy = AptProxy("egress proxy", gw, self.cfg.proxy_port + 1,
                               PidFile(run_dir / "tinyproxy.pid"),
                               log_dir / "tinyproxy.log")
+        self.debs = DebCache("apt proxy", gw, self.cfg.proxy_port,
+                             PidFile(run_dir / "debcache.pid"), log_dir / "debcache.log")
         self.aws = AwsEndpoint("aws endpoint", gw, self.cfg.aws_port,
                                PidFile(run_dir / "moto.pid"),
                                log_dir / "moto.log")
@@ -87,6 +92,13 @@ class Sandbox:
             for i, h in enumerate(inv.stage.hosts)
         }
         self.booter = Booter(self)
+        ports = {self.cfg.aws_port: "aws_port", **({mirror.port: "gem_mirror.port"}
+                                                   if mirror else {})}
+        if self.cfg.proxy_port + 1 in ports:
+            raise ConfigError(
+                f"{inv.path.name}: stages.{inv.stage_name}.sandbox.proxy_port: "
+                f"{self.cfg.proxy_port + 1} (tinyproxy's, behind the apt proxy) is "
+                f"{ports[self.cfg.proxy_port + 1]}", fix="choose another proxy_port")
 
     @property
     def suite(self) -> str:
@@ -114,13 +126,13 @@ class Sandbox:
             changed = network.ensure_bridge(self.cfg.bridge, self.cfg.gateway,
                                             self.net.prefixlen)
             s.set(changed, f"{self.cfg.bridge} {self.cfg.gateway}/{self.net.prefixlen}")
-        with rep.step("local", "apt proxy") as s:
-            if self.proxy.running():
-                s.ok(f"tinyproxy on {self.proxy.address}:{self.proxy.port}")
-            else:
-                self.proxy.stop()
-                self.proxy.start(self.dir, self.cfg.subnet)
-                s.change(f"tinyproxy on {self.proxy.address}:{self.proxy.port}")
+        self._ensure_service(self.proxy, lambda: self.proxy.start(self.dir, self.cfg.subnet),
+                             f"tinyproxy on {self.proxy.address}:{self.proxy.port}, to the "
+                             "Debian mirror only")
+        pool = image.cache_dir().parent
+        self._ensure_service(self.debs, lambda: self.debs.start(
+            self.proxy, pool / DEB_POOL, pool / "apt-archives"),
+            f"{self.debs.address}:{self.debs.port}, .debs kept in {pool / DEB_POOL}")
         with rep.step("local", "aws endpoint") as s:
             if self.aws.running():
                 s.ok(self.aws.url)
@@ -151,6 +163,15 @@ class Sandbox:
         failed = [e for e in errors if e]
         if failed:
             raise failed[0]
+
+    def _ensure_service(self, svc: Service, start, what: str) -> None:
+        with self.rep.step("local", svc.name) as s:
+            if svc.running():
+                s.ok(what)
+            else:
+                svc.stop()  # ours, by PID, if it runs but does not answer where it should
+                start()
+                s.change(what)
 
     def _up_host(self, host: Host) -> None:
         m = self.machines[host.name]
@@ -209,7 +230,7 @@ class Sandbox:
 
         with ThreadPoolExecutor(max_workers=len(self.machines)) as pool:
             list(pool.map(host_down, self.machines.values()))
-        for svc in (self.aws, self.proxy, self.gems):
+        for svc in (self.aws, self.debs, self.proxy, self.gems):
             if svc is not None:
                 with self.rep.step("local", svc.name) as s:
                     s.set(svc.stop(), "stopped")
@@ -222,7 +243,7 @@ class Sandbox:
 
     def status(self) -> list[HostStatus]:
         rows = []
-        for svc in (self.proxy, self.aws, self.gems):
+        for svc in (self.debs, self.proxy, self.aws, self.gems):
             if svc is None:
                 continue
             name, pid = svc.name, svc.pidfile.live_pid()
