@@ -25,15 +25,16 @@ class TargetGroup:
     def configured(self) -> bool:
         return bool(self.arn)
 
-    def target(self, host: Host, conn=None) -> dict:
-        """The host as a target: instance id (hosts.yaml, IMDSv2, EC2 lookup by IP) or IP."""
+    def target(self, host: Host, conn=None, instance_id: str | None = None) -> dict:
+        """The host as a target: instance id (hosts.yaml, the one the host's facts found,
+        IMDSv2, EC2 lookup by IP) or IP."""
         ip = host.address
         if conn is not None and not _is_ip(ip):
             ip = remote.sh(conn, "hostname -I", step="target").stdout.split()[0]
         if self.inv.stage.aws.target_type == "ip":
             return {"Id": ip, "Port": 80}
-        if host.instance_id:
-            return {"Id": host.instance_id, "Port": 80}
+        if host.instance_id or instance_id:
+            return {"Id": host.instance_id or instance_id, "Port": 80}
         if conn is not None and not self.inv.stage.sandbox:
             # IMDSv2 (a sandbox host has no metadata service, and must not look for one).
             r = remote.sh(conn, "t=$(curl -s -m 2 -X PUT http://169.254.169.254/latest/api/token"

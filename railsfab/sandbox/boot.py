@@ -83,6 +83,7 @@ class Booter:
             apt_proxy=sbx.inv.stage.apt_proxy,
             authorized_key=sbx.key.with_suffix(".pub").read_text(),
         )
+        m.record_instance_id(sbx.instance_id(m.name))
         network.create_host_link(m.netns, m.veth, sbx.cfg.bridge, m.address,
                                  sbx.net.prefixlen, sbx.cfg.gateway)
         sbx._set_known_hosts(m.address, m.host_key_lines())

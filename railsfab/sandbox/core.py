@@ -178,6 +178,7 @@ class Sandbox:
         conn = None
         with self.rep.step(host.name, "boot") as s:
             if self._host_healthy(m):
+                m.record_instance_id(self.instance_id(m.name))
                 s.ok(f"running, {host.address}")
             else:
                 conn, tries = self.booter.fresh(host)
@@ -268,6 +269,13 @@ class Sandbox:
     def aws_ids_file(self) -> Path:
         """VPC, subnet, route table and instance ids the sandbox's AWS endpoint assigned."""
         return self.dir / "aws.json"
+
+    def instance_id(self, name: str) -> str | None:
+        """The host's instance record in the sandbox's AWS endpoint (web hosts have one)."""
+        try:
+            return json.loads(self.aws_ids_file.read_text()).get("instances", {}).get(name)
+        except (OSError, ValueError):
+            return None
 
     @property
     def ssh_config(self) -> Path:

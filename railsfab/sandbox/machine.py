@@ -60,6 +60,20 @@ class Machine:
         _authorize(r / "root/.ssh", f"{ROOT_KEY_OPTIONS} {authorized_key}", 0, 0)
         tmp.rename(self.root)
 
+    def record_instance_id(self, instance_id: str | None) -> bool:
+        """Where cloud-init keeps an EC2 host's instance id: this host's record in the
+        sandbox's AWS endpoint (rewritten if the endpoint was restarted and gave new ids)."""
+        path = self.root / "var/lib/cloud/data/instance-id"
+        text = f"{instance_id}\n" if instance_id else None
+        if (path.read_text() if path.exists() else None) == text:
+            return False
+        if text is None:
+            path.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        return True
+
     def host_key_lines(self) -> list[str]:
         """known_hosts lines for this host, read from the keys generated in prepare()."""
         lines = []
