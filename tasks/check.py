@@ -7,9 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from invoke import Exit
 from rich.table import Table
 
-from railsfab import diagnose, remote, rolling
 from railsfab.errors import RailsfabError
-from railsfab.paths import Paths
 from railsfab.report import Reporter
 from tasks._boundary import STAGE_HELP, command, load_stage
 
@@ -21,6 +19,9 @@ STYLE = {"ok": "green", "FAIL": "bold red", "skip": "dim"}
                              "json": "print the verdicts as JSON (for scripts)"})
 def check(c, stage=None, only=None, json=False):
     """Check every layer of each web host; name the first broken one and how to fix it."""
+    from railsfab import diagnose, remote, rolling
+    from railsfab.paths import Paths
+
     inv = load_stage(stage)
     app = inv.stage.app
     paths = Paths.of(app)
