@@ -26,10 +26,21 @@ def check(c, stage=None, only=None, json=False):
     app = inv.stage.app
     paths = Paths.of(app)
     hosts = inv.hosts(role="web", only=only)
-    s3 = diagnose.s3_round_trip(inv) if inv.stage.aws.bucket else None
-    tg = rolling.TargetGroup(inv) if (inv.stage.aws.stack_name or
-                                      inv.stage.aws.target_group_arn) else None
-    health = tg.health() if tg is not None and tg.configured else None
+
+    def aws_side() -> tuple:
+        """S3's round trip, and each host's state in the target group: asked while the
+        hosts are probed (boto3's import and AWS's answers overlap SSH's)."""
+        s3 = diagnose.s3_round_trip(inv) if inv.stage.aws.bucket else None
+        tg = rolling.TargetGroup(inv) if (inv.stage.aws.stack_name or
+                                          inv.stage.aws.target_group_arn) else None
+        if tg is None or not tg.configured:
+            return s3, None
+        health = tg.health()
+        lbs = {}
+        for h in hosts:
+            tid = tg.target(h)["Id"]
+            lbs[h.name] = {"id": tid, "state": health.get(tid, "not registered")}
+        return s3, lbs
 
     def one(host) -> list[diagnose.Verdict]:
         try:
@@ -40,15 +51,13 @@ def check(c, stage=None, only=None, json=False):
             data = diagnose.probe(conn, inv, paths)
         finally:
             conn.close()
-        lb = None
-        if health is not None:
-            tid = tg.target(host)["Id"]
-            lb = {"id": tid, "state": health.get(tid, "not registered")}
+        s3, lbs = aws.result()
         return diagnose.evaluate(data, workers=app.workers, deploy_user=app.deploy_user,
                                  health=app.health_path, https=inv.stage.https,
-                                 paths=paths, s3=s3, lb=lb)
+                                 paths=paths, s3=s3, lb=lbs[host.name] if lbs else None)
 
-    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+    with ThreadPoolExecutor(max_workers=len(hosts) + 1) as pool:
+        aws = pool.submit(aws_side)
         results = dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))
     broken = {h: diagnose.first_broken(vs) for h, vs in results.items()}
     if json:
