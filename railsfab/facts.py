@@ -8,11 +8,14 @@ Operations compare the facts with the wanted state and plan only the commands st
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from railsfab import onhost, remote
 from railsfab.paths import Paths
+
+INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,12 @@ class Facts:
     @property
     def lock(self) -> dict | None:
         return self.raw.get("lock")
+
+    @property
+    def instance_id(self) -> str | None:
+        """The instance id cloud-init recorded on the host, when it looks like one."""
+        found = self.raw.get("instance_id")
+        return found if isinstance(found, str) and INSTANCE_ID.fullmatch(found) else None
 
     @property
     def os(self) -> str:

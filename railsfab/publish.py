@@ -83,7 +83,8 @@ def _all_at_once(pub: Publication) -> None:
 def _roll(pub: Publication, tg: TargetGroup) -> None:
     runs = list(pub.session.runs.values())
     rep = pub.session.rep
-    targets = {r.name: tg.target(r.host, r.conn) for r in runs}
+    targets = {r.name: tg.target(r.host, r.conn, r.facts.instance_id if r.facts else None)
+               for r in runs}
     idle = [r for r in runs if not pub.plans[r.name].disturbs]
     busy = [r for r in runs if pub.plans[r.name].disturbs]
     if idle:

@@ -44,11 +44,34 @@ def connect(inv: Inventory, host: Host) -> Connection:
                                  "run": {"hide": True, "in_stream": False}}),
     )
     conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    known = inv.known_hosts
-    if known.exists():
-        conn.client.load_host_keys(str(known))
+    # The keys paramiko will look this host up by ("[addr]:port" off port 22), from the file
+    # parsed once per process: parsing every key of it per connection cost 16 ms of CPU per
+    # host (8 hosts: 0.13 s, one after another under the GIL).
+    port = inv.ssh_port(host)
+    name = host.address if port == 22 else f"[{host.address}]:{port}"
+    mine = conn.client.get_host_keys()
+    for kind, key in (_known_hosts(inv.known_hosts).lookup(name) or {}).items():
+        mine.add(name, kind, key)
     conn.railsfab_host = host  # type: ignore[attr-defined]
     return conn
+
+
+_parsed: dict[str, tuple[tuple, paramiko.HostKeys]] = {}
+_parsed_lock = threading.Lock()
+
+
+def _known_hosts(path) -> paramiko.HostKeys:
+    """The known_hosts file, parsed again only when it changed (sandbox.up rewrites it)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return paramiko.HostKeys()
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    with _parsed_lock:
+        cached = _parsed.get(str(path))
+        if cached is None or cached[0] != stamp:
+            cached = _parsed[str(path)] = (stamp, paramiko.HostKeys(str(path)))
+        return cached[1]
 
 
 def open_checked(inv: Inventory, host: Host) -> Connection:

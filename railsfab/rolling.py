@@ -24,11 +24,12 @@ class TargetGroup:
     def configured(self) -> bool:
         return bool(self.arn)
 
-    def target(self, host: Host, conn=None) -> dict:
-        """The host as a target: instance id (hosts.yaml, IMDSv2, EC2 lookup by IP) or IP."""
+    def target(self, host: Host, conn=None, instance_id: str | None = None) -> dict:
+        """The host as a target: instance id (hosts.yaml, the one the host's facts found,
+        IMDSv2, EC2 lookup by IP) or IP."""
         if self.inv.stage.aws.target_type == "ip":
             return {"Id": self.instances.ip(host, conn), "Port": 80}
-        found = self.instances.id(host, conn)
+        found = host.instance_id or instance_id or self.instances.id(host, conn)
         if not found:
             raise RailsfabError(f"no EC2 instance with private IP {self.instances.ip(host, conn)}",
                                 host=host.name, step="target",

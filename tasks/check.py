@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from invoke import Exit
 from rich.markup import escape
 from rich.table import Table
 
-from railsfab import diagnose, remote, rolling
 from railsfab.errors import RailsfabError
-from railsfab.paths import Paths
 from railsfab.report import Reporter
 from tasks._boundary import STAGE_HELP, command, load_stage
+
+if TYPE_CHECKING:
+    from railsfab import diagnose
 
 STYLE = {"ok": "green", "FAIL": "bold red", "skip": "dim", "not deployed": "yellow"}
 
@@ -22,13 +24,25 @@ STYLE = {"ok": "green", "FAIL": "bold red", "skip": "dim", "not deployed": "yell
                              "json": "print the verdicts as JSON (for scripts)"})
 def check(c, stage=None, only=None, json=False):
     """Check every layer of each web host; name the first broken one and how to fix it."""
+    from railsfab import diagnose, remote
+    from railsfab.paths import Paths
+
     inv = load_stage(stage)
     app = inv.stage.app
     paths = Paths.of(app)
     hosts = inv.hosts(role="web", only=only)
-    s3 = diagnose.s3_round_trip(inv) if inv.stage.aws.bucket else None
-    targets, health = lb_health(inv, hosts)
-    sgs = diagnose.security_groups(inv, hosts)
+
+    def aws_side() -> tuple:
+        """S3's round trip, each host's target health with AWS's reason and the instances'
+        security groups: asked while the hosts are probed (boto3's import and AWS's answers
+        overlap SSH's)."""
+        s3 = diagnose.s3_round_trip(inv) if inv.stage.aws.bucket else None
+        targets, health = lb_health(inv, hosts)
+        lbs = None
+        if health is not None:
+            lbs = {name: {"id": t["Id"], **health.get(t["Id"], {"state": "not registered"})}
+                   for name, t in targets.items()}
+        return s3, lbs, diagnose.security_groups(inv, hosts)
 
     def one(host) -> list[diagnose.Verdict]:
         try:
@@ -39,16 +53,14 @@ def check(c, stage=None, only=None, json=False):
             data = diagnose.probe(conn, inv, paths)
         finally:
             conn.close()
-        lb = None
-        if health is not None:
-            tid = targets[host.name]["Id"]
-            lb = {"id": tid, **health.get(tid, {"state": "not registered"})}
+        s3, lbs, sgs = aws.result()
         return diagnose.evaluate(data, workers=app.workers, deploy_user=app.deploy_user,
                                  health=app.health_path, https=inv.stage.https,
-                                 paths=paths, s3=s3, lb=lb, host=host.name,
-                                 sg=None if sgs is None else sgs[host.name])
+                                 paths=paths, s3=s3, lb=lbs[host.name] if lbs else None,
+                                 host=host.name, sg=None if sgs is None else sgs[host.name])
 
-    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+    with ThreadPoolExecutor(max_workers=len(hosts) + 1) as pool:
+        aws = pool.submit(aws_side)
         results = dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))
     bad = {h: diagnose.first_broken(vs) or diagnose.not_deployed(vs)
            for h, vs in results.items()}
@@ -86,6 +98,8 @@ def summary(host: str, verdicts: list[diagnose.Verdict], bad: diagnose.Verdict |
 def lb_health(inv, hosts) -> tuple[dict, dict | None]:
     """Each host's target and its health with AWS's reason, in one call; (_, None) when the
     stage has no target group."""
+    from railsfab import rolling
+
     if not (inv.stage.aws.stack_name or inv.stage.aws.target_group_arn):
         return {}, None
     tg = rolling.TargetGroup(inv)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from railsfab.deploy import deploy as run_deploy
 from railsfab.report import Reporter
 from tasks._boundary import ONLY_HELP, STAGE_HELP, command, load_stage
 
@@ -14,6 +13,8 @@ from tasks._boundary import ONLY_HELP, STAGE_HELP, command, load_stage
 })
 def deploy(c, stage=None, only=None, dry_run=False):
     """Deploy the app: packages, release, assets, migrations, app server, nginx; verify."""
+    from railsfab.deploy import deploy as run_deploy
+
     inv = load_stage(stage)
     app = inv.stage.app
     rep = Reporter()

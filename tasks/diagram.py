@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from railsfab import diagram as diagramlib
 from railsfab.report import Reporter
 from tasks._boundary import STAGE_HELP, command, load_stage
 
@@ -14,6 +13,8 @@ from tasks._boundary import STAGE_HELP, command, load_stage
     "out": "folder for architecture.png/.svg/.drawio (default: .railsfab/diagrams/<stage>)"})
 def diagram(c, stage=None, out=None):
     """Draw the stage's architecture (ALB, hosts, socket, database, S3) with live health."""
+    from railsfab import diagram as diagramlib
+
     inv = load_stage(stage)
     rep = Reporter()
     outputs, health, problem = diagramlib.live_state(inv)

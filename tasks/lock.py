@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from railsfab import lock, remote
-from railsfab.paths import Paths
 from railsfab.report import Reporter
 from tasks._boundary import STAGE_HELP, command, load_stage
 
@@ -14,6 +12,9 @@ from tasks._boundary import STAGE_HELP, command, load_stage
                                     "only": "comma-separated host names (default: all web hosts)"})
 def release(c, stage=None, only=None):
     """Remove a stale deploy lock (after a deploy that was killed), showing who held it."""
+    from railsfab import lock, remote
+    from railsfab.paths import Paths
+
     inv = load_stage(stage)
     rep = Reporter()
     app = inv.stage.app

@@ -6,7 +6,6 @@ import sys
 
 from invoke import Exit
 
-from railsfab import console as consolelib
 from tasks._boundary import ONLY_HELP, STAGE_HELP, command, load_stage
 
 # What followed `--` on the command line, exactly as typed (quoting kept).
@@ -37,6 +36,8 @@ def claim_remainder() -> None:
 })
 def rails(c, stage=None, only=None, all_=False, console=False):
     """Run a Rails command in `current` as the deploy user: fab rails -- db:seed."""
+    from railsfab import console as consolelib
+
     inv = load_stage(stage)
     if console:
         code = consolelib.console(inv, only=only)
@@ -54,4 +55,6 @@ def rails(c, stage=None, only=None, all_=False, console=False):
 })
 def logs(c, stage=None, only=None, lines=20, follow=False):
     """The app server's, Rails' and nginx's logs of every web host, each line with its host."""
+    from railsfab import console as consolelib
+
     consolelib.logs(load_stage(stage), only=only, lines=lines, follow=follow)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from railsfab import releases as ledger
 from railsfab.report import Reporter
 from tasks._boundary import ONLY_HELP as ONLY
 from tasks._boundary import STAGE_HELP, command, load_stage
@@ -13,6 +12,8 @@ from tasks._boundary import STAGE_HELP, command, load_stage
 @command(name="releases", help={"stage": STAGE_HELP, "only": ONLY})
 def releases(c, stage=None, only=None):
     """List each host's releases, their state (prepared/good) and which one is current."""
+    from railsfab import releases as ledger
+
     inv = load_stage(stage)
     rep = Reporter()
     for host, rels in ledger.list_releases(inv, only).items():
@@ -28,6 +29,8 @@ def releases(c, stage=None, only=None):
                                 "to": "release id to go back to (default: the previous good one)"})
 def rollback(c, stage=None, only=None, to=None):
     """Switch back to the previous good release: zero downtime, in batches through the ALB."""
+    from railsfab import releases as ledger
+
     inv = load_stage(stage)
     rep = Reporter()
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from railsfab.report import Reporter
-from railsfab.restart import restart
 from tasks._boundary import ONLY_HELP, STAGE_HELP, command, load_stage
 
 HELP = {
@@ -27,6 +26,8 @@ def restart_unicorn(c, stage=None, only=None, hard=False):
 
 
 def _restart(stage, only, hot, hard, name, require=None) -> None:
+    from railsfab.restart import restart
+
     inv = load_stage(stage)
     rep = Reporter()
     try:

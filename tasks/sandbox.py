@@ -6,13 +6,14 @@ from invoke import Collection
 from rich.table import Table
 
 from railsfab.report import Reporter
-from railsfab.sandbox.core import Sandbox
 from tasks._boundary import STAGE_HELP, command, load_stage
 
 
 @command(name="sandbox.up", help={"stage": STAGE_HELP})
 def up(c, stage=None):
     """Boot the stage's sandbox hosts (web1, web2, db), apt proxy and AWS endpoint."""
+    from railsfab.sandbox.core import Sandbox
+
     inv = load_stage(stage)
     rep = Reporter()
     rep.info(f"[bold]sandbox.up[/] stage {inv.stage_name}")
@@ -24,6 +25,8 @@ def up(c, stage=None):
 @command(name="sandbox.down", help={"stage": STAGE_HELP})
 def down(c, stage=None):
     """Stop the sandbox's processes and remove its hosts, namespaces and links."""
+    from railsfab.sandbox.core import Sandbox
+
     inv = load_stage(stage)
     rep = Reporter()
     rep.info(f"[bold]sandbox.down[/] stage {inv.stage_name}")
@@ -34,6 +37,8 @@ def down(c, stage=None):
 @command(name="sandbox.status", help={"stage": STAGE_HELP})
 def status(c, stage=None):
     """Show each sandbox host and service, its address and state."""
+    from railsfab.sandbox.core import Sandbox
+
     inv = load_stage(stage)
     rep = Reporter()
     table = Table(title=f"sandbox {inv.stage_name}", title_justify="left")

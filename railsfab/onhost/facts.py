@@ -216,6 +216,16 @@ def release_lock(req):
     print(json.dumps({"released": True, "holder": held}))
 
 
+def instance_id():
+    """The EC2 instance id cloud-init recorded at boot (a sandbox host's is written likewise):
+    the host's id as a target, with no metadata request and no EC2 lookup."""
+    try:
+        with open("/var/lib/cloud/data/instance-id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
 def lock_only(req):
     print(json.dumps(take_lock(req)))
 
@@ -236,6 +246,7 @@ def main(P):
     print(json.dumps({
         "lock": take_lock(P["lock"]) if P.get("lock") else None,
         "os": os_release(),
+        "instance_id": instance_id(),
         "installed": found,
         "ruby": ruby(found),
         "apt_lists_age": (time.time() - max(lists)) if lists else None,

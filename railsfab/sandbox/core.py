@@ -15,25 +15,25 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from railsfab import aws, remote
+from railsfab import aws
 from railsfab.errors import ConfigError, RailsfabError
 from railsfab.inventory import Host, Inventory
-from railsfab.local import PidFile, log_tail, port_open, run, wait_for
+from railsfab.local import PidFile, port_open, run
 from railsfab.report import Reporter
 from railsfab.sandbox import database, gem_mirror, image, network
+from railsfab.sandbox.boot import Booter
 from railsfab.sandbox.gem_mirror import GemMirror
 from railsfab.sandbox.machine import Machine
-from railsfab.sandbox.services import AptProxy, AwsEndpoint
+from railsfab.sandbox.services import AptProxy, AwsEndpoint, DebCache, Service
 from railsfab.secrets import ensure_generated
 
 REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "tinyproxy", "ip", "ssh-keygen", "cp")
 SECRET_KEYS = {"SECRET_KEY_BASE": 64, "DATABASE_PASSWORD": 16}
-BOOT_TIMEOUT = 90
+DEB_POOL = "deb-pool"  # beside the image cache: the .debs every sandbox's apt proxy keeps
 CONTROL_DIR = ".cache/railsfab-ssh"  # ssh's shared connections to the sandbox hosts
 
 
@@ -66,9 +66,13 @@ class Sandbox:
         self._known_lock = threading.Lock()
         run_dir, log_dir = self.dir / "run", self.dir / "log"
         gw = self.cfg.gateway
-        self.proxy = AptProxy("apt proxy", gw, self.cfg.proxy_port,
+        # The hosts' apt proxy (proxy_port) is the .deb cache; tinyproxy, the way out to the
+        # Debian mirror, listens on the next port for it.
+        self.proxy = AptProxy("egress proxy", gw, self.cfg.proxy_port + 1,
                               PidFile(run_dir / "tinyproxy.pid"),
                               log_dir / "tinyproxy.log")
+        self.debs = DebCache("apt proxy", gw, self.cfg.proxy_port,
+                             PidFile(run_dir / "debcache.pid"), log_dir / "debcache.log")
         self.aws = AwsEndpoint("aws endpoint", gw, self.cfg.aws_port,
                                PidFile(run_dir / "moto.pid"),
                                log_dir / "moto.log")
@@ -87,6 +91,14 @@ class Sandbox:
             )
             for i, h in enumerate(inv.stage.hosts)
         }
+        self.booter = Booter(self)
+        ports = {self.cfg.aws_port: "aws_port", **({mirror.port: "gem_mirror.port"}
+                                                   if mirror else {})}
+        if self.cfg.proxy_port + 1 in ports:
+            raise ConfigError(
+                f"{inv.path.name}: stages.{inv.stage_name}.sandbox.proxy_port: "
+                f"{self.cfg.proxy_port + 1} (tinyproxy's, behind the apt proxy) is "
+                f"{ports[self.cfg.proxy_port + 1]}", fix="choose another proxy_port")
 
     @property
     def suite(self) -> str:
@@ -114,13 +126,13 @@ class Sandbox:
             changed = network.ensure_bridge(self.cfg.bridge, self.cfg.gateway,
                                             self.net.prefixlen)
             s.set(changed, f"{self.cfg.bridge} {self.cfg.gateway}/{self.net.prefixlen}")
-        with rep.step("local", "apt proxy") as s:
-            if self.proxy.running():
-                s.ok(f"tinyproxy on {self.proxy.address}:{self.proxy.port}")
-            else:
-                self.proxy.stop()
-                self.proxy.start(self.dir, self.cfg.subnet)
-                s.change(f"tinyproxy on {self.proxy.address}:{self.proxy.port}")
+        self._ensure_service(self.proxy, lambda: self.proxy.start(self.dir, self.cfg.subnet),
+                             f"tinyproxy on {self.proxy.address}:{self.proxy.port}, to the "
+                             "Debian mirror only")
+        pool = image.cache_dir().parent
+        self._ensure_service(self.debs, lambda: self.debs.start(
+            self.proxy, pool / DEB_POOL, pool / "apt-archives"),
+            f"{self.debs.address}:{self.debs.port}, .debs kept in {pool / DEB_POOL}")
         with rep.step("local", "aws endpoint") as s:
             if self.aws.running():
                 s.ok(self.aws.url)
@@ -152,33 +164,30 @@ class Sandbox:
         if failed:
             raise failed[0]
 
+    def _ensure_service(self, svc: Service, start, what: str) -> None:
+        with self.rep.step("local", svc.name) as s:
+            if svc.running():
+                s.ok(what)
+            else:
+                svc.stop()  # ours, by PID, if it runs but does not answer where it should
+                start()
+                s.change(what)
+
     def _up_host(self, host: Host) -> None:
         m = self.machines[host.name]
+        conn = None
         with self.rep.step(host.name, "boot") as s:
             if self._host_healthy(m):
+                m.record_instance_id(self.instance_id(m.name))
                 s.ok(f"running, {host.address}")
             else:
-                self._recreate(m)
-                s.change(f"booted, {host.address}")
+                conn, tries = self.booter.fresh(host)
+                s.change(f"booted, {host.address}" + (
+                    f" (on attempt {len(tries) + 1}: before, {'; '.join(tries)})"
+                    if tries else ""))
         with self.rep.step(host.name, "ssh") as s:
-            try:
-                conn = _connect_when_booted(self.inv, host)
-            except RailsfabError as exc:
-                failed = [ln for ln in m.log.read_text(errors="replace").splitlines()
-                          if "FAILED" in ln or "Failed" in ln] if m.log.exists() else []
-                exc.message += ("; console: " + " | ".join(failed[-3:])) if failed else ""
-                exc.fix = f"see the host's console log {m.log}"
-                raise
-            state = _wait_system_running(conn)
-            if state != "running":
-                failed = remote.sh(conn, "systemctl --failed --plain --no-legend", step="ssh",
-                                   warn=True).stdout.split("\n")
-                raise RailsfabError(f"systemd reports '{state}' after boot; failed units: "
-                                    + "; ".join(ln.split()[0] for ln in failed if ln.strip()),
-                                    host=host.name, step="ssh",
-                                    fix=f"`ssh -F {self._rel(self.ssh_config)} {host.name} "
-                                    "systemctl --failed` shows which unit failed")
-            s.ok(f"{self.inv.ssh_user(host)}@{host.address}, systemd {state}")
+            conn = conn or self.booter.connect(host)
+            s.ok(f"{self.inv.ssh_user(host)}@{host.address}, systemd running")
         try:
             if "db" in host.roles and self.inv.stage.app.database:
                 with self.rep.step(host.name, "database") as s:
@@ -191,8 +200,7 @@ class Sandbox:
 
         def one(name: str) -> None:
             host = next(h for h in self.inv.stage.hosts if h.name == name)
-            self._recreate(self.machines[name])
-            _connect_when_booted(self.inv, host).close()
+            self.booter.fresh(host)[0].close()
 
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
             list(pool.map(one, names))
@@ -204,35 +212,6 @@ class Sandbox:
             return False
         lines = set(m.host_key_lines())
         return bool(lines) and lines <= set(self._known_lines()) and port_open(m.address, 22)
-
-    def _recreate(self, m: Machine) -> None:
-        """Clear whatever is left of this host (a killed run, a crashed container), rebuild."""
-        m.stop()
-        network.remove_host_link(m.netns, m.veth)
-        m.prepare(
-            image.image_path(self.suite),
-            etc_hosts=self._etc_hosts(m.name),
-            apt_proxy=self.inv.stage.apt_proxy,
-            authorized_key=self.key.with_suffix(".pub").read_text(),
-        )
-        network.create_host_link(m.netns, m.veth, self.cfg.bridge, m.address,
-                                 self.net.prefixlen, self.cfg.gateway)
-        self._set_known_hosts(m.address, m.host_key_lines())
-        # One .deb cache shared by every sandbox host and run: each package is fetched
-        # through the proxy once per machine, not once per host (apt's own lock serialises).
-        debs = image.cache_dir().parent / "apt-archives"
-        (debs / "partial").mkdir(parents=True, exist_ok=True)
-        m.boot(binds=((debs, "/var/cache/apt/archives"),))
-
-        def ssh_up() -> bool:
-            if m.running_pid is None:
-                raise RailsfabError(f"systemd-nspawn exited: {log_tail(m.log)}", host=m.name,
-                                    step="boot", fix=f"see {m.log}")
-            return port_open(m.address, 22)
-
-        if not wait_for(ssh_up, BOOT_TIMEOUT, interval=0.2):
-            raise RailsfabError(f"no SSH on {m.address}:22 within {BOOT_TIMEOUT} s",
-                                host=m.name, step="boot", fix=f"see {m.log}")
 
     # --- down ------------------------------------------------------------------------
 
@@ -252,7 +231,7 @@ class Sandbox:
 
         with ThreadPoolExecutor(max_workers=len(self.machines)) as pool:
             list(pool.map(host_down, self.machines.values()))
-        for svc in (self.aws, self.proxy, self.gems):
+        for svc in (self.aws, self.debs, self.proxy, self.gems):
             if svc is not None:
                 with self.rep.step("local", svc.name) as s:
                     s.set(svc.stop(), "stopped")
@@ -265,7 +244,7 @@ class Sandbox:
 
     def status(self) -> list[HostStatus]:
         rows = []
-        for svc in (self.proxy, self.aws, self.gems):
+        for svc in (self.debs, self.proxy, self.aws, self.gems):
             if svc is None:
                 continue
             name, pid = svc.name, svc.pidfile.live_pid()
@@ -290,6 +269,13 @@ class Sandbox:
     def aws_ids_file(self) -> Path:
         """VPC, subnet, route table and instance ids the sandbox's AWS endpoint assigned."""
         return self.dir / "aws.json"
+
+    def instance_id(self, name: str) -> str | None:
+        """The host's instance record in the sandbox's AWS endpoint (web hosts have one)."""
+        try:
+            return json.loads(self.aws_ids_file.read_text()).get("instances", {}).get(name)
+        except (OSError, ValueError):
+            return None
 
     @property
     def ssh_config(self) -> Path:
@@ -381,20 +367,3 @@ class Sandbox:
             return p
 
 
-
-def _connect_when_booted(inv: Inventory, host: Host):
-    """SSH in, retrying while a just-booted host's sshd settles; key problems fail at once."""
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    while True:
-        try:
-            return remote.open_checked(inv, host)
-        except RailsfabError as exc:
-            if not exc.message.startswith("cannot reach") or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
-def _wait_system_running(conn) -> str:
-    r = remote.sh(conn, f"timeout {BOOT_TIMEOUT} systemctl is-system-running --wait",
-                  step="ssh", warn=True)
-    return r.stdout.strip() or "unknown"

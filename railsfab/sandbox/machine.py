@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from railsfab.local import PidFile, run, start_daemon
+from railsfab.sandbox import cgroups
 from railsfab.sandbox.image import ROOT_KEY_OPTIONS
 
 STEP = "host"
@@ -59,6 +60,20 @@ class Machine:
         _authorize(r / "root/.ssh", f"{ROOT_KEY_OPTIONS} {authorized_key}", 0, 0)
         tmp.rename(self.root)
 
+    def record_instance_id(self, instance_id: str | None) -> bool:
+        """Where cloud-init keeps an EC2 host's instance id: this host's record in the
+        sandbox's AWS endpoint (rewritten if the endpoint was restarted and gave new ids)."""
+        path = self.root / "var/lib/cloud/data/instance-id"
+        text = f"{instance_id}\n" if instance_id else None
+        if (path.read_text() if path.exists() else None) == text:
+            return False
+        if text is None:
+            path.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        return True
+
     def host_key_lines(self) -> list[str]:
         """known_hosts lines for this host, read from the keys generated in prepare()."""
         lines = []
@@ -80,11 +95,14 @@ class Machine:
             "--console=read-only",
             *(f"--bind={src}:{dest}" for src, dest in binds),
         ]
-        return start_daemon(argv, pidfile=self.pidfile, log=self.log)
+        return start_daemon(cgroups.wrap(argv, cgroups.create(self.netns)),
+                            pidfile=self.pidfile, log=self.log)
 
     def stop(self) -> bool:
         # SIGTERM makes nspawn shut the container down cleanly.
-        return self.pidfile.stop(timeout=30)
+        stopped = self.pidfile.stop(timeout=30)
+        cgroups.remove(self.netns)
+        return stopped
 
     def remove_files(self) -> bool:
         existed = False

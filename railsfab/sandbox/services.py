@@ -1,4 +1,5 @@
-"""Processes the sandbox runs on the bridge gateway: the apt proxy and the AWS endpoint."""
+"""Processes the sandbox runs on the bridge gateway: the apt proxy (a .deb cache in front of
+tinyproxy) and the AWS endpoint."""
 
 from __future__ import annotations
 
@@ -67,6 +68,18 @@ class AptProxy(Service):
             ]) + "\n"
         )
         start_daemon(["tinyproxy", "-d", "-c", conf], pidfile=self.pidfile, log=self.log)
+        self.wait_ready()
+
+
+class DebCache(Service):
+    """The hosts' apt proxy: keeps every .deb in the machine's shared pool (deb_cache), the
+    rest goes on to tinyproxy at `upstream`."""
+
+    def start(self, upstream: Service, pool: Path, seed: Path) -> None:
+        pool.mkdir(parents=True, exist_ok=True)
+        start_daemon([sys.executable, "-m", "railsfab.sandbox.deb_cache", self.address,
+                      str(self.port), upstream.address, str(upstream.port), pool, seed],
+                     pidfile=self.pidfile, log=self.log)
         self.wait_ready()
 
 

@@ -34,8 +34,8 @@ def fab(stage_file: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def started_pids(sbx: Sandbox) -> list[int]:
-    pidfiles = [m.pidfile for m in sbx.machines.values()] + [sbx.proxy.pidfile,
-                                                              sbx.aws.pidfile]
+    pidfiles = [m.pidfile for m in sbx.machines.values()] + [
+        sbx.proxy.pidfile, sbx.debs.pidfile, sbx.aws.pidfile]
     return [p for p in (pf.read() for pf in pidfiles) if p]
 
 
@@ -50,7 +50,7 @@ def test_up_is_idempotent_recovers_from_a_killed_run_and_down_leaves_nothing(sta
 
     status = fab(stage_file, "sandbox.status")
     assert status.returncode == 0
-    for line in ("web1", "web2", "aws endpoint", "apt proxy"):
+    for line in ("web1", "web2", "aws endpoint", "apt proxy", "egress proxy"):
         row = next(ln for ln in status.stdout.splitlines() if f" {line} " in ln)
         assert "running" in row
 
@@ -68,7 +68,7 @@ def test_up_is_idempotent_recovers_from_a_killed_run_and_down_leaves_nothing(sta
     assert check.stdout.strip() == "running"
 
     pids = started_pids(sbx)
-    assert len(pids) == 4
+    assert len(pids) == 5
     down = fab(stage_file, "sandbox.down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert [p for p in pids if pid_alive(p)] == []
