@@ -21,7 +21,7 @@ STYLE = {"ok": "green", "FAIL": "bold red", "skip": "dim"}
                              "json": "print the verdicts as JSON (for scripts)"})
 def check(c, stage=None, only=None, json=False):
     """Check every layer of each web host; name the first broken one and how to fix it."""
-    inv = load_stage(stage)
+    inv = load_stage(stage, stderr=json)
     app = inv.stage.app
     paths = Paths.of(app)
     hosts = inv.hosts(role="web", only=only)

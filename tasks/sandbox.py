@@ -13,7 +13,7 @@ from tasks._boundary import STAGE_HELP, command, load_stage
 @command(name="sandbox.up", help={"stage": STAGE_HELP})
 def up(c, stage=None):
     """Boot the stage's sandbox hosts (web1, web2, db), apt proxy and AWS endpoint."""
-    inv = load_stage(stage)
+    inv = load_stage(stage, hosts=False)
     rep = Reporter()
     rep.info(f"[bold]sandbox.up[/] stage {inv.stage_name}")
     Sandbox(inv, rep).up()
@@ -24,7 +24,7 @@ def up(c, stage=None):
 @command(name="sandbox.down", help={"stage": STAGE_HELP})
 def down(c, stage=None):
     """Stop the sandbox's processes and remove its hosts, namespaces and links."""
-    inv = load_stage(stage)
+    inv = load_stage(stage, hosts=False)
     rep = Reporter()
     rep.info(f"[bold]sandbox.down[/] stage {inv.stage_name}")
     Sandbox(inv, rep).down()
@@ -34,7 +34,7 @@ def down(c, stage=None):
 @command(name="sandbox.status", help={"stage": STAGE_HELP})
 def status(c, stage=None):
     """Show each sandbox host and service, its address and state."""
-    inv = load_stage(stage)
+    inv = load_stage(stage, hosts=False)
     rep = Reporter()
     table = Table(title=f"sandbox {inv.stage_name}", title_justify="left")
     for col in ("host", "address", "roles", "state", "detail"):
