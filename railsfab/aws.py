@@ -36,13 +36,14 @@ class Clients:
 
         return boto3.session.Session()
 
-    def client(self, service: str):
+    def client(self, service: str, **config):
         from botocore.config import Config
 
         # An unreachable endpoint should fail in seconds, not after boto3's default 60 s
         # connect timeout times its retries.
         kwargs = {"region_name": self.region, "config": Config(
-            connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"})}
+            connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"},
+            **config)}
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
         if self.sandbox:
