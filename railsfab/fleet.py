@@ -67,9 +67,8 @@ def find(c, inv: Inventory) -> list[dict]:
                 f"no Auto Scaling group {hf.auto_scaling_group} in {inv.stage.aws.region}",
                 step="hosts", fix=f"check hosts_from.auto_scaling_group and aws.region of "
                                   f"stage {inv.stage_name} in {inv.path.name}")
-        ids = [i["InstanceId"] for i in groups[0]["Instances"]
-               if i.get("LifecycleState") == "InService"]
-        return _describe(c, [{"Name": "instance-id", "Values": ids}]) if ids else []
+        return _by_ids(c, "instance-id", [i["InstanceId"] for i in groups[0]["Instances"]
+                                          if i.get("LifecycleState") == "InService"])
     return _from_target_group(c, inv)
 
 
@@ -89,10 +88,14 @@ def _from_target_group(c, inv: Inventory) -> list[dict]:
     targets = [t for t in c.elbv2.describe_target_health(TargetGroupArn=arn)
                ["TargetHealthDescriptions"] if t["TargetHealth"]["State"] != "draining"]
     ids = [t["Target"]["Id"] for t in targets]
-    if not ids:
-        return []
-    kind = "instance-id" if ids[0].startswith("i-") else "private-ip-address"
-    return _describe(c, [{"Name": kind, "Values": ids}])
+    kind = "instance-id" if ids and ids[0].startswith("i-") else "private-ip-address"
+    return _by_ids(c, kind, ids)
+
+
+def _by_ids(c, kind: str, ids: list[str]) -> list[dict]:
+    """Instances by id or IP, 200 at a time (EC2's limit of values per filter)."""
+    return [i for at in range(0, len(ids), 200)
+            for i in _describe(c, [{"Name": kind, "Values": ids[at:at + 200]}])]
 
 
 def _describe(c, filters: list[dict]) -> list[dict]:
@@ -161,7 +164,8 @@ def line(inv: Inventory, hosts: list[Host]) -> str:
 
 def _fix_nothing(inv: Inventory) -> str:
     hf = inv.stage.hosts_from
-    what = {"tag": f"tag the web instances {hf.describe()[4:]}",
+    tags = ", ".join(f"{k}={v}" for k, v in (hf.tag or {}).items())
+    what = {"tag": f"tag the web instances {tags}",
             "auto_scaling_group": "check the group's instances (InService)",
             "target_group": "register the web instances with the target group"}[hf.source]
     return (f"{what} (running), check aws.region of stage {inv.stage_name}, or list web hosts "
