@@ -5,14 +5,15 @@
 # Runs as root: sh -c, parameters in the environment (APP_USER, REL, DIGEST, ARCHIVE).
 # Exits 10 when the fetch fails, 11 when the digest differs (the file is removed).
 set -u
-install -d -o "$APP_USER" -g "$APP_USER" -m 0711 "$REL" || exit 1
+# The deploy user's folder, made and filled by the deploy user: root follows no link there.
+as_app() { runuser -u "$APP_USER" -- "$@"; }
+as_app mkdir -p -m 0711 "$REL" || exit 1
 cd "$REL" || exit 1
-# as the deploy user, whose folder it is: root follows no link there
-runuser -u "$APP_USER" -- curl --fail --silent --show-error --retry 3 --connect-timeout 10 \
-    --max-time 900 --config - --output "$ARCHIVE" || exit 10
-got=$(runuser -u "$APP_USER" -- sha256sum "$ARCHIVE" | cut -d' ' -f1)
+as_app curl --fail --silent --show-error --retry 3 --connect-timeout 10 --max-time 900 \
+    --config - --output "$ARCHIVE" || exit 10
+got=$(as_app sha256sum "$ARCHIVE" | cut -d' ' -f1)
 if [ "$got" != "$DIGEST" ]; then
-    runuser -u "$APP_USER" -- rm -f "$ARCHIVE"
+    as_app rm -f "$ARCHIVE"
     echo "sha256 $got"
     exit 11
 fi

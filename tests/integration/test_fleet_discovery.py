@@ -5,6 +5,7 @@ that an instance not in known_hosts is refused before any SSH (`fab` as a user r
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -156,3 +157,30 @@ def test_an_instance_not_in_known_hosts_is_refused_before_any_ssh(tmp_path, endp
     assert f"web2 ({web2}, 10.9.1.12): no fingerprints in its console output (yet)" in out
     assert "ssh-keyscan -t ed25519 10.9.1.12" in out
     assert "Traceback" not in out
+
+
+def test_artifacts_are_put_once_and_follow_keep_releases(tmp_path, endpoint):
+    from railsfab import artifact
+
+    path = stage_file(tmp_path, endpoint, {"tag": {"Role": "web"}}, known=[])
+    doc = yaml.safe_load(path.read_text())
+    doc["stages"]["prod"]["app"].update(artifact="s3", keep_releases=3)
+    doc["stages"]["prod"]["aws"]["bucket"] = "shop-artifacts"
+    path.write_text(yaml.safe_dump(doc))
+    boto3.client("s3", region_name=REGION, endpoint_url=endpoint).create_bucket(
+        Bucket="shop-artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
+    inv = inventory.load(path)
+    for n in range(5):
+        a = artifact.Artifact(inv)
+        body = f"release {n}".encode()
+        assert a.put(body, f"2026120100000{n}")[0] is True
+        assert a.put(body, f"2026120100000{n}") == (False, f"{a.where} already there (0 KiB)")
+        if n == 3:
+            kept = a
+    assert kept.prune() == (True, "kept 3 in s3://shop-artifacts/releases/, removed 2")
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
+    left = [o["Key"] for o in s3.list_objects_v2(Bucket="shop-artifacts")["Contents"]]
+    digests = [hashlib.sha256(f"release {n}".encode()).hexdigest() for n in range(5)]
+    # the deployed one (3) stays whatever its age, with the newest others
+    assert sorted(left) == sorted(f"releases/{digests[n]}.tar.gz" for n in (2, 3, 4))
+    assert kept.prune() == (False, "kept 3 in s3://shop-artifacts/releases/")
