@@ -164,7 +164,8 @@ def fetch(d: Desired, unpack: Callable[[str], str]) -> Callable[[HostRun], str]:
         if res.exited != 0:
             raise fetch_failed(r.name, a, res)
         remote.sh(r.conn, unpack(a.digest), sudo=True, step="release", on_line=r.progress)
-        return f"{d.release} fetched from {a.where}, sha256 verified, unpacked"
+        return (f"{d.release} fetched from s3://{a.bucket}/{PREFIX}{a.digest[:12]}…, sha256 "
+                "verified, unpacked")
     return run
 
 
@@ -178,8 +179,8 @@ def fetch_failed(host: str, a: Artifact, res: remote.Result) -> RailsfabError:
     if res.exited == 11:
         got = res.stdout.strip().rsplit(" ", 1)[-1]
         return RailsfabError(
-            f"the release archive {a.where} is not the one railsfab built: its sha256 is "
-            f"{got}, expected {a.digest}; refused, nothing unpacked", host=host, step="release",
+            f"the release archive {a.where} is not the one railsfab built: refused, nothing "
+            f"unpacked\nits sha256 {got}\nexpected   {a.digest}", host=host, step="release",
             fix=(f"the object was changed in the bucket after it was uploaded: find who may "
                  f"write to s3://{a.bucket}/{PREFIX}, delete the object (`aws s3 rm "
                  f"{a.where}`), then deploy again (it is uploaded anew)"))

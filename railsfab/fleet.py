@@ -201,7 +201,7 @@ def refuse_unknown_keys(inv: Inventory, c, hosts: list[Host]) -> None:
         prints = [] if inv.stage.sandbox else console_fingerprints(c, h.instance_id)
         seen = ("its console shows " + ", ".join(prints)) if prints else (
             "no fingerprints in its console output (yet)" if not inv.stage.sandbox else
-            "a sandbox host")
+            "a sandbox host (sandbox.up writes its key)")
         lines.append(f"{h.name} ({h.instance_id}, {h.address}): {seen}")
     if inv.stage.sandbox:
         fix = f"`fab sandbox.up --stage {inv.stage_name}` records its hosts' keys in {known}"

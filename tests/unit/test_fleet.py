@@ -291,8 +291,8 @@ def test_a_digest_mismatch_names_the_host_the_step_and_the_way_out():
     err = artifact.fetch_failed("web3", stored(), res)
     assert (err.host, err.step) == ("web3", "release")
     assert err.message == (f"the release archive s3://shop-uploads/releases/{'a' * 64}.tar.gz is "
-                           f"not the one railsfab built: its sha256 is {'b' * 64}, expected "
-                           f"{'a' * 64}; refused, nothing unpacked")
+                           f"not the one railsfab built: refused, nothing unpacked\n"
+                           f"its sha256 {'b' * 64}\nexpected   {'a' * 64}")
     assert f"aws s3 rm s3://shop-uploads/releases/{'a' * 64}.tar.gz" in err.fix
     fetch = artifact.fetch_failed("web3", stored(), remote.Result(
         10, "", "curl: (22) The requested URL returned error: 403"))
