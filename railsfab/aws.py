@@ -7,6 +7,8 @@ resources on a repeated create).
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -34,13 +36,14 @@ class Clients:
 
         return boto3.session.Session()
 
-    def client(self, service: str):
+    def client(self, service: str, **config):
         from botocore.config import Config
 
         # An unreachable endpoint should fail in seconds, not after boto3's default 60 s
         # connect timeout times its retries.
         kwargs = {"region_name": self.region, "config": Config(
-            connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"})}
+            connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"},
+            **config)}
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
         if self.sandbox:
@@ -94,16 +97,17 @@ def ensure_sandbox_network(c: Clients, stage: str, cidr: str,
         vpc = ec2.create_vpc(CidrBlock=cidr, TagSpecifications=[
             {"ResourceType": "vpc", "Tags": _tags(stage, f"{stage}-vpc")}])["Vpc"]["VpcId"]
         changed = True
-    base = cidr.split(".")[:2]
+    # the second and third /24 of the sandbox's network (10.x.1.0/24, 10.x.2.0/24 of a /16)
+    blocks = list(itertools.islice(ipaddress.ip_network(cidr).subnets(new_prefix=24), 1, 3))
     subnets = []
-    for az, third in (("a", 1), ("c", 2)):
+    for az, block in zip(("a", "c"), blocks, strict=True):
         name = f"{stage}-subnet-{az}"
         found = ec2.describe_subnets(Filters=_by_tag(stage, name))["Subnets"]
         if found:
             subnets.append(found[0]["SubnetId"])
             continue
         subnets.append(ec2.create_subnet(
-            VpcId=vpc, CidrBlock=f"{base[0]}.{base[1]}.{third}.0/24",
+            VpcId=vpc, CidrBlock=str(block),
             AvailabilityZone=f"{c.region}{az}",
             TagSpecifications=[{"ResourceType": "subnet", "Tags": _tags(stage, name)}],
         )["Subnet"]["SubnetId"])
@@ -127,7 +131,7 @@ def ensure_sandbox_network(c: Clients, stage: str, cidr: str,
         if found:
             instances[name] = found[0]["InstanceId"]
             continue
-        subnet = subnets[0] if address.split(".")[2] == "1" else subnets[1]
+        subnet = subnets[0] if ipaddress.ip_address(address) in blocks[0] else subnets[1]
         # moto accepts any AMI id but lists real-looking ones; slow, so only when needed.
         image = image or ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
         instances[name] = ec2.run_instances(

@@ -18,7 +18,7 @@ import shlex
 
 from rich.markup import escape
 
-from railsfab import attach, facts
+from railsfab import artifact, attach, facts
 from railsfab.errors import RailsfabError
 from railsfab.executor import Executor, HostRun, parallel
 from railsfab.inventory import Inventory
@@ -89,9 +89,11 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
     with Session(inv, rep, only=only, command="fab deploy", locking=not dry_run) as session:
         session.open(facts_spec(d), target_group=not dry_run)
         runs_ = list(session.runs.values())
+        d = desired.settled(d, [r.facts for r in runs_])  # a joining host: the fleet's release
         migrator = next((r for r in runs_ if "migrate" in r.host.roles), None)
         plans = {r.name: _plan(r, d, migrate=r is migrator) for r in runs_}
         attach.ensure(session, dry=dry_run)  # the app's security group before it serves
+        artifact.upload(d, plans, rep, dry=dry_run)  # app.artifact: s3, once for every host
         parallel(lambda r: ex.run(r, plans[r.name]["prepare"]), runs_, "prepare")
         if session.failed():
             _abandon(session, d)
@@ -108,6 +110,7 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
             raise
         parallel(lambda r: ex.run(r, plans[r.name]["finalize"]), runs_, "finalize")
         session.raise_if_failed()
+        artifact.prune(d, rep)
         return [r.name for r in runs_]
 
 

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -25,7 +24,9 @@ from pydantic import (
 )
 
 from railsfab.errors import ConfigError
-from railsfab.inventory_errors import describe, suggest
+from railsfab.inventory_errors import describe, read_yaml, suggest
+from railsfab.inventory_fleet import PATTERNS as FLEET_PATTERNS
+from railsfab.inventory_fleet import GroupName, HostsFrom, TagKey, TagValue, check_stage
 
 DEFAULT_FILE = "hosts.yaml"
 STAGE_ENV = "RAILSFAB_STAGE"
@@ -63,6 +64,7 @@ Domain = _text(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-
                r"[A-Za-z0-9])?)+$", "a domain name")
 Word = _text(r"^[A-Za-z0-9-]+$", "letters, digits and '-'")
 InstanceId = _text(r"^i-[0-9a-f]{8,17}$", "an EC2 instance id (i-...)")
+PATTERNS.update(FLEET_PATTERNS)
 KNOWN_ROLES = ("web", "db", "migrate")
 # deploy_to may not be, or be inside, these (after normalising): the app user would own
 # them. /var and /home themselves are refused, their app folders (/var/www/x, /home/u/x) not.
@@ -157,6 +159,9 @@ class App(_Model):
         "development:test"
     secrets_file: str | None = None
     database: Database | None = None
+    # How the release reaches the hosts: uploaded to each over SSH, or built once, put in the
+    # stage's bucket (releases/<sha256>) and fetched by each host with a presigned URL.
+    artifact: Literal["upload", "s3"] = "upload"
 
     @field_validator("deploy_to")
     @classmethod
@@ -257,6 +262,16 @@ class GemMirror(_Model):
     port: int = Field(9292, ge=1, le=65535)
 
 
+class SandboxInstance(_Model):
+    """A sandbox host the stage does not list: booted, and recorded in the sandbox's AWS
+    endpoint as an EC2 instance with these tags (in this Auto Scaling group), for hosts_from."""
+
+    name: Name
+    address: Address
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+    auto_scaling_group: GroupName | None = None
+
+
 class Sandbox(_Model):
     """Local EC2-like hosts for this stage (fab sandbox.up); absent on real stages."""
 
@@ -271,6 +286,7 @@ class Sandbox(_Model):
     # A gem mirror on the gateway (rubygems.org is out of reach here), made of the gems these
     # Debian packages install; a stage uses it with app.gem_source_mirror.
     gem_mirror: GemMirror | None = None
+    instances: list[SandboxInstance] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _gateway_in_subnet(self) -> Sandbox:
@@ -281,7 +297,8 @@ class Sandbox(_Model):
 
 
 class Stage(_Model):
-    hosts: list[Host] = Field(min_length=1)
+    hosts: list[Host] = Field(default_factory=list)
+    hosts_from: HostsFrom | None = None  # the web hosts, read from AWS (railsfab.fleet)
     ssh: SSH = Field(default_factory=SSH)
     app: App
     aws: AWS = Field(default_factory=AWS)
@@ -296,6 +313,7 @@ class Stage(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Stage:
+        check_stage(self)
         ssh_users = {self.ssh.user} | {h.user for h in self.hosts if h.user}
         if self.app.deploy_user in ssh_users:
             raise ValueError(f"app.deploy_user {self.app.deploy_user!r} is the SSH user: the app "
@@ -312,7 +330,7 @@ class Stage(_Model):
             )
         if self.sandbox:
             net = ipaddress.ip_network(self.sandbox.subnet)
-            for h in self.hosts:
+            for h in [*self.hosts, *self.sandbox.instances]:
                 try:
                     inside = ipaddress.ip_address(h.address) in net
                 except ValueError:
@@ -394,7 +412,7 @@ class Inventory:
 def load(path: str | os.PathLike | None = None, stage: str | None = None) -> Inventory:
     """Read hosts.yaml and pick the stage (argument, then $RAILSFAB_STAGE, then the default)."""
     p = Path(path or os.environ.get(FILE_ENV) or DEFAULT_FILE)
-    data = _read_yaml(p)
+    data = read_yaml(p)
     try:
         parsed = HostsFile.model_validate(data)
     except ValidationError as exc:
@@ -408,28 +426,3 @@ def load(path: str | os.PathLike | None = None, stage: str | None = None) -> Inv
             f"{p}: no stage '{chosen}'{suggest(chosen, names)}; stages are: {', '.join(names)}"
         )
     return Inventory(p.resolve(), chosen, parsed.stages[chosen])
-
-
-def _read_yaml(p: Path) -> Any:
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{p}: file not found",
-            fix="run fab from the project folder, or point RAILSFAB_HOSTS at your hosts.yaml",
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and start:
-            problem += f" ({context} started at line {start.line + 1})"
-        raise ConfigError(f"{p}{where}: invalid YAML: {problem}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping with 'default_stage' and 'stages' at the top")
-    return data

@@ -9,7 +9,10 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin
 
+import yaml
 from pydantic import BaseModel
+
+from railsfab.errors import ConfigError
 
 _TYPE_WORDS = {
     "string_type": "a string",
@@ -86,3 +89,29 @@ def _unwrap_optional(t: Any) -> Any:
         args = [a for a in get_args(t) if a is not type(None)]
         return args[0] if len(args) == 1 else t
     return t
+
+
+def read_yaml(p: Path) -> Any:
+    """hosts.yaml's contents; a file that cannot be read or parsed is one line (line:col)."""
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{p}: file not found",
+            fix="run fab from the project folder, or point RAILSFAB_HOSTS at your hosts.yaml",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start:
+            problem += f" ({context} started at line {start.line + 1})"
+        raise ConfigError(f"{p}{where}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping with 'default_stage' and 'stages' at the top")
+    return data

@@ -11,6 +11,7 @@ that were there, and `uncommitted` the changes a git source does not ship.
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import hashlib
 import io
 import os
@@ -204,7 +205,10 @@ class Source:
     def _build_archive(self, extra: dict[str, str]) -> bytes:
         buf = io.BytesIO()
         added = [FileEntry(rel, False, text.encode(), 0) for rel, text in extra.items()]
-        with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        # Reproducible: the same files give the same bytes (gzip's header time is 0), so an
+        # archive is addressed by its content (app.artifact: s3).
+        with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=1, mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w") as tar:
             for e in [e for e in self.files if e.rel not in extra] + added:
                 info = tarfile.TarInfo(e.rel)
                 info.size = len(e.data)

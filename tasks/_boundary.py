@@ -73,5 +73,16 @@ STAGE_HELP = "stage from hosts.yaml (default: $RAILSFAB_STAGE, else the file's d
 ONLY_HELP = "comma-separated host names (default: every web host)"
 
 
-def load_stage(stage: str | None) -> inventory.Inventory:
-    return inventory.load(stage=stage)
+def load_stage(stage: str | None, *, hosts: bool = True,
+               stderr: bool = False) -> inventory.Inventory:
+    """The stage from hosts.yaml; with `hosts`, its web hosts read from AWS when the stage
+    says `hosts_from` (one progress line, on stderr when stdout is for data)."""
+    inv = inventory.load(stage=stage)
+    if hosts and inv.stage.hosts_from is not None:
+        from rich.console import Console
+
+        from railsfab import fleet
+
+        console = Console(stderr=True, highlight=False) if stderr else Reporter().console
+        fleet.resolve(inv, lambda text: console.print(text, markup=False, soft_wrap=True))
+    return inv

@@ -14,7 +14,7 @@ def provision(c, stage=None):
     """Create or update the stage's CloudFormation stack: ALB, target group, SGs, S3, role."""
     from railsfab import stack
 
-    inv = load_stage(stage)
+    inv = load_stage(stage, hosts=False)
     rep = Reporter()
     rep.info(f"[bold]aws.provision[/] stack {inv.stage.aws.stack_name} "
              f"({inv.stage.aws.endpoint_url or inv.stage.aws.region})")
@@ -30,7 +30,7 @@ def status(c, stage=None):
     from railsfab import aws as awslib
     from railsfab import stack
 
-    inv = load_stage(stage)
+    inv = load_stage(stage, hosts=False)
     rep = Reporter()
     cl = awslib.clients(inv)
     st = stack.describe(cl.cloudformation, inv.stage.aws.stack_name or "")
@@ -57,7 +57,7 @@ def destroy(c, stage=None, yes=False):
     """Delete the stage's stack (asks first; empties the bucket, every version)."""
     from railsfab import destroy as teardown
 
-    inv = load_stage(stage)
+    inv = load_stage(stage, hosts=False)
     name = inv.stage.aws.stack_name
     if not yes:
         try:

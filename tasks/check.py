@@ -27,7 +27,7 @@ def check(c, stage=None, only=None, json=False):
     from railsfab import diagnose, remote
     from railsfab.paths import Paths
 
-    inv = load_stage(stage)
+    inv = load_stage(stage, stderr=json)
     app = inv.stage.app
     paths = Paths.of(app)
     hosts = inv.hosts(role="web", only=only)

@@ -14,7 +14,7 @@ def up(c, stage=None):
     """Boot the stage's sandbox hosts (web1, web2, db), apt proxy and AWS endpoint."""
     from railsfab.sandbox.core import Sandbox
 
-    inv = load_stage(stage)
+    inv = load_stage(stage, hosts=False)
     rep = Reporter()
     rep.info(f"[bold]sandbox.up[/] stage {inv.stage_name}")
     Sandbox(inv, rep).up()
@@ -27,7 +27,7 @@ def down(c, stage=None):
     """Stop the sandbox's processes and remove its hosts, namespaces and links."""
     from railsfab.sandbox.core import Sandbox
 
-    inv = load_stage(stage)
+    inv = load_stage(stage, hosts=False)
     rep = Reporter()
     rep.info(f"[bold]sandbox.down[/] stage {inv.stage_name}")
     Sandbox(inv, rep).down()
@@ -39,7 +39,7 @@ def status(c, stage=None):
     """Show each sandbox host and service, its address and state."""
     from railsfab.sandbox.core import Sandbox
 
-    inv = load_stage(stage)
+    inv = load_stage(stage, hosts=False)
     rep = Reporter()
     table = Table(title=f"sandbox {inv.stage_name}", title_justify="left")
     for col in ("host", "address", "roles", "state", "detail"):

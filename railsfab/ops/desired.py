@@ -3,6 +3,7 @@ the first SSH connection: rendered files, the env file, the release and its dige
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -11,7 +12,9 @@ from dataclasses import dataclass, field
 
 from railsfab import appserver, gems, render
 from railsfab.appserver import AppServer
+from railsfab.artifact import Artifact
 from railsfab.errors import ConfigError
+from railsfab.facts import Facts
 from railsfab.inventory import App, Inventory, Stage
 from railsfab.paths import GEMFILE, META, Paths
 from railsfab.secrets import app_secrets, env_file_text
@@ -65,6 +68,8 @@ class Desired(Serving):
     gemfile: str = ""  # Gemfile.railsfab: the app's Gemfile without app.bundle_without
     bundle_config: str = ""  # app.gems: bundler: Bundler's config (deployment mode)
     source: Source | None = field(default=None, repr=False, compare=False)
+    # app.artifact: s3: the archive goes through the stage's bucket (railsfab.artifact)
+    artifact: Artifact | None = field(default=None, repr=False, compare=False)
 
     def meta(self, state: str) -> dict:
         """The release's ledger entry (.railsfab-release.json)."""
@@ -180,5 +185,22 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
         release=release or time.strftime("%Y%m%d%H%M%S", time.gmtime()),
         digests=digests, source=source,
         ruby=tuple(gems.ruby_requirement(source) or ()) or None, gemfile=gemfile,
-        bundle_config=bundle_config,
+        bundle_config=bundle_config, artifact=Artifact(inv) if app.artifact == "s3" else None,
     )
+
+
+def settled(d: Desired, hosts: list[Facts]) -> Desired:
+    """A host that joins the fleet (new, or behind) gets the release id the others serve for
+    the same source: one id, one archive, across the hosts. Not when some host keeps that
+    release beside another current one (a rollback's): then a new id, as always."""
+    def serves(f: Facts) -> bool:
+        meta = f.current_meta
+        return meta.get("source") == d.digests.release and meta.get("state") == "good"
+
+    ids = {f.current for f in hosts if f.current and serves(f)}
+    if len(ids) != 1:
+        return d
+    (rid,) = ids
+    if any(rid in f.releases and f.current != rid for f in hosts):
+        return d
+    return dataclasses.replace(d, release=rid)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from railsfab import commands
+from railsfab import artifact, commands
 from railsfab.facts import Facts
 from railsfab.ops import runs
 from railsfab.ops.base import Change, Diff, NoChange, Plan, Script
@@ -33,24 +33,34 @@ def release(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
     if cur.get("source") == d.digests.release and cur.get("state") != "failed":
         return NoChange(f"{f.current} is current (source unchanged)")
     rel = d.paths.release(d.release)
-    links = " && ".join(f"rm -rf {x} && mkdir -p $(dirname {x}) && ln -s {d.paths.shared}/{x} {x}"
-                        for x in LINKED_DIRS)
-    # Unpacked by the deploy user, private by default (umask 027); only public/ is opened
-    # up to nginx.
-    unpack = (f"umask 027 && cd {rel} && tar -xzf - && {links} && "
-              "(test ! -d public || chmod -R o+rX public)")
-    u = d.app.deploy_user
-    # One round trip: the archive carries what railsfab adds (Gemfile.railsfab, the ledger
-    # entry, config/storage.yml when rendered).
-    scripts = (Script(f"install -d -o {u} -g {u} -m 0711 {rel} && "
-                      f"{_as_deploy_user(d, unpack)}", stdin=d.release_archive),)
     diff, rendered = None, ""
     if d.storage_yml:
         diff = Diff("config/storage.yml", d.storage_yml,
                     old=d.source.text("config/storage.yml") or "")
         rendered = "; config/storage.yml rendered by railsfab"
+    if d.artifact is not None:  # built once, in the stage's bucket; each host fetches it
+        def unpack(digest: str) -> str:  # the archive, once its digest is checked
+            return _as_deploy_user(d, _unpack(d, rel, artifact.ARCHIVE) + (
+                f" && rm -f {artifact.ARCHIVE} && echo {digest} > {artifact.DIGEST_FILE}"))
+        return Change(f"create release {d.release} from its archive in "
+                      f"{d.artifact.where}{rendered}", disturbs=False, diff=diff,
+                      run=artifact.fetch(d, unpack))
+    u = d.app.deploy_user
+    # One round trip: the archive carries what railsfab adds (Gemfile.railsfab, the ledger
+    # entry, config/storage.yml when rendered).
+    scripts = (Script(f"install -d -o {u} -g {u} -m 0711 {rel} && "
+                      f"{_as_deploy_user(d, _unpack(d, rel, '-'))}", stdin=d.release_archive),)
     return Change(f"create release {d.release}{rendered}", disturbs=False, scripts=scripts,
                   diff=diff, done=f"{d.release} uploaded ({len(d.source.files)} files){rendered}")
+
+
+def _unpack(d: Desired, rel: str, archive: str) -> str:
+    """Unpacked by the deploy user, private by default (umask 027), the shared folders linked
+    in; only public/ is opened up to nginx."""
+    links = " && ".join(f"rm -rf {x} && mkdir -p $(dirname {x}) && ln -s {d.paths.shared}/{x} {x}"
+                        for x in LINKED_DIRS)
+    return (f"umask 027 && cd {rel} && tar -xzf {archive} && {links} && "
+            "(test ! -d public || chmod -R o+rX public)")
 
 
 def _open_public(rel: str) -> str:

@@ -24,7 +24,7 @@ from railsfab.errors import ConfigError, RailsfabError
 from railsfab.inventory import Host, Inventory
 from railsfab.local import PidFile, port_open, run
 from railsfab.report import Reporter
-from railsfab.sandbox import database, gem_mirror, image, network
+from railsfab.sandbox import database, fleet, gem_mirror, image, network
 from railsfab.sandbox.boot import Booter
 from railsfab.sandbox.gem_mirror import GemMirror
 from railsfab.sandbox.machine import Machine
@@ -63,6 +63,7 @@ class Sandbox:
         self.net = ipaddress.ip_network(self.cfg.subnet)
         self.dir = inv.state_dir / "sandbox" / inv.stage_name
         self.key = inv.resolve(inv.stage.ssh.key)
+        self.hosts = fleet.hosts(inv)  # the stage's, and its unlisted instances
         self._known_lock = threading.Lock()
         run_dir, log_dir = self.dir / "run", self.dir / "log"
         gw = self.cfg.gateway
@@ -89,7 +90,7 @@ class Sandbox:
                 pidfile=PidFile(run_dir / f"{h.name}.pid"),
                 log=log_dir / f"{h.name}.log",
             )
-            for i, h in enumerate(inv.stage.hosts)
+            for i, h in enumerate(self.hosts)
         }
         self.booter = Booter(self)
         ports = {self.cfg.aws_port: "aws_port", **({mirror.port: "gem_mirror.port"}
@@ -145,17 +146,12 @@ class Sandbox:
                 s.set(*gem_mirror.ensure_served(self.gems, self.suite,
                                                 self.cfg.gem_mirror.packages, self.dir))
         with rep.step("local", "aws records") as s:
-            changed, ids = aws.ensure_sandbox_network(
-                aws.clients(self.inv), self.inv.stage_name, self.cfg.subnet,
-                [(h.name, h.address) for h in self.inv.stage.hosts if "web" in h.roles])
-            self.aws_ids_file.write_text(json.dumps(ids, indent=1))
-            s.set(changed, f"VPC {ids['vpc_id']}, subnets, route table, "
-                           f"{len(ids['instances'])} instance records")
+            s.set(*fleet.aws_records(self.inv, self.hosts, self.aws_ids_file))
         domain = self.inv.stage.aws.certificate_domain
         if domain:
             with rep.step("local", "certificate") as s:
                 s.set(*aws.ensure_sandbox_certificate(aws.clients(self.inv), domain))
-        hosts = self.inv.stage.hosts
+        hosts = self.hosts
         with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
             errors = [f.exception() for f in [pool.submit(self._up_host, h) for h in hosts]]
         with rep.step("local", "ssh config") as s:
@@ -199,7 +195,7 @@ class Sandbox:
         """Fresh copies of these hosts, as if just launched (benchmarks, tests)."""
 
         def one(name: str) -> None:
-            host = next(h for h in self.inv.stage.hosts if h.name == name)
+            host = next(h for h in self.hosts if h.name == name)
             self.booter.fresh(host)[0].close()
 
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
@@ -251,7 +247,7 @@ class Sandbox:
             state = "running" if pid and svc.ready() else ("not answering" if pid else "stopped")
             where = getattr(svc, "url", f"{svc.address}:{svc.port}")
             rows.append(HostStatus(name, where, "-", state, f"pid {pid}" if pid else ""))
-        for h in self.inv.stage.hosts:
+        for h in self.hosts:
             m = self.machines[h.name]
             pid = m.running_pid
             if pid is None:
@@ -309,7 +305,7 @@ class Sandbox:
         lines = ["127.0.0.1\tlocalhost", f"127.0.1.1\t{name}",
                  "::1\tlocalhost ip6-localhost ip6-loopback",
                  f"{self.cfg.gateway}\tsandbox-gateway"]
-        lines += [f"{h.address}\t{h.name}" for h in self.inv.stage.hosts if h.name != name]
+        lines += [f"{h.address}\t{h.name}" for h in self.hosts if h.name != name]
         return "\n".join(lines) + "\n"
 
     def _known_lines(self) -> list[str]:
@@ -333,7 +329,7 @@ class Sandbox:
     def _write_ssh_config(self) -> bool:
         """ssh/testinfra settings for the hosts: `ssh -F <file> web1` just works."""
         blocks = []
-        for h in self.inv.stage.hosts:
+        for h in self.hosts:
             blocks.append("\n".join([
                 f"Host {h.name} {h.address}",
                 f"  HostName {h.address}",
