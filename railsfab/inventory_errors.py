@@ -48,7 +48,7 @@ def describe(path: Path, err: dict, data: Any, root: type[BaseModel]) -> str:
         expected = err.get("ctx", {}).get("expected", "")
         return f"{path}: {where}: expected one of {expected}, got {_show(err.get('input'))}"
     if kind == "string_pattern_mismatch":
-        from railsfab.inventory import PATTERNS
+        from railsfab.inventory_shapes import PATTERNS
 
         says = PATTERNS.get(err.get("ctx", {}).get("pattern", ""), "of the expected form")
         return f"{path}: {where}: {_show(err.get('input'))} is not {says}"
