@@ -54,7 +54,7 @@ def floor(sbx: Sandbox, inv: inventory.Inventory, hosts: list[str]) -> float:
     paths = Paths(app.name, app.deploy_to)
     rel = paths.release("floor")
     d = build(inv)
-    archive = d.release_archive  # the app's files and what railsfab adds (Gemfile.railsfab)
+    archive = d.release_archive()  # the app's files and what railsfab adds (Gemfile.railsfab)
     env = d.env_text
     packages = list(dict.fromkeys(("nginx",) + BASE_PACKAGES + tuple(app.packages)))
 
