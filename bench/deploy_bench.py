@@ -35,7 +35,6 @@ from railsfab.ops.desired import BASE_PACKAGES, build  # noqa: E402
 from railsfab.paths import Paths  # noqa: E402
 from railsfab.report import Reporter  # noqa: E402
 from railsfab.sandbox.core import Sandbox  # noqa: E402
-from railsfab.source import Source  # noqa: E402
 from tests.conftest import run_fab, sandbox_hosts_yaml  # noqa: E402
 
 REPS = int(os.environ.get("BENCH_REPS", "3"))
@@ -54,8 +53,9 @@ def floor(sbx: Sandbox, inv: inventory.Inventory, hosts: list[str]) -> float:
     app = inv.stage.app
     paths = Paths(app.name, app.deploy_to)
     rel = paths.release("floor")
-    archive = Source(inv.resolve(app.source)).archive()
-    env = build(inv).env_text
+    d = build(inv)
+    archive = d.release_archive()  # the app's files and what railsfab adds (Gemfile.railsfab)
+    env = d.env_text
     packages = list(dict.fromkeys(("nginx",) + BASE_PACKAGES + tuple(app.packages)))
 
     def prepare(h: str) -> None:

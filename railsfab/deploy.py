@@ -4,7 +4,8 @@ Phases, each on all web hosts in parallel, each a plan made from the facts befor
   facts     one round trip per host (and the deploy lock): railsfab.session; then, on EC2,
             the stack's app security group and instance profile: railsfab.attach
   prepare   packages, deploy user, directories, env file, new release (upload, bundle,
-            assets): nothing here changes what is being served
+            assets): nothing here changes what is being served; what needs no package is
+            done while apt runs
   migrate   once, on the `migrate` host, only when every host prepared its release
   activate  config files, atomic switch of `current`, app server, nginx, verification,
             retiring the other app server: through the one publish path (railsfab.publish)
@@ -33,15 +34,24 @@ PREPARE = Phase("prepare", (
     ("ruby", host.ruby),
     ("apt proxy", host.apt_proxy),
     ("packages", host.packages),
-    ("stock unicorn", host.stock_unit),
     ("deploy user", host.deploy_user),
     ("directories", host.directories),
     ("env file", host.env_file),
     ("bundle config", host.bundle_config),
     ("release", release.release),
+    ("stock unicorn", host.stock_unit),
     ("bundle", release.bundle),
     ("assets", release.assets),
 ))
+# What needs none of the packages, so it is done while apt installs them (the release comes
+# with curl when it is fetched from the bucket: then it waits).
+ALONGSIDE_APT = ("deploy user", "directories", "env file", "bundle config", "release")
+
+
+def alongside_apt(d: Desired) -> frozenset[str]:
+    return frozenset(s for s in ALONGSIDE_APT if s != "release" or d.artifact is None)
+
+
 MIGRATE = Phase("migrate", (("migrate", release.migrate),))
 ACTIVATE = Phase("activate", (
     (lambda d: f"{d.server.name} config", activate.server_config),
@@ -94,7 +104,8 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         plans = {r.name: _plan(r, d, migrate=r is migrator) for r in runs_}
         attach.ensure(session, dry=dry_run)  # the app's security group before it serves
         artifact.upload(d, plans, rep, dry=dry_run)  # app.artifact: s3, once for every host
-        parallel(lambda r: ex.run(r, plans[r.name]["prepare"]), runs_, "prepare")
+        parallel(lambda r: ex.run(r, plans[r.name]["prepare"], alongside_apt(d)), runs_,
+                 "prepare")
         if session.failed():
             _abandon(session, d)
             session.raise_if_failed(fix=f"fix the cause above, then `fab deploy --stage "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,47 +65,76 @@ class Executor:
         self.rep = rep
         self.dry = dry
 
-    def run(self, r: HostRun, plan: Plan) -> None:
-        """Each step in order; raises (RailsfabError) at the first that fails."""
+    def run(self, r: HostRun, plan: Plan, alongside: frozenset[str] = frozenset()) -> None:
+        """Each step in order; raises (RailsfabError) at the first that fails. A change marked
+        `background` (apt) runs on its own channel while the steps named in `alongside` that
+        follow it run; the first other step waits for it."""
         changed = False
-        for planned in plan:
-            o = planned.outcome
-            if isinstance(o, Check) and (self.dry or not (changed or o.always)):
-                continue
-            diff = None
-            with self.rep.step(r.name, planned.step) as s:
-                r.progress = s.progress
-                try:
-                    if isinstance(o, Check):
-                        s.ok(o.run(r))
-                    elif isinstance(o, NoChange):
-                        self._scripts(r, o.scripts, planned.step)
-                        s.ok(o.reason)
-                    elif self.dry:
-                        s.change(f"would {o.what}")
-                        diff = o.diff and self._diff(r, o.diff)
-                    else:
-                        s.change(self._apply(r, planned.step, o))
-                        changed = True
-                finally:
-                    r.progress = None
-            if diff:
-                self.rep.info(diff)
+        pending: Future | None = None
+        try:
+            for planned in plan:
+                if pending is not None and planned.step not in alongside:
+                    pending, _ = None, pending.result()
+                o = planned.outcome
+                if isinstance(o, Check) and (self.dry or not (changed or o.always)):
+                    continue
+                if isinstance(o, Change) and o.background and alongside and not self.dry:
+                    pending, changed = self._background(r, planned.step, o), True
+                    continue
+                changed = self._step(r, planned.step, o) or changed
+        finally:
+            if pending is not None:
+                pending.result()  # never leave it running; its failure is the earlier one
 
-    def _apply(self, r: HostRun, step: str, o: Change) -> str:
+    def _step(self, r: HostRun, step: str, o) -> bool:
+        """One step, reported; True when it changed something."""
+        diff, changed = None, False
+        with self.rep.step(r.name, step) as s:
+            r.progress = s.progress
+            try:
+                if isinstance(o, Check):
+                    s.ok(o.run(r))
+                elif isinstance(o, NoChange):
+                    self._scripts(r, o.scripts, step)
+                    s.ok(o.reason)
+                elif self.dry:
+                    s.change(f"would {o.what}")
+                    diff = o.diff and self._diff(r, o.diff)
+                else:
+                    s.change(self._apply(r, step, o))
+                    changed = True
+            finally:
+                r.progress = None
+        if diff:
+            self.rep.info(diff)
+        return changed
+
+    def _background(self, r: HostRun, step: str, o: Change) -> Future:
+        def work() -> None:
+            with self.rep.step(r.name, step) as s:
+                s.change(self._apply(r, step, o, on_line=s.progress))
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{r.name}-{step}")
+        try:
+            return pool.submit(work)
+        finally:
+            pool.shutdown(wait=False)
+
+    def _apply(self, r: HostRun, step: str, o: Change, on_line=None) -> str:
         r.applied.append(step)
-        self._scripts(r, o.scripts, step)
+        self._scripts(r, o.scripts, step, on_line)
         said = o.run(r) if o.run else None
         return said or o.done or o.what
 
-    def _scripts(self, r: HostRun, scripts: tuple[Script, ...], step: str) -> None:
+    def _scripts(self, r: HostRun, scripts: tuple[Script, ...], step: str,
+                 on_line: Callable[[str], None] | None = None) -> None:
         if self.dry:
             return
         for sc in scripts:
             stdin = sc.stdin() if callable(sc.stdin) else sc.stdin
             try:
                 remote.sh(r.conn, sc.text, step=step, sudo=True, stdin=stdin,
-                          timeout=sc.timeout, on_line=r.progress)
+                          timeout=sc.timeout, on_line=on_line or r.progress)
             except RailsfabError as exc:
                 if sc.fix:
                     exc.fix = sc.fix

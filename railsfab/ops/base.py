@@ -53,6 +53,9 @@ class Change:
     done: str | None = None
     diff: Diff | None = None  # a dry run shows it
     disturbs: bool = True  # does applying it touch what is being served?
+    # may run on its own channel while the phase's `alongside` steps that follow it run
+    # (apt, while the user, the folders, the env file and the release are made)
+    background: bool = False
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ def packages(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
     age = f.raw.get("apt_lists_age")
     update = age is None or age > APT_LISTS_MAX_AGE
     return Change(f"install {' '.join(missing)}", done=f"installed {' '.join(missing)}",
+                  background=True,
                   scripts=(Script(commands.apt_install_script(missing, update=update)),))
 
 

@@ -311,8 +311,8 @@ def test_a_new_release_disturbs_only_in_activation(d):
 def test_phases_list_every_step_in_order(d):
     steps = [s(d) if callable(s) else s for ph in (PREPARE, MIGRATE, ACTIVATE, FINALIZE)
              for s, _ in ph.ops]
-    assert steps == ["ruby", "apt proxy", "packages", "stock unicorn", "deploy user",
-                     "directories", "env file", "bundle config", "release", "bundle", "assets",
+    assert steps == ["ruby", "apt proxy", "packages", "deploy user", "directories", "env file",
+                     "bundle config", "release", "stock unicorn", "bundle", "assets",
                      "migrate", "unicorn config", "unicorn unit", "nginx site", "switch",
                      "unicorn", "nginx", "verify", "retire puma", "releases"]
 
