@@ -4,6 +4,7 @@ For each size N, on a stage of web1..webN + db (the hosts freshly booted for eac
   fresh     `fab deploy` on fresh hosts (packages, release, assets, migrations...)
   no-op     `fab deploy` again: nothing changes (and the same on a copy of the stage
             without the ALB: no AWS call, boto3 not imported)
+  (the stage with the ALB has app.artifact: s3: each release is put in the bucket once)
   changed   `fab deploy` of a changed release (an edited view), rolling through the target
             group in batches of a quarter of the hosts (aws.batch_size = max(1, N // 4)),
             under a 50-connection load through nginx on the N hosts; failed requests counted
@@ -70,10 +71,12 @@ def stage_files(folder: Path, sizes: list[int]) -> tuple[Path, dict[int, tuple[P
         st = yaml.safe_load(yaml.safe_dump(doc["stages"][STAGE]))
         st["hosts"] = [h for h in st["hosts"] if h["name"] in web_hosts(n) + ["db"]]
         st["aws"]["batch_size"] = max(1, n // 4)
+        st["app"]["artifact"] = "s3"  # the release once through the bucket, whatever N
         path = folder / f"hosts-{n}.yaml"
         path.write_text(yaml.safe_dump({"default_stage": STAGE, "stages": {STAGE: st}},
                                        sort_keys=False))
         st["aws"].pop("stack_name")
+        st["app"]["artifact"] = "upload"  # no AWS call at all
         no_alb = folder / f"hosts-{n}-no-alb.yaml"
         no_alb.write_text(yaml.safe_dump({"default_stage": STAGE, "stages": {STAGE: st}},
                                          sort_keys=False))
