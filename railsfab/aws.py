@@ -70,9 +70,19 @@ class Clients:
 
 
 def clients(inv: Inventory) -> Clients:
+    """The stage's clients, one set per loaded stage: each boto3 client costs ~0.1-0.3 s to
+    make (its service model is read from JSON), so a command makes each one once."""
     aws = inv.stage.aws
-    return Clients(aws.region, aws.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
-                   inv.stage.sandbox is not None)
+    endpoint = aws.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    key = (aws.region, endpoint, inv.stage.sandbox is not None)
+    with _CLIENTS_LOCK:
+        made = inv.__dict__.get("_aws_clients")
+        if made is None or made[0] != key:
+            made = inv.__dict__["_aws_clients"] = (key, Clients(*key))
+    return made[1]
+
+
+_CLIENTS_LOCK = threading.Lock()
 
 
 def _tags(stage: str, name: str) -> list[dict]:

@@ -81,6 +81,10 @@ class Session:
 
     def _find_tg(self) -> rolling.TargetGroup | None:
         tg = rolling.TargetGroup(self.inv) if self._wants_tg() else None
+        if tg is not None:  # clients made while SSH runs (each reads its model: ~0.1-0.3 s)
+            tg.c.elbv2  # noqa: B018 - the roll asks the target group
+            if self.inv.stage.aws.stack_name:
+                tg.c.ec2  # noqa: B018 - the "sg + profile" step asks EC2
         return tg if tg is not None and tg.configured else None
 
     def target_group(self) -> rolling.TargetGroup | None:
