@@ -13,11 +13,12 @@ import posixpath
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from railsfab.errors import ConfigError
 from railsfab.inventory_errors import describe, read_yaml, suggest
-from railsfab.inventory_fleet import GroupName, HostsFrom, TagKey, TagValue, check_stage
+from railsfab.inventory_fleet import HostsFrom, check_stage
+from railsfab.inventory_sandbox import Sandbox
 from railsfab.inventory_shapes import (
     BUCKET_NAME,
     SYSTEM_DIRS,
@@ -40,16 +41,15 @@ from railsfab.inventory_shapes import (
     User,
     Word,
 )
+from railsfab.inventory_shapes import (
+    Model as _Model,
+)
 
 DEFAULT_FILE = "hosts.yaml"
 STAGE_ENV = "RAILSFAB_STAGE"
 FILE_ENV = "RAILSFAB_HOSTS"
 
 KNOWN_ROLES = ("web", "db", "migrate")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
 class SSH(_Model):
@@ -225,45 +225,6 @@ class AWS(_Model):
             raise ValueError("admin_cidr 0.0.0.0/0 opens SSH (port 22) to the whole internet: "
                              "give your own network's CIDR, or set "
                              "allow_ssh_from_anywhere: true to mean it")
-        return self
-
-
-class GemMirror(_Model):
-    packages: list[str] = Field(min_length=1)
-    port: int = Field(9292, ge=1, le=65535)
-
-
-class SandboxInstance(_Model):
-    """A sandbox host the stage does not list: booted, and recorded in the sandbox's AWS
-    endpoint as an EC2 instance with these tags (in this Auto Scaling group), for hosts_from."""
-
-    name: Name
-    address: Address
-    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
-    auto_scaling_group: GroupName | None = None
-
-
-class Sandbox(_Model):
-    """Local EC2-like hosts for this stage (fab sandbox.up); absent on real stages."""
-
-    bridge: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,9}$")]
-    subnet: str
-    gateway: str
-    proxy_port: int = Field(8888, ge=1, le=65535)
-    aws_port: int = Field(5055, ge=1, le=65535)
-    # The Debian release of the stage's hosts: 12 "bookworm" (Rails 6.1) or 13 "trixie"
-    # (Ruby 3.3, Rails 7.2); one cached base image each.
-    debian: Literal[12, 13] = 12
-    # A gem mirror on the gateway (rubygems.org is out of reach here), made of the gems these
-    # Debian packages install; a stage uses it with app.gem_source_mirror.
-    gem_mirror: GemMirror | None = None
-    instances: list[SandboxInstance] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _gateway_in_subnet(self) -> Sandbox:
-        net = ipaddress.ip_network(self.subnet, strict=True)
-        if ipaddress.ip_address(self.gateway) not in net:
-            raise ValueError(f"gateway {self.gateway} is not inside subnet {self.subnet}")
         return self
 
 

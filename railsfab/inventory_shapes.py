@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from railsfab.inventory_fleet import PATTERNS as FLEET_PATTERNS
 
@@ -53,3 +53,9 @@ SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/li
 TOP_LEVEL_ONLY = ("/", "/var", "/var/lib", "/home", "/srv", "/opt", "/mnt", "/media")
 # S3's rules for bucket names (they also keep a name inert in a policy document).
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class Model(BaseModel):
+    """hosts.yaml's sections: unknown keys refused, values frozen, strings stripped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
