@@ -11,7 +11,7 @@ from tasks._boundary import STAGE_HELP, command, load_stage
 
 @command(name="sandbox.up", help={"stage": STAGE_HELP})
 def up(c, stage=None):
-    """Boot the stage's sandbox hosts (web1, web2, db), apt proxy and AWS endpoint."""
+    """Boot the stage's sandbox hosts (and sandbox.instances), apt proxy, AWS endpoint."""
     from railsfab.sandbox.core import Sandbox
 
     inv = load_stage(stage, hosts=False)
