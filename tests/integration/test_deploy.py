@@ -176,6 +176,36 @@ def test_failing_precompile_keeps_the_old_release_serving(deployed, sandbox, sta
     assert ssh(sandbox, "web1", "sudo ls /srv/sample/releases-failed | wc -l") != "0"
 
 
+def test_failing_apt_keeps_the_old_release_serving(deployed, sandbox, stage, stages, inv,
+                                                   web_hosts):
+    """apt runs beside the release upload: when it fails, nothing is switched anywhere."""
+    def bad_package(st):
+        st["app"]["packages"] = [*st["app"].get("packages", []), "railsfab-no-such-package"]
+        st["aws"].pop("stack_name", None)
+
+    bad = stages.variant("hosts-bad-package.yaml", bad_package)
+    view = inv.resolve(inv.stage.app.source) / "app/views/photos/index.html.erb"
+    good = view.read_text()
+    before = {h: current_release(sandbox, h) for h in web_hosts}
+    pids = {h: master_pid(sandbox, h) for h in web_hosts}
+    try:
+        view.write_text(good + "\n<p>release three</p>\n")
+        r = run_fab(bad, "deploy")
+    finally:
+        view.write_text(good)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "Traceback" not in out
+    assert re.search(r"✗ fab deploy failed on web\d, step packages", out), out
+    assert "railsfab-no-such-package" in out and "fix:" in out
+    # The release was uploaded while apt ran, then set aside: current is unchanged.
+    assert re.search(r"web1\s+changed\s+release\s", out), out
+    assert {h: current_release(sandbox, h) for h in web_hosts} == before
+    assert {h: master_pid(sandbox, h) for h in web_hosts} == pids
+    for address in web_hosts.values():
+        status, _, body = get(address, "/")
+        assert status == 200 and "release two" in body and "release three" not in body
+
+
 def test_failed_deploy_released_its_lock(deployed, sandbox):
     assert ssh(sandbox, "web1", "sudo test -e /var/lib/railsfab/locks/sample || echo free") \
         == "free"
