@@ -106,7 +106,8 @@ def ensure(session: Session, *, dry: bool = False) -> None:
 
     def _one(r: HostRun) -> None:
         with rep.step(r.name, STEP) as s:
-            iid = found.id(r.host, r.conn, step=STEP)
+            iid = found.id(r.host, r.conn, step=STEP,
+                           recorded=r.facts.instance_id if r.facts else None)
             if iid is None:
                 return s.ok(f"no EC2 instance found for {found.ip(r.host, r.conn, STEP)}: "
                             "nothing to attach (if it is one, set its instance_id)")

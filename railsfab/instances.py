@@ -1,5 +1,6 @@
-"""Which EC2 instance a host is: hosts.yaml's instance_id, the host's own metadata service
-(IMDSv2), or EC2's lookup by private IP. The target group, the security-group step of a
+"""Which EC2 instance a host is: hosts.yaml's instance_id, the one cloud-init recorded on the
+host (read with its facts), the host's own metadata service (IMDSv2), or EC2's lookup by
+private IP. The target group, the security-group step of a
 deploy and `fab check` all ask this one place."""
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ class Instances:
             return remote.sh(conn, "hostname -I", step=step).stdout.split()[0]
         return host.address
 
-    def id(self, host: Host, conn=None, step: str = "target") -> str | None:
-        """The host's instance id, or None when no instance can be found for it."""
-        if host.instance_id:
-            return host.instance_id
+    def id(self, host: Host, conn=None, step: str = "target",
+           recorded: str | None = None) -> str | None:
+        """The host's instance id, or None when no instance can be found for it. `recorded`:
+        the id its facts read (Facts.instance_id), which saves asking IMDS or EC2."""
+        if host.instance_id or recorded:
+            return host.instance_id or recorded
         if conn is not None and not self.inv.stage.sandbox:
             # A sandbox host has no metadata service, and must not look for one.
             r = remote.sh(conn, IMDS_INSTANCE_ID, step=step, warn=True)

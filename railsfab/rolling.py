@@ -29,7 +29,7 @@ class TargetGroup:
         IMDSv2, EC2 lookup by IP) or IP."""
         if self.inv.stage.aws.target_type == "ip":
             return {"Id": self.instances.ip(host, conn), "Port": 80}
-        found = host.instance_id or instance_id or self.instances.id(host, conn)
+        found = self.instances.id(host, conn, recorded=instance_id)
         if not found:
             raise RailsfabError(f"no EC2 instance with private IP {self.instances.ip(host, conn)}",
                                 host=host.name, step="target",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from railsfab.facts import Facts
+from railsfab.instances import Instances
 from railsfab.inventory import Host
 from railsfab.rolling import TargetGroup
 from railsfab.sandbox.machine import Machine
@@ -34,7 +35,7 @@ class FakeInventory:
 def bare_target_group() -> TargetGroup:
     tg = TargetGroup.__new__(TargetGroup)
     tg.inv = FakeInventory
-    tg.__dict__["_instances"] = {}  # an EC2 lookup would find nothing
+    tg.instances = Instances(FakeInventory, None)  # no EC2: the ids given must decide
     return tg
 
 
