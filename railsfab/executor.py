@@ -74,7 +74,8 @@ class Executor:
         try:
             for planned in plan:
                 if pending is not None and planned.step not in alongside:
-                    pending, _ = None, pending.result()
+                    waited, pending = pending, None
+                    waited.result()  # raises the background step's failure
                 o = planned.outcome
                 if isinstance(o, Check) and (self.dry or not (changed or o.always)):
                     continue
