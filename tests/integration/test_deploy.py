@@ -49,6 +49,22 @@ def asset_path(sandbox, host: str, pattern: str) -> str:
     return f"/assets/{name}"
 
 
+def serving_state(sandbox, web_hosts) -> tuple[dict, dict]:
+    """Each web host's current release and unicorn master pid."""
+    return ({h: current_release(sandbox, h) for h in web_hosts},
+            {h: master_pid(sandbox, h) for h in web_hosts})
+
+
+def deploy_edited(stage, path, addition: str):
+    """`fab deploy` with `addition` appended to an app file, put back as it was after."""
+    good = path.read_text()
+    try:
+        path.write_text(good + addition)
+        return run_fab(stage, "deploy")
+    finally:
+        path.write_text(good)
+
+
 @pytest.fixture(scope="module")
 def deployed(fresh_deploy):
     return fresh_deploy
@@ -151,24 +167,16 @@ def test_changed_view_is_served_as_a_new_release(deployed, sandbox, stage, inv,
 
 def test_failing_precompile_keeps_the_old_release_serving(deployed, sandbox, stage, inv,
                                                           web_hosts):
-    app = inv.resolve(inv.stage.app.source)
-    css = app / "app/assets/stylesheets/application.scss"
-    good = css.read_text()
-    before = {h: current_release(sandbox, h) for h in web_hosts}
-    pids = {h: master_pid(sandbox, h) for h in web_hosts}
-    try:
-        css.write_text(good + "\n.broken { color: $undefined-variable; \n")
-        r = run_fab(stage, "deploy")
-    finally:
-        css.write_text(good)
+    css = inv.resolve(inv.stage.app.source) / "app/assets/stylesheets/application.scss"
+    before = serving_state(sandbox, web_hosts)
+    r = deploy_edited(stage, css, "\n.broken { color: $undefined-variable; \n")
     assert r.returncode != 0
     out = r.stdout + r.stderr
     assert "Traceback" not in out
     assert re.search(r"✗ fab deploy failed on web\d, step assets", out)
     assert "state: current unchanged" in out
     assert "fix:" in out
-    assert {h: current_release(sandbox, h) for h in web_hosts} == before
-    assert {h: master_pid(sandbox, h) for h in web_hosts} == pids
+    assert serving_state(sandbox, web_hosts) == before
     for address in web_hosts.values():
         status, _, body = get(address, "/")
         assert status == 200 and "release two" in body
@@ -185,22 +193,15 @@ def test_failing_apt_keeps_the_old_release_serving(deployed, sandbox, stage, sta
 
     bad = stages.variant("hosts-bad-package.yaml", bad_package)
     view = inv.resolve(inv.stage.app.source) / "app/views/photos/index.html.erb"
-    good = view.read_text()
-    before = {h: current_release(sandbox, h) for h in web_hosts}
-    pids = {h: master_pid(sandbox, h) for h in web_hosts}
-    try:
-        view.write_text(good + "\n<p>release three</p>\n")
-        r = run_fab(bad, "deploy")
-    finally:
-        view.write_text(good)
+    before = serving_state(sandbox, web_hosts)
+    r = deploy_edited(bad, view, "\n<p>release three</p>\n")
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "Traceback" not in out
     assert re.search(r"✗ fab deploy failed on web\d, step packages", out), out
     assert "railsfab-no-such-package" in out and "fix:" in out
     # The release was uploaded while apt ran, then set aside: current is unchanged.
     assert re.search(r"web1\s+changed\s+release\s", out), out
-    assert {h: current_release(sandbox, h) for h in web_hosts} == before
-    assert {h: master_pid(sandbox, h) for h in web_hosts} == pids
+    assert serving_state(sandbox, web_hosts) == before
     for address in web_hosts.values():
         status, _, body = get(address, "/")
         assert status == 200 and "release two" in body and "release three" not in body
