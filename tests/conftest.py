@@ -74,11 +74,14 @@ def sandbox_hosts_yaml(folder: Path, *, stage: str, bridge: str, net: int,
     return path
 
 
-def run_fab(stage_file: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-    """`fab ARGS` as a user types it, against the inventory `stage_file`."""
-    env = {**os.environ, "RAILSFAB_HOSTS": str(stage_file), "COLUMNS": "200"}
+def run_fab(stage_file: Path, *args: str, timeout: float = 1800, cwd: Path | None = None,
+            bare: bool = False) -> subprocess.CompletedProcess:
+    """`fab ARGS` as a user types it, against the inventory `stage_file`; `bare`: in an
+    environment with nothing but PATH (no AWS settings, no virtualenv)."""
+    env = {**({"PATH": "/usr/bin:/bin"} if bare else os.environ),
+           "RAILSFAB_HOSTS": str(stage_file), "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "fabric", "-r", str(ROOT), *args],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+                          capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
 
 
 def run_host_spec(stage_file: Path, ssh_config: Path,

@@ -6,9 +6,6 @@ that an instance not in known_hosts is refused before any SSH (`fab` as a user r
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import boto3
@@ -16,6 +13,7 @@ import pytest
 import yaml
 
 from railsfab import fleet, inventory
+from tests.conftest import run_fab
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "ap-northeast-1"
@@ -144,9 +142,7 @@ def test_an_instance_not_in_known_hosts_is_refused_before_any_ssh(tmp_path, endp
                                                                   fleet_in_aws):
     path = stage_file(tmp_path, endpoint, {"tag": {"Role": "web"}}, known=["10.9.1.11"])
     (tmp_path / "app").mkdir()
-    r = subprocess.run([sys.executable, "-m", "fabric", "-r", str(ROOT), "releases"],
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                       env={**os.environ, "RAILSFAB_HOSTS": str(path), "COLUMNS": "200"})
+    r = run_fab(path, "releases", timeout=120, cwd=tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
     web2 = fleet_in_aws["ids"]["web2"]

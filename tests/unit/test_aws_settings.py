@@ -3,8 +3,6 @@ so, endpoint_buckets are bucket names; each mistake is one line and exit 2."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import yaml
 
 from railsfab import inventory
 from railsfab.errors import ConfigError
+from tests.conftest import run_fab
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,11 +82,7 @@ def test_endpoint_buckets_are_bucket_names(tmp_path):
 
 def test_fab_says_it_in_one_line_with_exit_2(tmp_path):
     bad = write(tmp_path, admin_cidr="not-a-cidr")
-    proc = subprocess.run(
-        [sys.executable, "-m", "fabric", "-r", str(ROOT), "aws.status"],
-        capture_output=True, text=True, cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "RAILSFAB_HOSTS": str(bad), "COLUMNS": "200"},
-    )
+    proc = run_fab(bad, "aws.status", cwd=tmp_path, bare=True)
     assert proc.returncode == 2
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out

@@ -4,7 +4,6 @@ listed hosts combine, the progress line, host keys, and `app.artifact: s3`'s pie
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from railsfab.errors import ConfigError
 from railsfab.facts import Facts
 from railsfab.inventory import Host
 from railsfab.ops import desired
+from tests.conftest import run_fab
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -154,10 +154,7 @@ def test_sandbox_instances_load_and_are_checked(tmp_path):
 
 def test_fab_refuses_a_bad_hosts_from_with_exit_2(tmp_path):
     bad = write(tmp_path, with_hosts_from("{tag: {Role: web}, auto_scaling_group: web}"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "fabric", "-r", str(ROOT), "deploy"],
-        capture_output=True, text=True, cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "RAILSFAB_HOSTS": str(bad), "COLUMNS": "200"})
+    proc = run_fab(bad, "deploy", cwd=tmp_path, bare=True)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out
     assert "Traceback" not in out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import pytest
 
 from railsfab import inventory
 from railsfab.errors import ConfigError
+from tests.conftest import run_fab
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -161,11 +160,7 @@ def test_shipped_hosts_yaml_is_valid():
 def test_fab_prints_one_line_and_exits_2(tmp_path):
     """The CLI boundary: a broken hosts.yaml gives one message line, exit 2, no traceback."""
     bad = write(tmp_path, GOOD.replace("workers: 3", "workers: three"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "fabric", "-r", str(ROOT), "sandbox.status"],
-        capture_output=True, text=True, cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "RAILSFAB_HOSTS": str(bad), "COLUMNS": "200"},
-    )
+    proc = run_fab(bad, "sandbox.status", cwd=tmp_path, bare=True)
     assert proc.returncode == 2
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out
