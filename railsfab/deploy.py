@@ -113,7 +113,8 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         if migrator is not None:
             _migrate(session, ex, d, migrator, plans[migrator.name]["migrate"])
         pub = Publication(session, ex, {n: p["activate"] for n, p in plans.items()},
-                          revert=lambda r: activate.revert_plan(d, r), gate=gate(d))
+                          revert=lambda r: activate.revert_plan(
+                              d, r, leaving_gems=d.digests.gems), gate=gate(d))
         try:
             publish(pub)
         except RailsfabError:

@@ -7,6 +7,9 @@ class RailsfabError(Exception):
     """A failure a user can act on. Printed as one block by the task boundary, no traceback."""
 
     exit_code = 1
+    # The exit status of the host-side script that failed, when one did (a restart script's
+    # status says whether the running server was left as it was).
+    exited: int | None = None
 
     def __init__(
         self,

@@ -68,16 +68,28 @@ def _revert(pub: Publication, runs: list[HostRun]) -> list[str]:
                                                        or r.name in errors)]
 
 
+# The exit status of a command that left a host it could not put back (not serving what it
+# served before): an operator must look at it, whatever else went well.
+NOT_PUT_BACK = 3
+
+
 def _all_at_once(pub: Publication) -> None:
     runs = list(pub.session.runs.values())
     if not _activate(pub, runs):
         return
     stuck = _revert(pub, runs)
+    back = [r for r in runs if r.applied and r.name not in stuck]
     state = None
     if any(r.applied for r in runs):
-        state = (f"back on what they served before: {_names(r for r in runs if r.applied)}"
-                 + (f"; could not revert {', '.join(stuck)}" if stuck else ""))
-    pub.session.raise_if_failed(state=state)
+        state = "; ".join(filter(None, (
+            back and f"back on what they served before, verified: {_names(back)}",
+            stuck and f"NOT put back: {', '.join(stuck)}")))
+    try:
+        pub.session.raise_if_failed(state=state)
+    except RailsfabError as err:
+        if stuck:
+            err.exit_code = NOT_PUT_BACK
+        raise
 
 
 def _roll(pub: Publication, tg: TargetGroup) -> None:
@@ -139,8 +151,12 @@ def _recover(pub: Publication, tg: TargetGroup, batch: list[HostRun], targets: l
     touched = [r for r in batch if r.applied]
     stuck = _revert(pub, touched)
     if stuck:
-        err.state = (f"the roll stopped at {names}; not put back: {', '.join(stuck)}, out of "
-                     "the target group; every other host is registered")
+        healthy = sorted(t for t, state in tg.health().items() if state == "healthy")
+        err.state = (f"the roll stopped at {names}; NOT put back: {', '.join(stuck)}, left out "
+                     "of the target group; it lists " + (
+                         f"{len(healthy)} healthy: {', '.join(healthy)}" if healthy
+                         else "no healthy target"))
+        err.exit_code = NOT_PUT_BACK
         raise err
     with pub.session.rep.step(names, "register") as s:
         tg.register(targets)
@@ -152,7 +168,9 @@ def _recover(pub: Publication, tg: TargetGroup, batch: list[HostRun], targets: l
     if done and pub.change:
         stuck = _revert(pub, done)
         err.state += (f"; {_names(done)} reverted too" if not stuck
-                      else f"; could not revert {', '.join(stuck)}")
+                      else f"; NOT put back: {', '.join(stuck)}")
+        if stuck:
+            err.exit_code = NOT_PUT_BACK
     if pub.change:
         err.state += f": no host runs {pub.change}"
     raise err

@@ -67,26 +67,37 @@ def list_releases(inv: Inventory, only: str | None) -> dict[str, list[Release]]:
 
 
 def rollback_plan(s: Serving, f: facts.Facts, target: str) -> Plan:
-    # hot for puma: the release rolled back to may have other gems
-    mode = s.server.restart_mode(gems_changed=True, config_changed=True)
+    # Zero-downtime as a deploy would restart: puma's phased restart unless the release
+    # rolled back to has other gems (then hot); unicorn's USR2 either way.
+    mode = s.server.restart_mode(gems_changed=_gems(f, target) != f.current_meta.get("gems"),
+                                 config_changed=False)
     return Plan([
         Planned("switch", activate.switch_to(s, target)),
-        Planned(s.server.name, Change(f"restart {s.server.name} from {target}",
+        Planned(s.server.name, Change(f"{mode} restart of {s.server.name} from {target}",
                                       run=runs.handover(s.server, mode, False))),
         Planned("verify", activate.verified(f, s)),
     ])
+
+
+def _gems(f: facts.Facts, release: str) -> str | None:
+    """The gems digest release `release` was built with (None: not known, as if changed)."""
+    meta = f.releases.get(release)
+    return meta.get("gems") if isinstance(meta, dict) else None
 
 
 def rollback(inv: Inventory, rep: Reporter, *, only: str | None, to: str | None) -> None:
     s = Serving.of(inv.stage)
     with Session(inv, rep, only=only, command="fab rollback") as session:
         session.open(spec(s), target_group=True)
+        # every host checked before any changes
+        targets = {r.name: rollback_target(r.facts, to) for r in session.runs.values()}
         for r in session.runs.values():
-            target = rollback_target(r.facts, to)  # every host checked before any changes
             with rep.step(r.name, "ledger") as step:
-                step.ok(f"current {r.facts.current}, rolling back to {target}")
-        plans = {r.name: rollback_plan(s, r.facts, rollback_target(r.facts, to))
+                step.ok(f"current {r.facts.current}, rolling back to {targets[r.name]}")
+        plans = {r.name: rollback_plan(s, r.facts, targets[r.name])
                  for r in session.runs.values()}
         publish(Publication(session, Executor(rep), plans,
-                            revert=lambda r: activate.revert_plan(s, r), gate=gate(s),
+                            revert=lambda r: activate.revert_plan(
+                                s, r, leaving_gems=_gems(r.facts, targets[r.name])),
+                            gate=gate(s),
                             change="the release rolled back to"))

@@ -19,6 +19,7 @@ from fabric import Config, Connection
 
 from railsfab.errors import RailsfabError
 from railsfab.inventory import Host, Inventory
+from railsfab.text import printable
 
 
 def connect(inv: Inventory, host: Host) -> Connection:
@@ -216,7 +217,9 @@ def checked_script(conn: Connection, script: str, env: dict[str, str], *, step: 
     if r.exited == 0 and lines and lines[-1].startswith("ok "):
         return lines[-1].split(" ")[1:]
     what = failures.get(r.exited, f"the {step} script exited {r.exited}")
-    detail = "\n".join(lines + r.stderr.strip().splitlines()[-5:])
+    detail = "\n".join(printable(x) for x in lines + r.stderr.strip().splitlines()[-5:])
     host = getattr(conn, "railsfab_host", None)
-    raise RailsfabError(f"{what}\n{detail}".strip(), host=host.name if host else None,
+    err = RailsfabError(f"{what}\n{detail}".strip(), host=host.name if host else None,
                         step=step, fix=fix)
+    err.exited = r.exited
+    raise err

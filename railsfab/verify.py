@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from railsfab import onhost, remote
 from railsfab.errors import RailsfabError
+from railsfab.text import printable
 
 if TYPE_CHECKING:
     from railsfab.ops.desired import Serving
@@ -26,15 +27,19 @@ def serving(conn, s: Serving, *, step: str = "verify") -> str:
     port = app.http_port
     env = {"BASE": f"http://127.0.0.1{'' if port == 80 else f':{port}'}",
            "HEALTH": app.health_path, "PUBLIC": f"{s.paths.current}/public",
-           "PROTO": "https" if s.https else "", "TIMEOUT": str(TIMEOUT)}
+           "PROTO": "https" if s.https else "", "TIMEOUT": str(TIMEOUT),
+           "LOG": f"{s.paths.shared}/log/{app.rails_env}.log", "USER_": app.deploy_user}
     assign = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     out = remote.sh(conn, f"sudo -n env {assign} sh -s", step=step,
                     stdin=onhost.load("verify.sh").encode(), timeout=TIMEOUT + 30).stdout
-    answers = {}
+    answers, logged = {}, ""
     for line in out.strip().splitlines():
+        if line.startswith("error "):
+            logged = printable(line.removeprefix("error ").strip())
+            continue
         path, _, rest = line.partition(" ")
         code, _, location = rest.partition(" ")
-        answers[path] = (code, location)
+        answers[path] = (code, printable(location))
     bad = {p: a for p, a in answers.items() if a[0] != "200"}
     if not bad:
         return ", ".join(f"{p} 200" for p in answers)
@@ -42,7 +47,8 @@ def serving(conn, s: Serving, *, step: str = "verify") -> str:
     where = "nginx" if app.nginx else f":{port}"
     raise RailsfabError(
         f"verification through {where} failed: "
-        + ", ".join(f"{p} -> {c}" + (f" {loc}" if loc else "") for p, (c, loc) in answers.items()),
+        + ", ".join(f"{p} -> {c}" + (f" {loc}" if loc else "") for p, (c, loc) in answers.items())
+        + (f"\nthe app logged: {logged}" if logged else ""),
         host=host.name if host else None, step=step, fix=_fix(s, answers))
 
 

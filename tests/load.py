@@ -6,7 +6,10 @@ error and every answer slower than TIMEOUT counts as failed, with one exception 
 HTTP client makes (RFC 9112 9.3.1; browsers, urllib3): when a server closes an idle
 keep-alive connection just as the next request goes out (nginx does on a reload), the
 request is sent again once on a new connection, and counted as `retried`, not failed.
-Traffic goes only to the sandbox hosts given.
+Traffic goes only to the sandbox hosts given. With `in_service`, requests are spread the way
+an ALB spreads them: each goes to one of the hosts its target group has in service at that
+moment (tests/integration/alb.py reads that from the AWS endpoint), over a keep-alive
+connection per host.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import http.client
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Longer than any restart's pause (a puma hot restart holds requests in the socket's backlog
@@ -45,8 +49,10 @@ class LoadResult:
 class Load:
     def __init__(self, addresses: list[str], *, path: str = "/", connections: int = 50,
                  max_seconds: float = 120, max_requests: int = 200_000,
-                 marker: str | None = None) -> None:
+                 marker: str | None = None,
+                 in_service: Callable[[], list[str]] | None = None) -> None:
         self.addresses = addresses
+        self.in_service = in_service  # the hosts an ALB would send the next request to
         self.path = path
         self.connections = connections
         self.max_seconds = max_seconds
@@ -89,46 +95,60 @@ class Load:
 
     def _worker(self, address: str) -> None:
         res = LoadResult()
-        conn = None
+        conns: dict[str, http.client.HTTPConnection] = {}
+        turn = 0
         while self._next():
-            try:
-                t0 = time.monotonic()
-                try:
-                    reused = conn is not None
-                    if conn is None:
-                        conn = http.client.HTTPConnection(address, 80, timeout=TIMEOUT)
-                    conn.request("GET", self.path)
-                    resp = conn.getresponse()
-                except STALE:
-                    if not reused:
-                        raise
-                    res.retried += 1
-                    conn.close()
-                    conn = http.client.HTTPConnection(address, 80, timeout=TIMEOUT)
-                    conn.request("GET", self.path)
-                    resp = conn.getresponse()
-                body = resp.read()
-                res.slowest = max(res.slowest, time.monotonic() - t0)
-                if resp.status == 200:
-                    res.ok += 1
-                    if self.marker and self.marker_seen_at is None and \
-                            self.marker.encode() in body:
-                        self.marker_seen_at = time.monotonic()
-                else:
+            if self.in_service is not None:
+                live = self.in_service()
+                if not live:  # the load balancer has no target: it answers 503 itself
                     res.failed += 1
-                    key = f"HTTP {resp.status}"
-                    res.errors[key] = res.errors.get(key, 0) + 1
-                if resp.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
+                    res.errors["no target in service"] = res.errors.get(
+                        "no target in service", 0) + 1
+                    time.sleep(0.05)
+                    continue
+                turn += 1
+                address = live[turn % len(live)]
+            try:
+                self._one(res, conns, address)
             except (OSError, http.client.HTTPException) as exc:
                 res.failed += 1
                 key = type(exc).__name__
                 res.errors[key] = res.errors.get(key, 0) + 1
+                conn = conns.pop(address, None)
                 if conn is not None:
                     conn.close()
-                conn = None
-        if conn is not None:
+        for conn in conns.values():
             conn.close()
         with self._lock:
             self._results.append(res)
+
+    def _one(self, res: LoadResult, conns: dict, address: str) -> None:
+        t0 = time.monotonic()
+        conn = conns.get(address)
+        try:
+            reused = conn is not None
+            if conn is None:
+                conn = conns[address] = http.client.HTTPConnection(address, 80, timeout=TIMEOUT)
+            conn.request("GET", self.path)
+            resp = conn.getresponse()
+        except STALE:
+            if not reused:
+                raise
+            res.retried += 1
+            conn.close()
+            conn = conns[address] = http.client.HTTPConnection(address, 80, timeout=TIMEOUT)
+            conn.request("GET", self.path)
+            resp = conn.getresponse()
+        body = resp.read()
+        res.slowest = max(res.slowest, time.monotonic() - t0)
+        if resp.status == 200:
+            res.ok += 1
+            if self.marker and self.marker_seen_at is None and self.marker.encode() in body:
+                self.marker_seen_at = time.monotonic()
+        else:
+            res.failed += 1
+            key = f"HTTP {resp.status}"
+            res.errors[key] = res.errors.get(key, 0) + 1
+        if resp.getheader("Connection", "").lower() == "close":
+            conn.close()
+            conns.pop(address, None)

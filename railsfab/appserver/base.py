@@ -16,6 +16,7 @@ from railsfab.paths import Paths
 READY_FAILURES = {
     4: "{server} stopped before it answered",
     5: "{server} did not answer on {where} in time",
+    6: "{server} answers on {where}, with an error",
 }
 
 
@@ -25,9 +26,11 @@ class AppServer(ABC):
     # pgrep -f pattern matching every process of this server (masters and workers)
     processes: ClassVar[str]
     master_pattern: ClassVar[str]  # pgrep -f pattern matching the master only
-    # Does a failed zero-downtime restart leave the running server changed? (unicorn: no,
-    # the old master keeps serving as it was; puma: its master moved to the new release)
-    failed_restart_changes_it: ClassVar[bool] = True
+    # The exit statuses of a failed zero-downtime restart that leave the running server as
+    # it was (unicorn: the new master never took over, the old one keeps serving). Any other
+    # failure may have left it changed (puma's master moved to the new release; a unicorn
+    # handover that failed after the old master quit), and a revert restarts it.
+    unchanged_failures: ClassVar[frozenset[int]] = frozenset()
     # Can it answer clients itself, with no nginx in front (`nginx: false`)?
     faces_clients: ClassVar[bool] = False
 
@@ -89,7 +92,9 @@ class AppServer(ABC):
         unit is active before the app has loaded."""
         env = {"HEALTH": self.app.health_path, "TIMEOUT": str(self.app.boot_timeout),
                "PROTO": "https" if self.https else "",
-               "UNIT": self.paths.unit_name, "LOG": self.paths.server_log}
+               "UNIT": self.paths.unit_name, "LOG": self.paths.server_log,
+               "RAILS_LOG": f"{self.paths.shared}/log/{self.app.rails_env}.log",
+               "USER_": self.app.deploy_user}
         env.update({"SOCKET": self.paths.socket} if self.app.nginx
                    else {"PORT": str(self.app.port)})
         failures = {k: v.format(server=self.title, where=self.where)

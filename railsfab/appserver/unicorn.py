@@ -36,7 +36,7 @@ class Unicorn(AppServer):
     title = "Unicorn"
     processes = "^unicorn (master|worker)"
     master_pattern = "^unicorn master"
-    failed_restart_changes_it = False
+    unchanged_failures = frozenset({3, 4, 5})  # no master, or the new one never took over
 
     def restart_mode(self, *, gems_changed: bool, config_changed: bool) -> str:
         return "usr2"  # the re-exec'd master loads everything afresh

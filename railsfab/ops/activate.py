@@ -217,17 +217,25 @@ def _assign(env: dict[str, str]) -> str:
     return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
 
 
-def revert_plan(d: Serving, r: HostRun) -> Plan | None:
-    """Back on the release the host served before this deploy, its app server restarted from
-    it if this run had touched it, verified. None on a first deploy (nothing to go back to)."""
+def revert_plan(d: Serving, r: HostRun, *, leaving_gems: str | None = None) -> Plan | None:
+    """Back on the release the host served before: `current` moved back, the app server
+    restarted from it if this run had touched it (zero-downtime while its master lives),
+    every process of it read to run that release, and verified through nginx. None on a
+    first deploy (nothing to go back to). `leaving_gems`: the gems digest of the release
+    being left (the same as the previous one's: a puma phased restart is enough)."""
     prev = r.facts.current
     if prev is None:
         return None
+    server = d.server
     steps = []
     if "switch" in r.applied:
         steps.append(Planned("revert", switch_to(d, prev)))
     if r.restarted:
-        steps.append(Planned("revert", Change(f"restart {d.server.name} from {prev}",
-                                              run=runs.revert(d.server))))
+        gems_changed = leaving_gems is None or r.facts.current_meta.get("gems") != leaving_gems
+        steps.append(Planned("revert", Change(f"restart {server.name} from {prev}", run=runs.revert(
+            server, gems_changed=gems_changed,
+            config_changed=f"{server.name} config" in r.applied))))
+        steps.append(Planned("release", Check(f"{server.name} runs releases/{prev}",
+                                              run=runs.runs_release(server, prev), always=True)))
     steps.append(Planned("verify", verified(r.facts, d, always=True)))
     return Plan(steps)

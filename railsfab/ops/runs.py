@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from railsfab import gems, onhost, remote
 from railsfab.appserver import AppServer
 from railsfab.errors import RailsfabError
+from railsfab.text import printable
 
 if TYPE_CHECKING:
     from railsfab.executor import HostRun
@@ -58,9 +59,13 @@ def handover(server: AppServer, mode: str, enable: bool, *, summary: str = "") -
         if enable:
             remote.sh(r.conn, f"systemctl enable -q {server.paths.unit_name}", sudo=True,
                       step=server.name)
-        # Whether a failed restart left the server changed (then a revert restarts it).
-        r.restarted = r.restarted or server.failed_restart_changes_it
-        said = server.restart(r.conn, mode=mode, step=server.name, on_line=r.progress)
+        try:
+            said = server.restart(r.conn, mode=mode, step=server.name, on_line=r.progress)
+        except RailsfabError as exc:
+            # Did the failed restart leave the server changed? Then a revert restarts it.
+            r.restarted = r.restarted or exc.exited not in server.unchanged_failures
+            raise
+        r.restarted = True  # it runs what `current` points to now: a revert restarts it
         _ready(r, server, server.name)
         return f"{summary}: {said}" if summary else said
     return run
@@ -73,23 +78,51 @@ def script_marked(script: str, *, mark: str) -> Run:
     return run
 
 
-def revert(server: AppServer) -> Run:
+def revert(server: AppServer, *, gems_changed: bool, config_changed: bool) -> Run:
     """After a failed activation, with `current` back on the old release: restart the
-    server from it, with its own zero-downtime mechanism while its master lives (a puma
-    whose phased restart failed is still "reloading", and serving), else from scratch."""
+    server from it with its own zero-downtime mechanism while its master lives (the mode a
+    deploy would choose for what changed back; a puma whose phased restart failed is still
+    "reloading", and serving), else from scratch."""
     def run(r: HostRun) -> str:
         unit = server.paths.unit_name
         pid = remote.sh(r.conn, f"p=$(systemctl show -p MainPID --value {unit}); "
                         "[ \"${p:-0}\" != 0 ] && kill -0 \"$p\" && echo \"$p\"", sudo=True,
                         step="revert", warn=True).stdout.strip()
+        r.restarted = True
         if pid:
-            mode = server.restart_mode(gems_changed=True, config_changed=True)
-            said = server.restart(r.conn, mode=mode, step="revert", on_line=r.progress)
+            mode = server.restart_mode(gems_changed=gems_changed,
+                                       config_changed=config_changed)
+            said = (f"zero-downtime {mode} restart: "
+                    + server.restart(r.conn, mode=mode, step="revert", on_line=r.progress))
         else:
-            _systemctl(r, server, f"systemctl restart {unit}")
-            said = f"restarted {unit}"
+            # A unit that crash-loops is "activating": restart ends that start job too.
+            _systemctl(r, server, f"systemctl reset-failed {unit}; systemctl restart {unit}")
+            said = f"restarted {unit} (no master was running: a short gap)"
         server.wait_serving(r.conn, step="revert", on_line=r.progress)
         return said
+    return run
+
+
+def runs_release(server: AppServer, release: str) -> Run:
+    """Read, not assumed: every process of the app server runs from `release` (its working
+    directory), so what answers is that release."""
+    def run(r: HostRun) -> str:
+        want = server.paths.release(release)
+        script = (f"for p in $(pgrep -u {shlex.quote(server.app.deploy_user)} -f "
+                  f"{shlex.quote(server.processes)}); do "
+                  "printf '%s %s\\n' \"$p\" \"$(readlink /proc/$p/cwd)\"; done")
+        out = remote.sh(r.conn, script, sudo=True, step="release", warn=True).stdout
+        procs = [line.split(" ", 1) for line in out.splitlines()
+                 if line.split(" ", 1)[0].isdigit()]
+        elsewhere = [(p[0], p[1] if len(p) > 1 else "") for p in procs
+                     if len(p) < 2 or p[1] != want]
+        if procs and not elsewhere:
+            return f"{len(procs)} {server.title} processes run releases/{release}"
+        said = ("no process of it is running" if not procs else "; ".join(
+            f"{pid} runs in {printable(cwd)}" for pid, cwd in elsewhere[:3]))
+        raise RailsfabError(f"{server.title} does not run releases/{release}: {said}",
+                            host=r.name, step="release",
+                            fix=f"`fab restart-app -o {r.name}` starts it from `current`")
     return run
 
 

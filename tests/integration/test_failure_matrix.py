@@ -1,0 +1,113 @@
+"""A failed deploy leaves every host serving what it served before, proven under load.
+
+Each case deploys a release that fails in one way, for unicorn and for puma behind the ALB,
+while 50 connections request / the way the ALB spreads them (tests/integration/alb.py: only
+to the hosts its target group has in service). For each: the command fails naming host and
+step, every host's app server runs the release it ran before (read from its processes'
+working directories, not from `current`), the target group lists every host healthy again,
+not one request failed, and the same command with the fault removed converges.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from railsfab import aws, stack
+from tests.conftest import run_fab
+from tests.integration.alb import TargetGroupRoute
+from tests.integration.test_deploy import current_release, get, ssh
+from tests.load import Load
+
+WEB = ("web1", "web2")
+LAYOUT = "app/views/layouts/application.html.erb"
+PATTERN = {"unicorn": "^unicorn (master|worker)", "puma": "^puma[ :]"}
+
+# Each fault: (an edit to the app, what the failure says). The release boots and answers
+# its health path; what fails is the page a client asks for, or the boot itself.
+FAULTS = {
+    # The issue's case: handed over, then / answers 500: the gate fails at once with the
+    # app's own error line, and the revert restarts the server from the previous release.
+    "answers 500": (LAYOUT, '<% raise "failure matrix: this release answers 500" %>\n',
+                    "this release answers 500"),
+    # Never boots: the new master (unicorn) or the new workers (puma) die loading the app.
+    "never boots": ("config/initializers/zz_matrix.rb",
+                    'raise "failure matrix: never boots" if $PROGRAM_NAME =~ /unicorn|puma/\n',
+                    "never boots"),
+}
+
+
+def served_release(sandbox, host: str, server: str) -> set[str]:
+    """The releases the app server's processes run from (their working directories)."""
+    out = ssh(sandbox, host, f"for p in $(pgrep -u deploy -f '{PATTERN[server]}'); do "
+                             "sudo readlink /proc/$p/cwd; done")
+    return {line.rsplit("/", 1)[-1] for line in out.split()}
+
+
+def target_states(inv) -> dict[str, str]:
+    tg = stack.outputs(inv)["TargetGroupArn"]
+    return {t["Target"]["Id"]: t["TargetHealth"]["State"] for t in aws.clients(
+        inv).elbv2.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]}
+
+
+@pytest.fixture(scope="module", params=["unicorn", "puma"])
+def server_stage(request, stages):
+    path = stages.unicorn(alb=True) if request.param == "unicorn" else stages.puma(alb=True)
+    return request.param, path
+
+
+@pytest.fixture(scope="module")
+def app(inv):
+    return inv.resolve(inv.stage.app.source)
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_failed_deploy_leaves_every_host_serving_what_it_served(fault, server_stage, app,
+                                                                 sandbox, inv):
+    server, stage = server_stage
+    addresses = [h.address for h in inv.hosts(role="web")]
+    view = app / "app/views/photos/index.html.erb"
+    good_view = view.read_text()
+    view.write_text(good_view + f"\n<p>matrix {server} {fault} before</p>\n")
+    try:
+        assert run_fab(stage, "deploy").returncode == 0
+        before = {h: current_release(sandbox, h) for h in WEB}
+        assert all(served_release(sandbox, h, server) == {before[h]} for h in WEB)
+        states_before = target_states(inv)
+        path, text, said = FAULTS[fault]
+        target = app / path
+        good = target.read_text() if target.exists() else None
+        view.write_text(good_view + f"\n<p>matrix {server} {fault} broken</p>\n")
+        target.write_text(text + (good or ""))
+        try:
+            with TargetGroupRoute(inv) as route, Load(addresses, connections=50,
+                                                      max_seconds=300, in_service=route) as load:
+                time.sleep(1)
+                r = run_fab(stage, "deploy")
+                time.sleep(1)
+        finally:
+            if good is None:
+                target.unlink()
+            else:
+                target.write_text(good)
+        out = r.stdout + r.stderr
+        assert r.returncode == 1, out  # failed, and every host was put back (not 3)
+        assert said in out, out
+        assert "web1" in out and "back on what it served before, verified" in out, out
+        assert "NOT put back" not in out, out
+        assert load.result.ok > 100, "the load generator did not get going"
+        assert load.result.failed == 0, (load.result.errors, out)
+        for h in WEB:
+            assert current_release(sandbox, h) == before[h]
+            assert served_release(sandbox, h, server) == {before[h]}, out
+        assert target_states(inv) == states_before
+        assert set(states_before.values()) == {"healthy"}
+        for a in addresses:
+            body = get(a, "/")[2]
+            assert f"matrix {server} {fault} before" in body
+    finally:
+        view.write_text(good_view)
+    # the same command with the fault removed converges
+    r = run_fab(stage, "deploy")
+    assert r.returncode == 0, r.stdout + r.stderr
