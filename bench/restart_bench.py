@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from bench.live_stage import scratch_stage  # noqa: E402
 from railsfab import inventory  # noqa: E402
 from tests.conftest import run_fab  # noqa: E402
-from tests.load import Load  # noqa: E402
+from tests.load import SLOW, Load  # noqa: E402
 
 
 def measure(stage_file: Path, addresses: list[str], args: list[str], marker: str | None):
@@ -41,8 +41,9 @@ def measure(stage_file: Path, addresses: list[str], args: list[str], marker: str
 
 
 def report(what: str, res, took: float) -> None:
-    print(f"  {what}: {res.ok} served, {res.failed} failed {res.errors or ''}; "
-          f"command took {took:.1f}s")
+    print(f"  {what}: {res.ok} served, {res.failed} failed {res.errors or ''}, "
+          f"{res.retried} closed without an answer (read errors; sent again), {res.slow} "
+          f"over {SLOW} s (slowest {res.slowest:.1f} s); command took {took:.1f}s")
 
 
 def main() -> None:
@@ -66,8 +67,8 @@ def main() -> None:
     view = app / "app/views/photos/index.html.erb"
     view.write_text(view.read_text() + f"\n<p>{marker}</p>\n")
     res, took, new_code = measure(stage_file, addresses, ["deploy"], marker)
-    print(f"  deploy (changed view): {res.ok} served, {res.failed} failed {res.errors or ''}; "
-          f"command took {took:.1f}s; new code answered {new_code:.1f}s after the start")
+    report("deploy (changed view)", res, took)
+    print(f"    new code answered {new_code:.1f}s after the start")
     report("rollback", *measure(stage_file, addresses, ["rollback"], None)[:2])
     if server == "puma":
         report("switch puma -> unicorn (deploy)", *measure(unicorn_file, addresses, ["deploy"],

@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 # while the app boots), shorter than nginx's proxy_read_timeout.
 TIMEOUT = 30
 
+# Requests slower than this are counted (`slow`), failed or not: a person notices them.
+SLOW = 5
+
 # A reused connection that fails like this got no answer at all: the server had closed it.
 STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
@@ -32,7 +35,8 @@ STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 class LoadResult:
     ok: int = 0
     failed: int = 0
-    retried: int = 0
+    retried: int = 0  # closed without an answer (a read error to wrk), sent again
+    slow: int = 0  # answered (or failed) after more than SLOW seconds
     slowest: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
     bodies: list[str] = field(default_factory=list)
@@ -41,6 +45,7 @@ class LoadResult:
         self.ok += other.ok
         self.failed += other.failed
         self.retried += other.retried
+        self.slow += other.slow
         self.slowest = max(self.slowest, other.slowest)
         for k, v in other.errors.items():
             self.errors[k] = self.errors.get(k, 0) + v
@@ -140,7 +145,9 @@ class Load:
             conn.request("GET", self.path)
             resp = conn.getresponse()
         body = resp.read()
-        res.slowest = max(res.slowest, time.monotonic() - t0)
+        took = time.monotonic() - t0
+        res.slowest = max(res.slowest, took)
+        res.slow += took > SLOW
         if resp.status == 200:
             res.ok += 1
             if self.marker and self.marker_seen_at is None and self.marker.encode() in body:

@@ -204,13 +204,29 @@ def _retire_run(new: AppServer, old: list[AppServer], was_serving: dict[str, boo
 def _no_gap(r: HostRun, new: AppServer, old: AppServer, was_serving: bool,
             stopped: float) -> str:
     """Claimed only from what was measured in this run: the new server answered before
-    nginx moved to it, and the old one served until after that."""
+    nginx moved to it, the old one served until after that, and nginx logged no failed
+    request to either (an upstream error) since the new server started."""
     ready, moved = r.marks.get("ready"), r.marks.get("nginx")
     if not (was_serving and ready and moved and ready <= moved):
         return ""
-    return (f"; no gap: {new.title} answered {moved - ready:.1f}s before nginx moved to it, "
-            f"{old.title} stopped {stopped - moved:.1f}s after (the cost: one extra app boot "
+    failed = _upstream_errors(r, since=ready)
+    timing = (f"{new.title} answered {moved - ready:.1f}s before nginx moved to it, "
+              f"{old.title} stopped {stopped - moved:.1f}s after")
+    if failed:
+        return f"; {failed} requests failed in nginx (upstream errors) during the switch: {timing}"
+    return (f"; no gap: {timing}, 0 upstream errors in nginx's log (its reload closed idle "
+            f"keep-alive connections, which clients send again; the cost: one extra app boot "
             f"and both servers' memory meanwhile)")
+
+
+def _upstream_errors(r: HostRun, *, since: float) -> int:
+    """Requests nginx failed to pass to an app server (its error log) since the monotonic
+    time `since`, as the host's clock tells it."""
+    epoch = int(time.time() - (time.monotonic() - since)) - 1
+    script = (f"s=$(date -d @{epoch} '+%Y/%m/%d %H:%M:%S'); tail -n 5000 /var/log/nginx/error.log "
+              "2>/dev/null | awk -v s=\"$s\" 'substr($0, 1, 19) >= s && /upstream/' | wc -l")
+    out = remote.sh(r.conn, script, sudo=True, step="retire", warn=True).stdout.strip()
+    return int(out) if out.isdigit() else 0
 
 
 def _assign(env: dict[str, str]) -> str:
