@@ -1,0 +1,126 @@
+"""Putting a host back after a failed activation: which steps the revert plans from what
+this run did, when a failed restart counts as having changed the server, and which restart
+a rollback (or a revert) uses. No host: plans from facts, and a stand-in app server."""
+
+from __future__ import annotations
+
+import pytest
+
+from railsfab import releases
+from railsfab.appserver.unicorn import Unicorn
+from railsfab.errors import RailsfabError
+from railsfab.executor import HostRun
+from railsfab.inventory import Host
+from railsfab.ops import activate, runs
+from railsfab.ops.base import Change, Check
+from tests.unit.test_plans import deployed, stage
+
+PREV = "20261130000000"
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        return stage(tmp_path_factory.mktemp("unicorn"), mp)
+
+
+@pytest.fixture(scope="module")
+def puma(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        return stage(tmp_path_factory.mktemp("puma"), mp, app_server="puma")
+
+
+def run_of(d, *, applied=(), restarted=False, facts=None) -> HostRun:
+    r = HostRun(Host(name="web1", address="198.51.100.7", roles=["web"]))
+    r.facts = facts or deployed(d, PREV)
+    r.applied = list(applied)
+    r.restarted = restarted
+    return r
+
+
+def steps(plan) -> list[tuple[str, str, str]]:
+    return [(p.step, type(p.outcome).__name__, p.outcome.what) for p in plan]
+
+
+def test_after_a_handover_the_revert_restarts_from_the_previous_release_and_reads_it(d):
+    r = run_of(d, applied=["switch", "unicorn"], restarted=True)
+    assert steps(activate.revert_plan(d, r, leaving_gems=d.digests.gems)) == [
+        ("revert", "Change", f"point current to releases/{PREV}"),
+        ("revert", "Change", f"restart unicorn from {PREV}"),
+        ("release", "Check", f"unicorn runs releases/{PREV}"),
+        ("verify", "Check", "/, /up and an asset answer 200 through nginx"),
+    ]
+    assert all(p.outcome.always for p in activate.revert_plan(d, r) if isinstance(
+        p.outcome, Check))
+
+
+def test_a_handover_that_never_took_over_only_moves_current_back(d):
+    r = run_of(d, applied=["switch", "unicorn"], restarted=False)
+    assert [s[:2] for s in steps(activate.revert_plan(d, r))] == [
+        ("revert", "Change"), ("verify", "Check")]
+
+
+def test_a_first_deploy_has_nothing_to_go_back_to(d):
+    r = run_of(d, applied=["switch", "unicorn"], restarted=True)
+    r.facts.raw["current"] = None
+    assert activate.revert_plan(d, r) is None
+
+
+class Stub(Unicorn):
+    """Unicorn's restart semantics, with the host's answer given."""
+
+    def __init__(self, base: Unicorn, exited: int | None) -> None:
+        self.__dict__.update(base.__dict__)
+        self.exited = exited
+
+    def restart(self, conn, *, mode, step, on_line=None) -> str:
+        if self.exited is None:
+            return "handed over"
+        err = RailsfabError("restart failed", step=step)
+        err.exited = self.exited
+        raise err
+
+    def wait_serving(self, conn, *, step, on_line=None) -> int:
+        return 5
+
+
+@pytest.mark.parametrize("exited, restarted", [
+    (None, True),  # handed over: the server runs the new release, a revert must restart it
+    (4, False),    # the new master died: the old one keeps serving as it was
+    (5, False),    # its workers never came up: the old master keeps serving
+    (6, True),     # the old master did not quit: the new one serves already
+    (9, True),     # the new master runs another release than `current`
+    (255, True),   # the connection was lost: nothing known, assume changed
+])
+def test_whether_a_restart_changed_the_server_follows_the_scripts_exit_status(
+        d, exited, restarted):
+    server = Stub(d.server, exited)
+    r = run_of(d)
+    run = runs.handover(server, "usr2", False)
+    if exited is None:
+        run(r)
+    else:
+        with pytest.raises(RailsfabError):
+            run(r)
+    assert r.restarted is restarted
+
+
+def with_release(f, rid, gems):
+    f.raw["releases"][rid] = {**f.raw["releases"][PREV], "id": rid, "gems": gems}
+    return f
+
+
+@pytest.mark.parametrize("gems, mode", [("same", "phased"), ("other", "hot")])
+def test_puma_rollback_is_phased_unless_the_gems_differ(puma, gems, mode):
+    f = deployed(puma, PREV)
+    older = "20261120000000"
+    with_release(f, older, f.current_meta["gems"] if gems == "same" else "0" * 64)
+    plan = releases.rollback_plan(puma, f, older)
+    assert isinstance(plan.get("puma"), Change)
+    assert plan.get("puma").what == f"{mode} restart of puma from {older}"
+
+
+def test_unicorn_rollback_hands_over_with_usr2(d):
+    f = with_release(deployed(d, PREV), "20261120000000", "0" * 64)
+    assert releases.rollback_plan(d, f, "20261120000000").get("unicorn").what == \
+        "usr2 restart of unicorn from 20261120000000"
