@@ -49,10 +49,10 @@ def serving(conn, s: Serving, *, step: str = "verify") -> str:
         f"verification through {where} failed: "
         + ", ".join(f"{p} -> {c}" + (f" {loc}" if loc else "") for p, (c, loc) in answers.items())
         + (f"\nthe app logged: {logged}" if logged else ""),
-        host=host.name if host else None, step=step, fix=_fix(s, answers))
+        host=host.name if host else None, step=step, fix=_fix(s, answers, logged))
 
 
-def _fix(s: Serving, answers: dict[str, tuple[str, str]]) -> str:
+def _fix(s: Serving, answers: dict[str, tuple[str, str]], logged: str = "") -> str:
     app = s.app
     code, location = answers.get(app.health_path, ("000", ""))
     if code in REDIRECTS and location.startswith("https://"):
@@ -60,6 +60,12 @@ def _fix(s: Serving, answers: dict[str, tuple[str, str]]) -> str:
     if code == "404":
         return no_health_route_fix(app.health_path)
     codes = {c for c, _ in answers.values()}
+    failing = [p for p, (c, _) in answers.items() if c.startswith("5") and c not in
+               ("502", "503", "504")]
+    if failing and logged:
+        return (f"the release raises on {', '.join(failing)} (the error above, from "
+                f"{s.paths.shared}/log/{app.rails_env}.log): fix it in the app, then deploy "
+                "again")
     front = "nginx" if app.nginx else f"{s.server.name} on :{app.http_port}"
     layer = (f"{s.server.name} (nginx answers 502)" if "502" in codes
              else "the app" if "500" in codes else front)

@@ -36,8 +36,10 @@ echo "/ $root"
 [ -n "$asset" ] && echo "/$asset $a"
 if [ -n "${err:-}" ]; then
   new=$(applog $((offset + 1)))
-  line=$(printf '%s\n' "$new" | grep -F "[$rid]" | grep -m 1 -E '(Error|Exception)')
-  [ -z "$line" ] && line=$(printf '%s\n' "$new" | grep -m 1 -E '(Error|Exception) \(')
+  raised='[A-Za-z:]*(Error|Exception) \('  # "ActionView::Template::Error (the message)"
+  line=$(printf '%s\n' "$new" | grep -F "[$rid]" | grep -m 1 -E "$raised")
+  [ -z "$line" ] && line=$(printf '%s\n' "$new" | grep -m 1 -E "$raised")
+  [ -z "$line" ] && line=$(printf '%s\n' "$new" | grep -F "[$rid]" | grep -m 1 -E 'Error|Exception')
   [ -n "$line" ] && echo "error $(printf '%s' "$line" | cut -c1-300)"
 fi
 true
