@@ -66,6 +66,11 @@ def _fix(s: Serving, answers: dict[str, tuple[str, str]], logged: str = "") -> s
         return (f"the release raises on {', '.join(failing)} (the error above, from "
                 f"{s.paths.shared}/log/{app.rails_env}.log): fix it in the app, then deploy "
                 "again")
+    slow = [p for p, (c, _) in answers.items() if c == "000"]
+    if slow and codes - {"000"} <= {"200"}:
+        return (f"{', '.join(slow)} gave no answer within 10 s while the rest answered: a "
+                f"request the app does not finish (see {s.paths.shared}/log/"
+                f"{app.rails_env}.log and {s.paths.server_log})")
     front = "nginx" if app.nginx else f"{s.server.name} on :{app.http_port}"
     layer = (f"{s.server.name} (nginx answers 502)" if "502" in codes
              else "the app" if "500" in codes else front)

@@ -31,6 +31,9 @@ FAULTS = {
     # app's own error line, and the revert restarts the server from the previous release.
     "answers 500": (LAYOUT, '<% raise "failure matrix: this release answers 500" %>\n',
                     "this release answers 500"),
+    # Times out: / answers after verify's 10 s per request (and past unicorn's timeout):
+    # no answer is an answer only at the gate's deadline, then the same revert.
+    "times out": (LAYOUT, "<% sleep 12 %>\n", "/ -> 000"),
     # Never boots: the new master (unicorn) or the new workers (puma) die loading the app.
     "never boots": ("config/initializers/zz_matrix.rb",
                     'raise "failure matrix: never boots" if $PROGRAM_NAME =~ /unicorn|puma/\n',
