@@ -29,6 +29,9 @@ class HostRun:
     applied: list[str] = field(default_factory=list)  # steps whose changes ran, in order
     marks: dict[str, float] = field(default_factory=dict)  # when things happened
     restarted: bool = False  # the app server was started, restarted or handed over
+    # a zero-downtime restart of it failed halfway (puma still reloading, its new workers
+    # failing): only a full re-exec (hot) gets it out of that
+    restart_failed: bool = False
     error: RailsfabError | None = None
     progress: Callable[[str], None] | None = None  # the running step's live line
 

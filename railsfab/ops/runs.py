@@ -63,7 +63,8 @@ def handover(server: AppServer, mode: str, enable: bool, *, summary: str = "") -
             said = server.restart(r.conn, mode=mode, step=server.name, on_line=r.progress)
         except RailsfabError as exc:
             # Did the failed restart leave the server changed? Then a revert restarts it.
-            r.restarted = r.restarted or exc.exited not in server.unchanged_failures
+            if exc.exited not in server.unchanged_failures:
+                r.restarted = r.restart_failed = True
             raise
         r.restarted = True  # it runs what `current` points to now: a revert restarts it
         _ready(r, server, server.name)
@@ -90,7 +91,9 @@ def revert(server: AppServer, *, gems_changed: bool, config_changed: bool) -> Ru
                         step="revert", warn=True).stdout.strip()
         r.restarted = True
         if pid:
-            mode = server.restart_mode(gems_changed=gems_changed,
+            # A restart that failed halfway (puma forking workers that cannot load the app,
+            # from the release it chdir'd to) ends only with a full re-exec.
+            mode = server.restart_mode(gems_changed=gems_changed or r.restart_failed,
                                        config_changed=config_changed)
             said = (f"zero-downtime {mode} restart: "
                     + server.restart(r.conn, mode=mode, step="revert", on_line=r.progress))

@@ -103,6 +103,7 @@ def test_whether_a_restart_changed_the_server_follows_the_scripts_exit_status(
         with pytest.raises(RailsfabError):
             run(r)
     assert r.restarted is restarted
+    assert r.restart_failed is (restarted and exited is not None)
 
 
 def with_release(f, rid, gems):
