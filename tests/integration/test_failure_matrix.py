@@ -10,6 +10,7 @@ not one request failed, and the same command with the fault removed converges.
 
 from __future__ import annotations
 
+import base64
 import time
 
 import pytest
@@ -24,9 +25,15 @@ WEB = ("web1", "web2")
 LAYOUT = "app/views/layouts/application.html.erb"
 PATTERN = {"unicorn": "^unicorn (master|worker)", "puma": "^puma[ :]"}
 
-# Each fault: (an edit to the app, what the failure says). The release boots and answers
-# its health path; what fails is the page a client asks for, or the boot itself.
+# Each fault: (the app file edited, the text put before its content, what the failure says).
+# Those of the prepare phase fail before any host switches; the others after a host was
+# handed over, or while it was.
+PUT_BACK = "back on what it served before, verified"
+UNCHANGED = "current unchanged"
+STATE = {"bundle fails": UNCHANGED}
 FAULTS = {
+    # The bundle cannot be resolved: the release is never activated anywhere.
+    "bundle fails": ("Gemfile", 'gem "railsfab_matrix_missing"\n', "railsfab_matrix_missing"),
     # The issue's case: handed over, then / answers 500: the gate fails at once with the
     # app's own error line, and the revert restarts the server from the previous release.
     "answers 500": (LAYOUT, '<% raise "failure matrix: this release answers 500" %>\n',
@@ -98,7 +105,7 @@ def test_failed_deploy_leaves_every_host_serving_what_it_served(fault, server_st
         out = r.stdout + r.stderr
         assert r.returncode == 1, out  # failed, and every host was put back (not 3)
         assert (said if isinstance(said, str) else said[server]) in out, out
-        assert "web1" in out and "back on what it served before, verified" in out, out
+        assert "web1" in out and STATE.get(fault, PUT_BACK) in out, out
         assert "NOT put back" not in out, out
         assert load.result.ok > 100, "the load generator did not get going"
         assert load.result.failed == 0, (load.result.errors, out)
@@ -121,9 +128,11 @@ def plant(sandbox, release: str, text: str | None) -> None:
     """As the app's deploy user, put (or with None, take away) an initializer that raises
     when an app server loads `release` (on every web host)."""
     f = f"/srv/sample/releases/{release}/config/initializers/zz_matrix.rb"
-    cmd = (f"printf '%s\\n' '{text}' > {f}" if text else f"rm -f {f}")
+    b64 = base64.b64encode(f"{text}\n".encode()).decode() if text else ""
+    cmd = f"echo {b64} | base64 -d | sudo -u deploy tee {f} >/dev/null" if text else \
+        f"sudo -u deploy rm -f {f}"
     for h in WEB:
-        ssh(sandbox, h, f"sudo -u deploy sh -c \"{cmd}\"")
+        ssh(sandbox, h, cmd)
 
 
 def under_alb_load(inv, action):
@@ -152,7 +161,7 @@ def test_failed_rollback_leaves_every_host_on_the_release_it_served(server_stage
     finally:
         view.write_text(good_view)
     newer = {h: current_release(sandbox, h) for h in WEB}
-    older = ssh(sandbox, "web1", "ls /srv/sample/releases | sort | tail -n 2 | head -n 1")
+    older = ssh(sandbox, "web1", "sudo ls /srv/sample/releases | sort | tail -n 2 | head -n 1")
     plant(sandbox, older, BOOM)  # the release rolled back to cannot load
     try:
         r, load = under_alb_load(inv, lambda: run_fab(stage, "rollback"))
