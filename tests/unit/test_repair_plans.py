@@ -41,28 +41,36 @@ def changed_after_load(*paths_of, by: float = 5.0):
     return fn
 
 
-SITE, ENABLED = (lambda d: d.paths.nginx_site), (lambda d: d.paths.nginx_site_enabled)
-SITES_ENABLED = lambda d: "/etc/nginx/sites-enabled"  # noqa: E731
+def site_file(d):
+    return d.paths.nginx_site
+
+
+def enabled_link(d):
+    return d.paths.nginx_site_enabled
+
+
+def sites_enabled(d):
+    return "/etc/nginx/sites-enabled"
 
 NGINX_CASES = [
     ("loaded after its last change: nothing to do", deployed, NoChange,
      r"^running, serves the config on disk"),
     ("site written and enabled by a run that failed before the reload",
-     edit(deployed, changed_after_load(SITE, ENABLED, SITES_ENABLED)), Change,
+     edit(deployed, changed_after_load(site_file, enabled_link, sites_enabled)), Change,
      r"^reload \(the running nginx read its config before /etc/nginx/sites-available/shop, "
      r"/etc/nginx/sites-enabled/shop, /etc/nginx/sites-enabled changed\)$"),
     ("default site removed after the last reload",
-     edit(deployed, changed_after_load(SITES_ENABLED)), Change,
+     edit(deployed, changed_after_load(sites_enabled)), Change,
      r"before /etc/nginx/sites-enabled changed"),
     ("written within the clock's slack of the reload: that reload read it",
-     edit(deployed, changed_after_load(SITE, by=0.2)), NoChange, r"serves the config on disk"),
+     edit(deployed, changed_after_load(site_file, by=0.2)), NoChange, r"serves the config on disk"),
     ("no nginx master found: reload to be sure",
      edit(deployed, lambda r, d: r["nginx"].update(loaded=None)), Change,
      r"^reload \(could not tell when the running nginx read its config\)$"),
     ("facts from a host that did not say", edit(deployed, lambda r, d: r.pop("nginx")), Change,
      r"could not tell"),
     ("nginx stopped: start it (it reads the config as it starts)",
-     edit(edit(deployed, changed_after_load(SITE)),
+     edit(edit(deployed, changed_after_load(site_file)),
           lambda r, d: r["units"]["nginx"].update(active="inactive")), Change, r"^start$"),
 ]
 
@@ -78,7 +86,7 @@ def test_nginx_reloads_when_what_it_serves_is_not_the_config_on_disk(app, case, 
 def test_a_host_whose_nginx_missed_the_reload_is_out_of_service_while_it_reloads(app):
     from railsfab.deploy import plan
 
-    plans = plan(edit(deployed, changed_after_load(SITE))(app), app, migrate=True)
+    plans = plan(edit(deployed, changed_after_load(site_file))(app), app, migrate=True)
     assert [p.step for p in plans["activate"].changed] == ["nginx"]
 
 
