@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from railsfab import commands, remote
 from railsfab.errors import RailsfabError
 from railsfab.inventory import Host, Inventory
+from railsfab.ops import release
 from railsfab.ops.desired import Serving
 
 
@@ -35,6 +36,15 @@ def pick_hosts(inv: Inventory, *, only: str | None, all_hosts: bool) -> list[Hos
 def rails_script(s: Serving, argv: list[str]) -> str:
     return str(commands.rails(s.paths, s.paths.current, s.app.deploy_user, s.app.rails_env,
                               *argv))
+
+
+def open_public_script(s: Serving) -> str:
+    """After a Rails command: what it wrote into public/ (assets:precompile's output) made
+    readable by nginx, as the deploy's assets step does. Rails commands run private (umask
+    0027, like the app server and the deploy's own); only public/ is opened up."""
+    cur = s.paths.current
+    script = f"test ! -d {cur}/public || {{ {release.open_public(cur)}; }}"
+    return f"runuser -u {s.app.deploy_user} -- sh -c {shlex.quote(script)}"
 
 
 class _Printer:
@@ -67,6 +77,8 @@ def run_rails(inv: Inventory, argv: list[str], *, only: str | None = None,
         try:
             r = remote.sh(conn, script, sudo=True, step="rails", warn=True, timeout=None,
                           on_line=lambda text: out.line(host.name, text))
+            if s.app.nginx:  # even after a failure: what it wrote stays, and nginx serves it
+                _open_public(conn, s, host)
             return r.exited
         finally:
             conn.close()
@@ -80,6 +92,17 @@ def run_rails(inv: Inventory, argv: list[str], *, only: str | None = None,
                 f"{c} on {h}" for h, c in failed.items()), step="rails",
             state="whatever the command changed before it failed stays changed",
             fix="read its output above")
+
+
+def _open_public(conn, s: Serving, host: Host) -> None:
+    try:
+        remote.sh(conn, open_public_script(s), sudo=True, step="rails", timeout=300)
+    except RailsfabError as exc:
+        exc.host = host.name
+        exc.state = "what the command wrote into public/ may not be readable by nginx"
+        exc.fix = (f"{s.paths.current}/public must be a folder: find what replaced it with a "
+                   "link (railsfab follows no link it did not make)")
+        raise
 
 
 def console(inv: Inventory, *, only: str | None = None) -> int:

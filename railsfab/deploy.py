@@ -77,6 +77,7 @@ def facts_spec(d: Desired) -> facts.Spec:
         texts=(p.server_config, p.unit, p.nginx_site),
         units=(p.unit_name, "nginx", host.STOCK_UNIT, *(s.paths.unit_name for s in d.retired)),
         bundle=p.bundle if d.app.gems == "bundler" else "",
+        nginx=p.nginx_config if d.app.nginx else (),
     )
 
 

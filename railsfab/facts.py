@@ -16,6 +16,11 @@ from railsfab import onhost, remote
 from railsfab.paths import Paths
 
 INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
+NGINX_PID_FILE = "/run/nginx.pid"
+# A config path counts as changed after nginx loaded only when its mtime is this much later
+# than the newest nginx process: process start times are read to 10 ms, and no step writes
+# the config this soon after a reload (they write, then reload).
+LOAD_SLACK = 0.5
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class Spec:
     texts: tuple[str, ...] = ()
     units: tuple[str, ...] = ()
     bundle: str = ""  # BUNDLE_PATH (app.gems: bundler): which Ruby ABIs it holds gems for
+    # nginx's config paths the app owns: were they changed after the running nginx loaded?
+    nginx: tuple[str, ...] = ()
 
 
 @dataclass
@@ -70,6 +77,16 @@ class Facts:
         return self.raw.get("units", {}).get(
             name, {"active": "", "enabled": "", "load": "", "main_pid": ""})
 
+    def nginx_not_loaded(self) -> list[str] | None:
+        """The config paths (Spec.nginx) changed after the running nginx last read its
+        config; None when no running nginx master was found (or the facts did not say)."""
+        n = self.raw.get("nginx")
+        if not isinstance(n, dict) or not isinstance(n.get("loaded"), (int, float)):
+            return None
+        mtimes = n.get("mtimes") if isinstance(n.get("mtimes"), dict) else {}
+        return [p for p, m in mtimes.items()
+                if isinstance(m, (int, float)) and m > n["loaded"] + LOAD_SLACK]
+
     @property
     def lock(self) -> dict | None:
         return self.raw.get("lock")
@@ -91,6 +108,8 @@ def gather(conn, paths: Paths, spec: Spec, *, lock_holder: dict | None = None) -
     params = {"packages": list(spec.packages), "user": spec.user, "nodes": list(spec.nodes),
               "files": list(spec.files), "texts": list(spec.texts), "units": list(spec.units),
               "bundle": spec.bundle,
+              "nginx": {"paths": list(spec.nginx), "pid_file": NGINX_PID_FILE}
+              if spec.nginx else None,
               "releases": paths.releases, "current": paths.current,
               "lock": {"path": paths.lock, "holder": lock_holder} if lock_holder else None}
     r = remote.sh(conn, "sudo -n python3 -", step="facts",

@@ -128,6 +128,14 @@ class Paths:
         return ("/etc/nginx/sites-enabled/default", "/etc/nginx/conf.d/default.conf")
 
     @property
+    def nginx_config(self) -> tuple[str, ...]:
+        """What the app's nginx config is made of on disk, for "has the running nginx loaded
+        it?": its site, the link enabling it, and the folders the default sites live in
+        (removing or adding one changes the folder)."""
+        return (self.nginx_site, self.nginx_site_enabled, "/etc/nginx/sites-enabled",
+                "/etc/nginx/conf.d")
+
+    @property
     def lock(self) -> str:
         """Deploy lock (a directory: mkdir is atomic), outside deploy_to so it works before
         the first deploy created it."""

@@ -144,6 +144,46 @@ def unit_states(names):
     return states
 
 
+def started(fields, uptime, now):
+    """Wall-clock start of a process from its /proc stat fields (after the command name)."""
+    return now - (uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+
+
+def nginx_loaded(req, main_pid):
+    """When the running nginx last read its config, and the mtime (lstat) of each config path
+    asked for. A reload (or start) makes the master read the config, then start new workers:
+    the newest process of the master's family started just after the config it serves was
+    read. `loaded` is None when no nginx master runs."""
+    mtimes = {}
+    for path in req["paths"]:
+        try:
+            mtimes[path] = os.lstat(path).st_mtime
+        except OSError:
+            mtimes[path] = None
+    pid = main_pid if main_pid not in ("", "0", None) else None
+    if pid is None:
+        try:
+            with open(req["pid_file"]) as f:
+                pid = f.read().strip()
+        except OSError:
+            return {"loaded": None, "mtimes": mtimes}
+    with open("/proc/uptime") as f:
+        uptime, now = float(f.read().split()[0]), time.time()
+    newest = None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry == pid or fields[1] == pid:
+            t = started(fields, uptime, now)
+            newest = t if newest is None else max(newest, t)
+    return {"loaded": newest, "mtimes": mtimes}
+
+
 def _holder(path, wait=0.0):
     """Who holds the lock at `path`; `wait` seconds for it to reappear (another run may be
     taking it over at this very moment)."""
@@ -243,6 +283,7 @@ def main(P):
         user = False
     lists = [os.path.getmtime(p) for p in glob.glob("/var/lib/apt/lists/*_Packages*")]
     found = installed(P.get("packages", []))
+    units = unit_states(P.get("units", []))
     print(json.dumps({
         "lock": take_lock(P["lock"]) if P.get("lock") else None,
         "os": os_release(),
@@ -256,7 +297,9 @@ def main(P):
         "texts": {p: text(p) for p in P.get("texts", [])},
         "releases": releases(P["releases"]),
         "current": current,
-        "units": unit_states(P.get("units", [])),
+        "units": units,
+        "nginx": nginx_loaded(P["nginx"], units.get("nginx", {}).get("main_pid"))
+        if P.get("nginx") else None,
         "bundle_abis": sorted(os.listdir(P["bundle"] + "/ruby"))
         if P.get("bundle") and os.path.isdir(P["bundle"] + "/ruby") else [],
     }))

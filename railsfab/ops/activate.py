@@ -115,8 +115,14 @@ def app_server(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
         running = [s for s in d.retired if f.unit(s.paths.unit_name)["active"] == "active"]
         beside = (f" beside {running[0].paths.unit_name} (its own socket; nginx moves over "
                   "once it answers)") if running else ""
-        return Change(f"start {unit_name}{beside}", run=runs.systemctl(server, "start", enable),
-                      done=f"started {unit_name}{beside}")
+        # crash-looping (or given up on): its start job runs what was there before
+        failing, stopped = "", ""
+        if state["active"] in ("activating", "failed", "deactivating"):
+            failing = f" (it is {state['active']}: stop its start job and reset it first)"
+            stopped = f" (it was {state['active']}: its start job stopped and reset first)"
+        return Change(f"start {unit_name}{beside}{failing}",
+                      run=runs.systemctl(server, "start", enable),
+                      done=f"started {unit_name}{beside}{stopped}")
     hard = [why for why, step in (("unit", f"{server.name} unit"), ("env file", "env file"))
             if p.changes(step)]
     soft = [why for why, step in (("new release", "release"), ("config", f"{server.name} config"))
@@ -147,15 +153,23 @@ def nginx(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
         return None
     state = f.unit("nginx")
     enable = "" if state["enabled"] == "enabled" else "systemctl enable -q nginx && "
+    # The package's postinst may have started nginx since the facts were read:
+    # reload-or-restart is right whether it runs or not.
+    reload = runs.script_marked(f"{enable}systemctl reload-or-restart nginx", mark="nginx")
     if p.changes("nginx site"):
-        # The package's postinst may have started nginx since the facts were read:
-        # reload-or-restart is right whether it runs or not.
-        return Change("reload (site changed)", done="reloaded (site changed)",
-                      run=runs.script_marked(f"{enable}systemctl reload-or-restart nginx",
-                                             mark="nginx"))
+        return Change("reload (site changed)", done="reloaded (site changed)", run=reload)
     if state["active"] != "active":
         return Change("start", done="started", scripts=(Script(f"{enable}systemctl start nginx"),))
-    return NoChange("running, config unchanged")
+    # The site on disk is the one wanted, but is it the one served? A run that wrote it and
+    # failed before this step (or a hand edit) left it unloaded.
+    stale = f.nginx_not_loaded()
+    if stale is None:
+        why = "could not tell when the running nginx read its config"
+    elif stale:
+        why = f"the running nginx read its config before {', '.join(stale)} changed"
+    else:
+        return NoChange("running, serves the config on disk (read after its last change)")
+    return Change(f"reload ({why})", done=f"reloaded ({why})", run=reload)
 
 
 def verified(f: Facts | None, d: Serving, p: Plan | None = None, *,

@@ -63,7 +63,7 @@ def _unpack(d: Desired, rel: str, archive: str) -> str:
             "(test ! -d public || chmod -R o+rX public)")
 
 
-def _open_public(rel: str) -> str:
+def open_public(rel: str) -> str:
     """public/ readable by nginx; refused when it is a link (it would open up the target)."""
     return (f"if [ -L {rel}/public ]; then echo \"{rel}/public is a link to "
             f"$(readlink {rel}/public), not a folder\" >&2; exit 1; fi; "
@@ -128,7 +128,7 @@ def assets(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
            "locally), then deploy again")
     return Change(f"RAILS_ENV={env} assets:precompile", disturbs=False, scripts=(
         Script(str(cmd), fix=fix),
-        Script(_as_deploy_user(d, _open_public(rel)), fix=(
+        Script(_as_deploy_user(d, open_public(rel)), fix=(
             "the release's own code replaced public/ with a link during assets:precompile "
             "(a gem, the Rakefile): find what does it; railsfab follows no link it did not "
             "make")),

@@ -49,9 +49,18 @@ def systemctl(server: AppServer, verb: str, enable: bool) -> Run:
         unit = server.paths.unit_name
         r.restarted = True
         _systemctl(r, server, (f"systemctl enable -q {unit} && " if enable else "")
+                   + (f"{stop_failing(unit)} && " if verb == "start" else "")
                    + f"systemctl {verb} {unit}")
         _ready(r, server, server.name)
     return run
+
+
+def stop_failing(unit: str) -> str:
+    """A unit that is not active may be crash-looping: a start would join the start job
+    under way (which runs what was there before, and fails) or be refused after too many
+    restarts. Stop it and clear its failed state, so the start runs what is there now."""
+    return (f"if ! systemctl is-active -q {unit}; then systemctl stop {unit}; "
+            f"systemctl reset-failed {unit} 2>/dev/null || true; fi")
 
 
 def handover(server: AppServer, mode: str, enable: bool, *, summary: str = "") -> Run:

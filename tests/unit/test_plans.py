@@ -85,6 +85,7 @@ def deployed(d, release="20261130000000") -> Facts:
     f["current"] = release
     f["units"][p.unit_name] = dict(RUNNING)
     f["units"]["nginx"] = dict(RUNNING, main_pid="99")
+    f["nginx"] = {"loaded": 2000.0, "mtimes": dict.fromkeys(p.nginx_config, 1000.0)}
     f["units"][host.STOCK_UNIT] = {"active": "inactive", "enabled": "masked",
                                    "load": "masked", "main_pid": "0"}
     return Facts(f)
@@ -245,7 +246,7 @@ CASES = [
     ("server disabled", edit(deployed, lambda r, d: unit_of(r, d, enabled="disabled")),
      "unicorn", Change, r"^enable shop-unicorn.service$"),
     # nginx
-    ("nginx running", deployed, "nginx", NoChange, r"running, config unchanged"),
+    ("nginx running", deployed, "nginx", NoChange, r"running, serves the config on disk"),
     ("site changes: reload", edit(deployed, file_of(lambda d: d.paths.nginx_site)), "nginx",
      Change, r"reload \(site changed\)"),
     ("nginx stopped", edit(deployed, lambda r, d: r["units"]["nginx"].update(active="failed")),
@@ -342,16 +343,15 @@ def test_the_gemfiles_ruby_line_is_checked_against_the_hosts_ruby(d):
     from dataclasses import replace
 
     from railsfab.errors import RailsfabError
-    from railsfab.ops import host as host_ops
 
     apt_ruby = {"version": "3.1.2", "package": "ruby3.1", "installed": False}
     f = edit(fresh, lambda r, d: r.update(ruby=apt_ruby))(d)
     assert outcome(f, d, "ruby") is None  # the sample app's Gemfile has no ruby line
-    ok = host_ops.ruby(f, replace(d, ruby=("~> 3.1",)), None)
+    ok = host.ruby(f, replace(d, ruby=("~> 3.1",)), None)
     assert ok.reason == ("Ruby 3.1.2 (ruby3.1, what apt installs here) meets the Gemfile's "
                          "ruby ~> 3.1")
     with pytest.raises(RailsfabError) as refused:
-        host_ops.ruby(f, replace(d, ruby=("3.3.8",)), None)
+        host.ruby(f, replace(d, ruby=("3.3.8",)), None)
     assert str(refused.value) == ("the Gemfile asks for ruby 3.3.8; the host has Ruby 3.1.2 "
                                   "(ruby3.1, what apt installs here)")
     assert 'ruby \\"~> 3.1\\"' not in refused.value.fix and '"~> 3.1"' in refused.value.fix
