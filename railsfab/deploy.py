@@ -103,6 +103,9 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         migrator = next((r for r in runs_ if "migrate" in r.host.roles), None)
         plans = {r.name: _plan(r, d, migrate=r is migrator) for r in runs_}
         attach.ensure(session, dry=dry_run)  # the app's security group before it serves
+        tg = None if dry_run else session.target_group()
+        if tg is not None:
+            tg.ensure_health_path(rep)  # app.health_path changed since aws.provision
         artifact.upload(d, plans, rep, dry=dry_run)  # app.artifact: s3, once for every host
         parallel(lambda r: ex.run(r, plans[r.name]["prepare"], alongside_apt(d)), runs_,
                  "prepare")
