@@ -103,9 +103,6 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         migrator = next((r for r in runs_ if "migrate" in r.host.roles), None)
         plans = {r.name: _plan(r, d, migrate=r is migrator) for r in runs_}
         attach.ensure(session, dry=dry_run)  # the app's security group before it serves
-        tg = None if dry_run else session.target_group()
-        if tg is not None:
-            tg.ensure_health_path(rep)  # app.health_path changed since aws.provision
         artifact.upload(d, plans, rep, dry=dry_run)  # app.artifact: s3, once for every host
         parallel(lambda r: ex.run(r, plans[r.name]["prepare"], alongside_apt(d)), runs_,
                  "prepare")
@@ -122,10 +119,20 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         except RailsfabError:
             _abandon(session, d)
             raise
+        _health_path(session, dry_run)
         parallel(lambda r: ex.run(r, plans[r.name]["finalize"]), runs_, "finalize")
         session.raise_if_failed()
         artifact.prune(d, rep)
         return [r.name for r in runs_]
+
+
+def _health_path(session: Session, dry_run: bool) -> None:
+    """app.health_path changed since `fab aws.provision`: the ALB asks it once every host
+    serves the release that answers it (each passed the local gate, which asks it), not
+    before, when the hosts still to roll might not answer it yet."""
+    tg = None if dry_run else session.target_group()
+    if tg is not None:
+        tg.ensure_health_path(session.rep)
 
 
 def _say_source(rep: Reporter, inv: Inventory, d: Desired) -> None:

@@ -81,7 +81,6 @@ class TargetGroup:
         self._wait("target_in_service", targets, 300)
 
 
-
 def health_check_path(elbv2, arn: str) -> str:
     return elbv2.describe_target_groups(TargetGroupArns=[arn])["TargetGroups"][0][
         "HealthCheckPath"]

@@ -261,6 +261,8 @@ def test_a_stack_without_its_outputs_stops_deploy_and_check_in_one_line(
         # stopped before anything changed on a host: no step past the facts ran
         assert not re.search(r"^\s+web\d\s+\w+\s+(?!facts\b)\w", d.stdout, re.M), d.stdout
         assert "Traceback" not in d.stdout + d.stderr
+        r = run_fab(stage_file, "restart-app")  # rollback opens its hosts the same way
+        assert r.returncode == 1 and line in flat(r.stdout), r.stdout + r.stderr
         c = run_fab(stage_file, "check")
         assert c.returncode == 1, c.stdout + c.stderr
         assert line in flat(c.stdout) and "no target group" not in c.stdout, c.stdout
