@@ -75,20 +75,19 @@ def ensure(session: Session, *, dry: bool = False) -> None:
     first failure, having changed nothing on the hosts."""
     from botocore.exceptions import ClientError
 
-    from railsfab import aws, stack
+    from railsfab import aws, outputs
     from railsfab.instances import Instances
 
     inv, rep = session.inv, session.rep
-    name = inv.stage.aws.stack_name
-    if not name:
+    if not inv.stage.aws.stack_name:
         with rep.step("aws", STEP) as s:
             s.ok("no stack in this stage (aws.stack_name): no security group to attach")
         return
-    out = stack.outputs(inv)
-    if not out.get("AppSecurityGroupId") or not out.get("InstanceProfileArn"):
-        with rep.step("aws", STEP) as s:
-            s.ok(f"stack {name} is not provisioned (`fab aws.provision`): nothing to attach")
-        return
+    try:  # a stack that lacks them stops the deploy here, before anything changes
+        out = outputs.required(inv, ("AppSecurityGroupId", "InstanceProfileArn"))
+    except RailsfabError as exc:
+        exc.state = exc.state or session.serving()
+        raise
     c = aws.clients(inv)
     sg = out["AppSecurityGroupId"]
     sg_vpc = c.ec2.describe_security_groups(GroupIds=[sg])["SecurityGroups"][0]["VpcId"]

@@ -121,10 +121,20 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         except RailsfabError:
             _abandon(session, d)
             raise
+        _health_path(session, dry_run)
         parallel(lambda r: ex.run(r, plans[r.name]["finalize"]), runs_, "finalize")
         session.raise_if_failed()
         artifact.prune(d, rep)
         return [r.name for r in runs_]
+
+
+def _health_path(session: Session, dry_run: bool) -> None:
+    """app.health_path changed since `fab aws.provision`: the ALB asks it once every host
+    serves the release that answers it (each passed the local gate, which asks it), not
+    before, when the hosts still to roll might not answer it yet."""
+    tg = None if dry_run else session.target_group()
+    if tg is not None:
+        tg.ensure_health_path(session.rep)
 
 
 def _say_source(rep: Reporter, inv: Inventory, d: Desired) -> None:

@@ -9,20 +9,21 @@ from railsfab.inventory import Host, Inventory
 
 
 class TargetGroup:
-    def __init__(self, inv: Inventory) -> None:
-        from railsfab import aws, stack  # boto3: only for stages with a target group
+    """The stage's target group: aws.target_group_arn, else the stack's TargetGroupArn
+    output (required: a stack without it raises, naming the fix). `out`: the stack's
+    outputs, when the caller read them already."""
+
+    def __init__(self, inv: Inventory, out: dict[str, str] | None = None) -> None:
+        from railsfab import aws, outputs  # boto3: only for stages with a target group
 
         self.inv = inv
         self.c = aws.clients(inv)
         a = inv.stage.aws
-        self.arn = a.target_group_arn or stack.outputs(inv).get("TargetGroupArn")
+        self.arn = a.target_group_arn or (
+            out or outputs.required(inv, ("TargetGroupArn",)))["TargetGroupArn"]
         self.delay = a.deregistration_delay
         self.poll = 1 if inv.stage.sandbox else 5
         self.instances = Instances(inv, self.c)
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.arn)
 
     def target(self, host: Host, conn=None, instance_id: str | None = None) -> dict:
         """The host as a target: instance id (hosts.yaml, the one the host's facts found,
@@ -59,7 +60,37 @@ class TargetGroup:
         self.c.elbv2.deregister_targets(TargetGroupArn=self.arn, Targets=targets)
         self._wait("target_deregistered", targets, self.delay + 30)
 
+    def ensure_health_path(self, rep) -> None:
+        """deploy: the ALB asks app.health_path. The stack's target group is set to it (a
+        change, reported); one hosts.yaml names by aws.target_group_arn is only compared."""
+        path = self.inv.stage.app.health_path
+        with rep.step("aws", "health check") as s:
+            if self.inv.stage.aws.target_group_arn:
+                have = health_check_path(self.c.elbv2, self.arn)
+                if have == path:
+                    return s.ok(f"the target group asks {path}")
+                return s.ok(f"the target group asks {have}, app.health_path is {path}: set it "
+                            f"with `aws elbv2 modify-target-group --target-group-arn "
+                            f"{self.arn} --health-check-path {path}`")
+            before = ensure_health_check_path(self.c.elbv2, self.arn, path)
+            s.set(before is not None, f"the target group asks {path}"
+                  + (f" (was {before})" if before else ""))
+
     def register(self, targets: list[dict]) -> None:
         self.c.elbv2.register_targets(TargetGroupArn=self.arn, Targets=targets)
         self._wait("target_in_service", targets, 300)
 
+
+def health_check_path(elbv2, arn: str) -> str:
+    return elbv2.describe_target_groups(TargetGroupArns=[arn])["TargetGroups"][0][
+        "HealthCheckPath"]
+
+
+def ensure_health_check_path(elbv2, arn: str, path: str) -> str | None:
+    """The target group's health check asks `path`: the path it asked before when it had
+    to change, else None."""
+    before = health_check_path(elbv2, arn)
+    if before == path:
+        return None
+    elbv2.modify_target_group(TargetGroupArn=arn, HealthCheckPath=path)
+    return before

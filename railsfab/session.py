@@ -54,6 +54,12 @@ class Session:
             self._tg_future = self._tg_lookup.submit(self._find_tg)
         parallel(lambda r: self._read(r, spec), self.runs.values(), "facts")
         self.raise_if_failed()
+        if target_group:  # a stack without its outputs stops the command here
+            try:
+                self.target_group()
+            except RailsfabError as exc:
+                exc.state = exc.state or self.serving()
+                raise
         for r in self.runs.values():
             self._settle_lock(r)
 
@@ -80,15 +86,23 @@ class Session:
         return bool(a.target_group_arn or a.stack_name)
 
     def _find_tg(self) -> rolling.TargetGroup | None:
-        tg = rolling.TargetGroup(self.inv) if self._wants_tg() else None
-        if tg is not None:  # clients made while SSH runs (each reads its model: ~0.1-0.3 s)
-            tg.c.elbv2  # noqa: B018 - the roll asks the target group
-            if self.inv.stage.aws.stack_name:
-                tg.c.ec2  # noqa: B018 - the "sg + profile" step asks EC2
-        return tg if tg is not None and tg.configured else None
+        """The stage's target group; None only for a stage without aws.stack_name and
+        aws.target_group_arn. A stack lacking an output the command reads raises."""
+        if not self._wants_tg():
+            return None
+        from railsfab import outputs
+
+        a = self.inv.stage.aws
+        tg = rolling.TargetGroup(self.inv, outputs.required(self.inv) if a.stack_name else None)
+        # clients made while SSH runs (each reads its model: ~0.1-0.3 s)
+        tg.c.elbv2  # noqa: B018 - the roll asks the target group
+        if a.stack_name:
+            tg.c.ec2  # noqa: B018 - the "sg + profile" step asks EC2
+        return tg
 
     def target_group(self) -> rolling.TargetGroup | None:
-        """The stage's target group, when it has one (deploys then roll through it)."""
+        """The stage's target group, when it has one (deploys then roll through it);
+        raises when the stage's stack lacks what it needs."""
         if self._tg is False:
             future = getattr(self, "_tg_future", None)
             self._tg = future.result() if future is not None else self._find_tg()

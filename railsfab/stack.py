@@ -14,6 +14,7 @@ import time
 from botocore.exceptions import ClientError
 
 from railsfab import aws, render
+from railsfab import outputs as stack_outputs
 from railsfab.errors import ConfigError, RailsfabError
 from railsfab.inventory import Inventory
 from railsfab.report import Reporter
@@ -58,7 +59,8 @@ def template(inv: Inventory) -> str:
     env = render.environment(inv.root)
     return render.render(env, "stack.yaml.j2", app=inv.stage.app, aws=inv.stage.aws,
                          stage=inv.stage_name, names=names(inv), https=ends_tls(inv),
-                         endpoint_policy=endpoint_policy(inv))
+                         endpoint_policy=endpoint_policy(inv),
+                         sandbox=inv.stage.sandbox is not None)
 
 
 def certificate_arn(inv: Inventory) -> str:
@@ -133,18 +135,25 @@ def provision(inv: Inventory, rep: Reporter) -> bool:
         else:
             changed = _update(cf, name, body, params, rep)
             s.set(changed, f"{name} updated" if changed else f"{name} up to date, no changes")
-    return _after_stack(inv, c, outputs(inv), rep) or changed
+    out, repaired = stack_outputs.kept(inv, cf, body, params, rep)
+    return _after_stack(inv, c, out, rep) or changed or repaired
 
 
 def _after_stack(inv: Inventory, c: aws.Clients, out: dict, rep: Reporter) -> bool:
     """Properties the sandbox's CloudFormation engine does not apply (or loses on an
     update), and the bucket policy; on AWS the stack already set the others and these
     find nothing to do."""
+    from railsfab.rolling import ensure_health_check_path
+
     changed = False
     with rep.step("aws", "target group") as s:
-        s.set(_ensure_tg_attributes(c.elbv2, out["TargetGroupArn"],
-                                    inv.stage.aws.deregistration_delay),
-              f"deregistration delay {inv.stage.aws.deregistration_delay} s")
+        path = inv.stage.app.health_path
+        before = ensure_health_check_path(c.elbv2, out["TargetGroupArn"], path)
+        delay = _ensure_tg_attributes(c.elbv2, out["TargetGroupArn"],
+                                      inv.stage.aws.deregistration_delay)
+        s.set(delay or before is not None,
+              f"health check {path}" + (f" (was {before})" if before else "")
+              + f", deregistration delay {inv.stage.aws.deregistration_delay} s")
         changed |= s.changed
     with rep.step("aws", "public access") as s:
         s.set(_ensure_public_access_block(c.s3, out["BucketName"]), "all public access blocked")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from invoke import Collection, Exit
 from rich.table import Table
 
+from railsfab.errors import ConfigError
 from railsfab.report import Reporter
 from tasks._boundary import STAGE_HELP, command, load_stage
 
@@ -28,20 +29,25 @@ def provision(c, stage=None):
 def status(c, stage=None):
     """Show the stack, its outputs, and the target group's targets with their health."""
     from railsfab import aws as awslib
-    from railsfab import stack
+    from railsfab import outputs
 
     inv = load_stage(stage, hosts=False)
     rep = Reporter()
+    if not inv.stage.aws.stack_name:
+        raise ConfigError(f"{inv.path.name}: stage {inv.stage_name} has no aws.stack_name",
+                          fix="name the stage's stack in aws.stack_name, then "
+                              "`fab aws.provision`")
     cl = awslib.clients(inv)
-    st = stack.describe(cl.cloudformation, inv.stage.aws.stack_name or "")
-    if st is None:
-        rep.info(f"stack {inv.stage.aws.stack_name}: not provisioned (run `fab aws.provision`)")
-        raise Exit(code=1)
-    rep.info(f"stack {st['StackName']}: {st['StackStatus']}")
-    out = stack.outputs(inv)
+    status, out = outputs.read(inv)
+    if status is None:
+        raise outputs.lacking(inv, [], None)
+    rep.info(f"stack {inv.stage.aws.stack_name}: {status}")
     for k, v in out.items():
         rep.info(f"  {k:<20} {v}")
-    tg = inv.stage.aws.target_group_arn or out.get("TargetGroupArn")
+    absent = outputs.missing(out, outputs.needed(inv))
+    if absent:  # named, with the fix; never a None handed to AWS
+        raise outputs.lacking(inv, absent, status)
+    tg = inv.stage.aws.target_group_arn or out["TargetGroupArn"]
     table = Table(title="targets", title_justify="left")
     for col in ("target", "port", "state", "reason"):
         table.add_column(col)

@@ -36,13 +36,18 @@ def check(c, stage=None, only=None, json=False):
         """S3's round trip, each host's target health with AWS's reason and the instances'
         security groups: asked while the hosts are probed (boto3's import and AWS's answers
         overlap SSH's)."""
+        from railsfab import outputs
+
+        # A stack that lacks an output check reads fails the check in one line, never a
+        # check that skips the load balancer as if the stage had none.
+        out = outputs.required(inv) if inv.stage.aws.stack_name else None
         s3 = diagnose.s3_round_trip(inv) if inv.stage.aws.bucket else None
-        targets, health = lb_health(inv, hosts)
+        targets, health = lb_health(inv, hosts, out)
         lbs = None
         if health is not None:
             lbs = {name: {"id": t["Id"], **health.get(t["Id"], {"state": "not registered"})}
                    for name, t in targets.items()}
-        return s3, lbs, diagnose.security_groups(inv, hosts)
+        return s3, lbs, diagnose.security_groups(inv, hosts, out)
 
     def one(host) -> list[diagnose.Verdict]:
         try:
@@ -95,15 +100,13 @@ def summary(host: str, verdicts: list[diagnose.Verdict], bad: diagnose.Verdict |
             + (f"\n  then broken (consequences): {', '.join(then)}" if then else ""))
 
 
-def lb_health(inv, hosts) -> tuple[dict, dict | None]:
+def lb_health(inv, hosts, out: dict | None = None) -> tuple[dict, dict | None]:
     """Each host's target and its health with AWS's reason, in one call; (_, None) when the
-    stage has no target group."""
+    stage has no target group (neither aws.stack_name nor aws.target_group_arn)."""
     from railsfab import rolling
 
     if not (inv.stage.aws.stack_name or inv.stage.aws.target_group_arn):
         return {}, None
-    tg = rolling.TargetGroup(inv)
-    if not tg.configured:
-        return {}, None
+    tg = rolling.TargetGroup(inv, out)
     targets = {h.name: tg.target(h) for h in hosts}
     return targets, tg.health_detail(list(targets.values()))

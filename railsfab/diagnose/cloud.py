@@ -61,7 +61,7 @@ class LoadBalancer(Layer):
         return ctx.lb is not None
 
     def skip_reason(self, ctx):
-        return "no target group configured"
+        return "no target group in this stage (aws.stack_name, aws.target_group_arn)"
 
     def healthy(self, d, ctx):
         return f"target {ctx.lb['id']} healthy"
@@ -161,7 +161,7 @@ class SecurityGroups(Layer):
         return ctx.sg is not None and not ctx.sg.get("skip")
 
     def skip_reason(self, ctx):
-        return ctx.sg["skip"] if ctx.sg else "no stack provisioned: no security groups to check"
+        return ctx.sg["skip"] if ctx.sg else "no stack in this stage: no security groups to check"
 
     def healthy(self, d, ctx):
         sg = ctx.sg

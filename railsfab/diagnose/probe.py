@@ -88,17 +88,19 @@ def s3_round_trip(inv: Inventory) -> dict:
     return {"bucket": bucket}
 
 
-def security_groups(inv: Inventory, hosts: list[Host]) -> dict[str, dict] | None:
+def security_groups(inv: Inventory, hosts: list[Host],
+                    out: dict[str, str] | None = None) -> dict[str, dict] | None:
     """Each host's instance: its security groups with their ingress rules, beside the
     stack's ALB and app groups, read from the controller in three EC2 calls. None when the
-    stage has no provisioned stack."""
-    from railsfab import aws, stack
+    stage has no stack; a stack without those outputs raises. `out`: the stack's outputs,
+    when the caller read them already."""
+    from railsfab import aws, outputs
     from railsfab.instances import Instances
 
     a = inv.stage.aws
-    out = stack.outputs(inv) if a.stack_name else {}
-    if not out.get("AppSecurityGroupId"):
+    if not a.stack_name:
         return None
+    out = out or outputs.required(inv, ("AppSecurityGroupId", "AlbSecurityGroupId"))
     base = {"alb_sg": out.get("AlbSecurityGroupId"), "app_sg": out["AppSecurityGroupId"],
             "admin_cidr": a.admin_cidr, "ssh_anywhere_allowed": a.allow_ssh_from_anywhere}
     c = aws.clients(inv)

@@ -30,8 +30,9 @@ def live_state(inv: Inventory) -> tuple[dict | None, dict | None, str | None]:
             return None, None, f"AWS endpoint {url} not reachable"
     try:
         outputs = stack.outputs(inv)
-        tg = rolling.TargetGroup(inv)
-        if not tg.configured:
+        try:
+            tg = rolling.TargetGroup(inv, outputs if outputs.get("TargetGroupArn") else None)
+        except RailsfabError:  # the stack lacks its target group: drawn as not provisioned
             return outputs, None, None
         states = tg.health()
         health = {}

@@ -72,7 +72,11 @@ def sandbox(stage_file):
 @pytest.fixture(scope="session")
 def fresh_deploy(sandbox, stage_file):
     """The one fresh `fab deploy` of the session (the slow part: packages), on hosts nothing
-    was deployed to; its output is the fresh deploy's, whichever test asks first."""
+    was deployed to; its output is the fresh deploy's, whichever test asks first. The stage
+    names a stack, so it is provisioned first (a deploy refuses a stage whose stack is not
+    there)."""
+    p = run_fab(stage_file, "aws.provision")
+    assert p.returncode == 0, p.stdout + p.stderr
     r = run_fab(stage_file, "deploy")
     assert r.returncode == 0, r.stdout + r.stderr
     return r
@@ -133,6 +137,4 @@ class Stages:
 
 @pytest.fixture(scope="session")
 def stages(fresh_deploy, stage_file):
-    r = run_fab(stage_file, "aws.provision")
-    assert r.returncode == 0, r.stdout + r.stderr
     return Stages(stage_file, stage_file.parent / "app")

@@ -194,8 +194,8 @@ BARE_SKIPS = {  # what a stage without nginx, database, bucket or target group s
     "socket": "no nginx in this stage: puma answers on :3000 itself",
     "database": "no DATABASE_HOST in the env file",
     "S3": "no bucket configured",
-    "load balancer": "no target group configured",
-    "security groups": "no stack provisioned: no security groups to check",
+    "load balancer": "no target group in this stage (aws.stack_name, aws.target_group_arn)",
+    "security groups": "no stack in this stage: no security groups to check",
 }
 
 

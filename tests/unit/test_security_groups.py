@@ -100,7 +100,7 @@ CASES = {
                            "ec2:DescribeSecurityGroups"),
     "no instance for the host": ({"skip": "no EC2 instance found for 10.0.0.5"}, "skip",
                                  "no EC2 instance found for 10.0.0.5", ""),
-    "no stack": (None, "skip", "no stack provisioned", ""),
+    "no stack": (None, "skip", "no stack in this stage", ""),
 }
 
 
