@@ -6,6 +6,10 @@ Run after README command (a) (the sandbox up and deployed), as root:
     .venv/bin/python bench/restart_bench.py            # unicorn (the stage's default)
     .venv/bin/python bench/restart_bench.py puma       # switches the hosts to puma first
 The puma run also measures the hot restart and the switches unicorn -> puma -> unicorn.
+`--via alb` (the default on a stage with a stack) spreads the requests the way the ALB does,
+only to the hosts its target group has in service (tests/integration/alb.py), as clients
+behind it see a rolling restart; `--via direct` sends each connection to one host's nginx
+whatever the target group says (what a host sees while it is out of service too).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,11 +26,17 @@ sys.path.insert(0, str(ROOT))
 from bench.live_stage import scratch_stage  # noqa: E402
 from railsfab import inventory  # noqa: E402
 from tests.conftest import run_fab  # noqa: E402
+from tests.integration.alb import TargetGroupRoute  # noqa: E402
 from tests.load import SLOW, Load  # noqa: E402
+
+VIA = {"direct": False, "alb": True}
 
 
 def measure(stage_file: Path, addresses: list[str], args: list[str], marker: str | None):
-    with Load(addresses, connections=50, max_seconds=300, marker=marker) as load:
+    inv = inventory.load(stage_file)
+    route = TargetGroupRoute(inv) if VIA["alb"] else nullcontext()
+    with route, Load(addresses, connections=50, max_seconds=300, marker=marker,
+                     in_service=route if VIA["alb"] else None) as load:
         time.sleep(2)
         t0 = time.monotonic()
         r = run_fab(stage_file, *args)
@@ -49,13 +60,17 @@ def report(what: str, res, took: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("server", nargs="?", default="unicorn", choices=["unicorn", "puma"])
-    server = parser.parse_args().server
+    parser.add_argument("--via", choices=["alb", "direct"], default=None)
+    args = parser.parse_args()
+    server = args.server
     unicorn_file, _ = scratch_stage()
     stage_file, app = scratch_stage(app_server=server)
     inv = inventory.load(stage_file)
     addresses = [h.address for h in inv.hosts(role="web")]
+    VIA["alb"] = (args.via or ("alb" if inv.stage.aws.stack_name else "direct")) == "alb"
     assert run_fab(unicorn_file, "deploy").returncode == 0
-    print(f"{server}; 50 connections, spread over {', '.join(addresses)}")
+    print(f"{server}; 50 connections, spread over {', '.join(addresses)} "
+          + ("as the ALB spreads them" if VIA["alb"] else "directly, one host each"))
     if server == "puma":
         report("switch unicorn -> puma (deploy)", *measure(stage_file, addresses, ["deploy"],
                                                            None)[:2])
