@@ -29,14 +29,12 @@ from tests.conftest import run_fab  # noqa: E402
 from tests.integration.alb import TargetGroupRoute  # noqa: E402
 from tests.load import SLOW, Load  # noqa: E402
 
-VIA = {"direct": False, "alb": True}
 
-
-def measure(stage_file: Path, addresses: list[str], args: list[str], marker: str | None):
-    inv = inventory.load(stage_file)
-    route = TargetGroupRoute(inv) if VIA["alb"] else nullcontext()
+def measure(stage_file: Path, addresses: list[str], args: list[str], marker: str | None,
+            *, alb: bool):
+    route = TargetGroupRoute(inventory.load(stage_file)) if alb else nullcontext()
     with route, Load(addresses, connections=50, max_seconds=300, marker=marker,
-                     in_service=route if VIA["alb"] else None) as load:
+                     in_service=route if alb else None) as load:
         time.sleep(2)
         t0 = time.monotonic()
         r = run_fab(stage_file, *args)
@@ -67,27 +65,27 @@ def main() -> None:
     stage_file, app = scratch_stage(app_server=server)
     inv = inventory.load(stage_file)
     addresses = [h.address for h in inv.hosts(role="web")]
-    VIA["alb"] = (args.via or ("alb" if inv.stage.aws.stack_name else "direct")) == "alb"
+    alb = (args.via or ("alb" if inv.stage.aws.stack_name else "direct")) == "alb"
     assert run_fab(unicorn_file, "deploy").returncode == 0
     print(f"{server}; 50 connections, spread over {', '.join(addresses)} "
-          + ("as the ALB spreads them" if VIA["alb"] else "directly, one host each"))
+          + ("as the ALB spreads them" if alb else "directly, one host each"))
     if server == "puma":
         report("switch unicorn -> puma (deploy)", *measure(stage_file, addresses, ["deploy"],
-                                                           None)[:2])
-    report("restart-app", *measure(stage_file, addresses, ["restart-app"], None)[:2])
+                                                           None, alb=alb)[:2])
+    report("restart-app", *measure(stage_file, addresses, ["restart-app"], None, alb=alb)[:2])
     if server == "puma":
         report("restart-app --hot", *measure(stage_file, addresses,
-                                             ["restart-app", "--hot"], None)[:2])
+                                             ["restart-app", "--hot"], None, alb=alb)[:2])
     marker = f"bench release {int(time.time())}"
     view = app / "app/views/photos/index.html.erb"
     view.write_text(view.read_text() + f"\n<p>{marker}</p>\n")
-    res, took, new_code = measure(stage_file, addresses, ["deploy"], marker)
+    res, took, new_code = measure(stage_file, addresses, ["deploy"], marker, alb=alb)
     report("deploy (changed view)", res, took)
     print(f"    new code answered {new_code:.1f}s after the start")
-    report("rollback", *measure(stage_file, addresses, ["rollback"], None)[:2])
+    report("rollback", *measure(stage_file, addresses, ["rollback"], None, alb=alb)[:2])
     if server == "puma":
         report("switch puma -> unicorn (deploy)", *measure(unicorn_file, addresses, ["deploy"],
-                                                           None)[:2])
+                                                           None, alb=alb)[:2])
 
 
 if __name__ == "__main__":
