@@ -9,7 +9,8 @@ request is sent again once on a new connection, and counted as `retried`, not fa
 Traffic goes only to the sandbox hosts given. With `in_service`, requests are spread the way
 an ALB spreads them: each goes to one of the hosts its target group has in service at that
 moment (tests/integration/alb.py reads that from the AWS endpoint), over a keep-alive
-connection per host.
+connection per host that is closed once the host is out of service (as the ALB closes its
+connections to a target it has drained).
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ class Load:
                         "no target in service", 0) + 1
                     time.sleep(0.05)
                     continue
+                for gone in [a for a in conns if a not in live]:
+                    conns.pop(gone).close()  # the ALB closes what it drained
                 turn += 1
                 address = live[turn % len(live)]
             try:

@@ -10,7 +10,7 @@ import threading
 from railsfab import aws, stack
 from railsfab.inventory import Inventory
 
-POLL = 0.2
+POLL = 0.1
 
 
 class TargetGroupRoute:

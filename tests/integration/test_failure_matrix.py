@@ -76,52 +76,42 @@ def app(inv):
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_failed_deploy_leaves_every_host_serving_what_it_served(fault, server_stage, app,
                                                                  sandbox, inv):
+    """From the release the hosts serve (the app as it is), a release with `fault`: put
+    back everywhere; then the app as it was deploys with nothing to change (the failed
+    release left nothing behind that a deploy must undo)."""
     server, stage = server_stage
     addresses = [h.address for h in inv.hosts(role="web")]
-    view = app / "app/views/photos/index.html.erb"
-    good_view = view.read_text()
-    view.write_text(good_view + f"\n<p>matrix {server} {fault} before</p>\n")
+    assert run_fab(stage, "deploy").returncode == 0
+    before = {h: current_release(sandbox, h) for h in WEB}
+    assert all(served_release(sandbox, h, server) == {before[h]} for h in WEB)
+    states_before = target_states(inv)
+    assert set(states_before.values()) == {"healthy"} and len(states_before) == 2
+    path, text, said = FAULTS[fault]
+    target = app / path
+    good = target.read_text() if target.exists() else None
+    target.write_text(text + (good or ""))
     try:
-        assert run_fab(stage, "deploy").returncode == 0
-        before = {h: current_release(sandbox, h) for h in WEB}
-        assert all(served_release(sandbox, h, server) == {before[h]} for h in WEB)
-        states_before = target_states(inv)
-        path, text, said = FAULTS[fault]
-        target = app / path
-        good = target.read_text() if target.exists() else None
-        view.write_text(good_view + f"\n<p>matrix {server} {fault} broken</p>\n")
-        target.write_text(text + (good or ""))
-        try:
-            with TargetGroupRoute(inv) as route, Load(addresses, connections=50,
-                                                      max_seconds=300, in_service=route) as load:
-                time.sleep(1)
-                r = run_fab(stage, "deploy")
-                time.sleep(1)
-        finally:
-            if good is None:
-                target.unlink()
-            else:
-                target.write_text(good)
-        out = r.stdout + r.stderr
-        assert r.returncode == 1, out  # failed, and every host was put back (not 3)
-        assert (said if isinstance(said, str) else said[server]) in out, out
-        assert "web1" in out and STATE.get(fault, PUT_BACK) in out, out
-        assert "NOT put back" not in out, out
-        assert load.result.ok > 100, "the load generator did not get going"
-        assert load.result.failed == 0, (load.result.errors, out)
-        for h in WEB:
-            assert current_release(sandbox, h) == before[h]
-            assert served_release(sandbox, h, server) == {before[h]}, out
-        assert target_states(inv) == states_before
-        assert set(states_before.values()) == {"healthy"}
-        for a in addresses:
-            body = get(a, "/")[2]
-            assert f"matrix {server} {fault} before" in body
+        r, load = under_alb_load(inv, lambda: run_fab(stage, "deploy"))
     finally:
-        view.write_text(good_view)
-    # the same command with the fault removed converges
+        if good is None:
+            target.unlink()
+        else:
+            target.write_text(good)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out  # failed, and every host was put back (not 3)
+    assert (said if isinstance(said, str) else said[server]) in out, out
+    assert "web1" in out and STATE.get(fault, PUT_BACK) in out, out
+    assert "NOT put back" not in out, out
+    assert load.result.failed == 0, (load.result.errors, out)
+    for h in WEB:
+        assert current_release(sandbox, h) == before[h]
+        assert served_release(sandbox, h, server) == {before[h]}, out
+    assert target_states(inv) == states_before
+    assert all(get(a, "/")[0] == 200 for a in addresses)
+    # the same command with the fault removed converges, on the release that served
     r = run_fab(stage, "deploy")
     assert r.returncode == 0, r.stdout + r.stderr
+    assert {h: current_release(sandbox, h) for h in WEB} == before
 
 
 def plant(sandbox, release: str, text: str | None) -> None:
