@@ -165,3 +165,38 @@ def test_a_half_done_handover_into_another_release_is_undone(sandbox, stage, add
     pid = assert_one_master(sandbox, "web1")
     assert ssh(sandbox, "web1", f"sudo readlink /proc/{pid}/cwd") == \
         ssh(sandbox, "web1", "readlink -f /srv/sample/current")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL], ids=["SIGHUP", "SIGKILL-cuts-ssh"])
+def test_puma_hot_restart_killed_midway_leaves_nothing_for_the_next_one(stages, sandbox, inv,
+                                                                         sig):
+    """puma finishes a signalled restart by itself under the same PID: the next command
+    waits for it to end (a signal during the re-exec would kill the master), then restarts."""
+    puma = stages.puma(alb=True)
+    addresses = [h.address for h in inv.hosts(role="web")]
+    unit = "sample-puma"
+
+    def state(prop: str) -> str:
+        return ssh(sandbox, "web1", f"systemctl show -p {prop} --value {unit}")
+
+    master, restarts = state("MainPID"), state("NRestarts")
+    env = {**os.environ, "RAILSFAB_HOSTS": str(puma), "COLUMNS": "200"}
+
+    def interrupted_then_again():
+        proc = subprocess.Popen([sys.executable, "-m", "fabric", "-r", str(ROOT), "restart-app",
+                                 "--hot", "--only", "web1"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env)
+        try:
+            wait_for("the hot restart on web1", lambda: state("ActiveState") == "reloading", 60)
+            proc.send_signal(sig)
+            proc.wait(30)
+        finally:
+            proc.kill()
+            proc.wait()
+        return run_fab(puma, "restart-app")
+
+    r, load = under_load(addresses, interrupted_then_again)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert load.result.failed == 0, load.result.errors
+    assert (state("MainPID"), state("NRestarts"), state("ActiveState")) == \
+        (master, restarts, "active")
