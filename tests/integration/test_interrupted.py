@@ -148,17 +148,21 @@ def test_a_half_done_handover_into_another_release_is_undone(sandbox, stage, add
     """The new master runs a release `current` no longer points to: it is told to quit, the
     old master keeps serving, then the requested handover runs from `current`."""
     cur = ssh(sandbox, "web1", "readlink /srv/sample/current")
-    prev = ssh(sandbox, "web1", "ls -1d /srv/sample/releases/* | sort | tail -2 | head -1")
-    assert prev != cur
+    other = "/srv/sample/releases/20000101000000"  # a copy: another directory to run from
     link = "sudo ln -sfn {} /srv/sample/current.tmp && sudo mv -T /srv/sample/current.tmp " \
            "/srv/sample/current"
     owner = ssh(sandbox, "web1", "stat -c %U:%G /srv/sample/current")
+    ssh(sandbox, "web1", f"sudo cp -a {cur} {other}")
     try:
-        ssh(sandbox, "web1", link.format(prev))
+        ssh(sandbox, "web1", link.format(other))
         old, new = half_done(sandbox, "web1")
+        assert ssh(sandbox, "web1", f"sudo readlink /proc/{new}/cwd") == other
     finally:
         ssh(sandbox, "web1", link.format(cur) + f" && sudo chown -h {owner} /srv/sample/current")
-    r, load = under_load(addresses, lambda: run_fab(stage, "restart-app", "--only", "web1"))
+    try:
+        r, load = under_load(addresses, lambda: run_fab(stage, "restart-app", "--only", "web1"))
+    finally:
+        ssh(sandbox, "web1", f"sudo rm -rf {other}")
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"undid an interrupted handover (new master {new} quit, {old} kept)" in r.stdout
     assert load.result.failed == 0, load.result.errors
