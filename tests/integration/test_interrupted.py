@@ -171,11 +171,15 @@ def test_a_half_done_handover_into_another_release_is_undone(sandbox, stage, add
         ssh(sandbox, "web1", "readlink -f /srv/sample/current")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL], ids=["SIGHUP", "SIGKILL-cuts-ssh"])
-def test_puma_hot_restart_killed_midway_leaves_nothing_for_the_next_one(stages, sandbox, inv,
-                                                                         sig):
+@pytest.mark.parametrize("flags, sig", [
+    ((), signal.SIGHUP), ((), signal.SIGKILL), (("--hot",), signal.SIGHUP)],
+    ids=["phased-SIGHUP", "phased-SIGKILL-cuts-ssh", "hot-SIGHUP"])
+def test_puma_restart_killed_midway_leaves_nothing_for_the_next_one(stages, sandbox, inv,
+                                                                    flags, sig):
     """puma finishes a signalled restart by itself under the same PID: the next command
-    waits for it to end (a signal during the re-exec would kill the master), then restarts."""
+    waits for it to end (a signal during a re-exec would kill the master), then restarts.
+    The hot case runs without the load: a hot restart holds every request for a whole boot,
+    which on this shared machine can pass the load's 30 s limit whether interrupted or not."""
     puma = stages.puma(alb=True)
     addresses = [h.address for h in inv.hosts(role="web")]
     unit = "sample-puma"
@@ -188,10 +192,10 @@ def test_puma_hot_restart_killed_midway_leaves_nothing_for_the_next_one(stages, 
 
     def interrupted_then_again():
         proc = subprocess.Popen([sys.executable, "-m", "fabric", "-r", str(ROOT), "restart-app",
-                                 "--hot", "--only", "web1"], stdout=subprocess.DEVNULL,
+                                 *flags, "--only", "web1"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, env=env)
         try:
-            wait_for("the hot restart on web1", lambda: state("ActiveState") == "reloading", 60)
+            wait_for("the restart on web1", lambda: state("ActiveState") == "reloading", 60)
             proc.send_signal(sig)
             proc.wait(30)
         finally:
@@ -199,8 +203,11 @@ def test_puma_hot_restart_killed_midway_leaves_nothing_for_the_next_one(stages, 
             proc.wait()
         return run_fab(puma, "restart-app")
 
-    r, load = under_load(addresses, interrupted_then_again)
+    if flags:
+        r = interrupted_then_again()
+    else:
+        r, load = under_load(addresses, interrupted_then_again)
+        assert load.result.failed == 0, load.result.errors
     assert r.returncode == 0, r.stdout + r.stderr
-    assert load.result.failed == 0, load.result.errors
     assert (state("MainPID"), state("NRestarts"), state("ActiveState")) == \
         (master, restarts, "active")
