@@ -205,11 +205,11 @@ def _drain(chan, on_line: Callable[[str], None] | None = None) -> tuple[bytes, b
 
 
 def checked_script(conn: Connection, script: str, env: dict[str, str], *, step: str,
-                   timeout: float, failures: dict[int, str], fix: str,
+                   timeout: float, failures: dict[int, str | tuple[str, str]], fix: str,
                    on_line: Callable[[str], None] | None = None) -> list[str]:
     """Run a bash `script` as root with `env`; it reports success as a last line
     "ok FIELD..." (returned split), failure as its exit status (`failures` says what it
-    means) with its last lines as evidence."""
+    means, alone or with its own fix) with its last lines as evidence."""
     assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     r = sh(conn, f"sudo -n env {assigns} bash -s", step=step, stdin=script.encode(),
            warn=True, timeout=timeout, on_line=on_line)
@@ -217,6 +217,8 @@ def checked_script(conn: Connection, script: str, env: dict[str, str], *, step: 
     if r.exited == 0 and lines and lines[-1].startswith("ok "):
         return lines[-1].split(" ")[1:]
     what = failures.get(r.exited, f"the {step} script exited {r.exited}")
+    if isinstance(what, tuple):  # a failure with its own fix
+        what, fix = what
     detail = "\n".join(printable(x) for x in lines + r.stderr.strip().splitlines()[-5:])
     host = getattr(conn, "railsfab_host", None)
     err = RailsfabError(f"{what}\n{detail}".strip(), host=host.name if host else None,

@@ -15,6 +15,12 @@ alive, the configured number of workers booted since the signal, none of the old
 left, each runs from the release `current` points to, the unit is active again. At the first
 "Unable to start worker" it stops waiting (puma would fork them again forever) and fails with
 what the worker said.
+
+An interrupted restart (fab killed, SSH cut) leaves nothing behind to repair: the master
+has its signal and finishes the restart by itself, under the same PID. The one hazard is
+the next command signalling it while it re-execs (the signal would kill it), so the
+script first waits, bounded, until the unit is no longer "reloading" and the master has
+its puma title again.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ FAILURES = {
     5: "the new puma workers cannot load the app",
     6: "the new puma workers did not boot in time",
     7: "systemd no longer tracks the puma master",
+    8: ("an earlier restart of the puma master did not end in time",
+        "wait for it to end, then run the command again (`fab check` shows the master)"),
     9: "a puma worker does not run the release `current` points to",
 }
 

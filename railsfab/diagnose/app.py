@@ -81,6 +81,33 @@ class Release(Layer):
 
 # --- app server --------------------------------------------------------------------------
 
+def half_done_handover(d: dict, ctx: Context) -> Finding | None:
+    """A unicorn USR2 handover stopped between USR2 and QUIT (the command was killed, its
+    SSH session cut, or a USR2 sent by hand): `.oldbin` names a live master beside the one
+    the pid file names (or beside its new master, still booting)."""
+    srv, p = d["server"], ctx.paths
+    old, new = srv.get("oldbin_proc"), srv.get("pid_proc")
+    if not old or not old["cmd"].startswith("unicorn master"):
+        return None
+
+    def serving(m: dict) -> str:
+        rel = (m.get("cwd") or "?").rsplit("/", 1)[-1]
+        return f"release {rel}, {m['workers']} of {ctx.workers} workers"
+
+    if new and new["pid"] != old["pid"] and new["cmd"].startswith("unicorn master"):
+        both = (f"master {old['pid']} ({p.pid}.oldbin; {serving(old)}) and master "
+                f"{new['pid']} (pid file; {serving(new)}) both run")
+    elif new and new["pid"] != old["pid"]:
+        both = (f"master {old['pid']} ({p.pid}.oldbin; {serving(old)}) runs; the master it "
+                f"forked, {new['pid']} (pid file), is still booting")
+    else:
+        both = f"master {old['pid']} holds {p.pid}.oldbin; the master it forked is not up"
+    return (f"an interrupted zero-downtime handover: {both}; unicorn refuses another USR2 "
+            "until one of them quits",
+            "fab restart-app (or fab deploy) finishes it when the new master serves `current` "
+            "with all its workers, else undoes it, then restarts; no request is dropped")
+
+
 def stale_pid_file(d: dict, ctx: Context) -> Finding | None:
     srv, p = d["server"], ctx.paths
     if srv["pid_file"] and not srv["pid_proc"]:
@@ -220,8 +247,8 @@ def not_listening(d: dict, ctx: Context) -> Finding | None:
 
 class AppServer(Layer):
     name = "app server"
-    checks = (stale_pid_file, server_not_running, workers_hung, wrong_rails_env, wrong_master,
-              too_few_workers, not_listening)
+    checks = (half_done_handover, stale_pid_file, server_not_running, workers_hung,
+              wrong_rails_env, wrong_master, too_few_workers, not_listening)
 
     def healthy(self, d, ctx):
         main = d["server"]["main_proc"]

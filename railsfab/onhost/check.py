@@ -143,7 +143,7 @@ def server_proc(pid) -> dict | None:
     kids = [proc(c) for c in children(info["pid"])]
     workers = [k for k in kids if k and "worker" in k["cmd"]]
     return {**info, "rails_env": env.get("RAILS_ENV"), "workers": len(workers),
-            "worker_procs": workers}
+            "worker_procs": workers, "cwd": readlink(f"/proc/{info['pid']}/cwd")}
 
 
 PIPELINE = re.compile(r"""^\s*(gem\s+["']|\s{4})(sprockets-rails|propshaft|jsbundling-rails|"""
@@ -230,6 +230,8 @@ def server(P: dict) -> dict:
     unit, own = unit_state(name)
     pid_text = read(P["pid"])
     pid_text = pid_text.strip() if pid_text is not None else None
+    # unicorn's `.oldbin`: the master a USR2 handover has not (yet) retired
+    oldbin = (read(P["pid"] + ".oldbin") or "").strip() or None
     main = server_proc(unit.get("MainPID"))
     if main and main["rails_env"] is None:
         # Ruby 3.3's process title can overwrite what /proc shows of the environment: then
@@ -247,6 +249,7 @@ def server(P: dict) -> dict:
     return {"active": unit.get("ActiveState", ""), "main_pid": unit.get("MainPID", ""),
             "unit": unit, "pid_file": pid_text,
             "pid_proc": server_proc(pid_text) if pid_text else None, "main_proc": main,
+            "oldbin_file": oldbin, "oldbin_proc": server_proc(oldbin) if oldbin else None,
             "log": log[-20:], "journal": own[-20:],
             "error": {"line": error, "source": source,
                       "paths": named_paths(error, P["deploy_user"])} if error else None,

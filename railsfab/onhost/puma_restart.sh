@@ -17,6 +17,21 @@ master=$(systemctl show -p MainPID --value "$unit")
 if [ -z "$master" ] || [ "$master" = 0 ] || ! kill -0 "$master" 2>/dev/null; then
   echo "no-master"; exit 3
 fi
+# A restart an earlier command began may still be under way (that command was killed or its
+# SSH session cut; puma finishes it by itself): let it end first. A signal that reaches the
+# master while it re-execs kills it, and systemd restarts puma with a gap.
+busy() { [ "$(systemctl show -p ActiveState --value "$unit")" = reloading ] \
+         || ! tr '\0' ' ' < "/proc/$master/cmdline" 2>/dev/null | grep -q '^puma [0-9]'; }
+if busy; then
+  echo "an earlier restart of master $master is still under way; waiting for it" >&2
+  deadline=$(( $(now) + timeout ))
+  while busy; do
+    kill -0 "$master" 2>/dev/null || { echo "master-died"; exit 4; }
+    [ "$(now)" -ge "$deadline" ] && { echo "still-restarting"; exit 8; }
+    sleep 0.1
+  done
+  echo "the earlier restart of master $master ended" >&2
+fi
 old=" $(kids "$master") "
 ooff=$(stat -c %s "$out" 2>/dev/null || echo 0); eoff=$(stat -c %s "$err" 2>/dev/null || echo 0)
 t0=$(date +%s%N); first=""; seen=-1

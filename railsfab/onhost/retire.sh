@@ -14,7 +14,7 @@ while [ "$(date +%s)" -lt "$end" ]; do
 done
 echo "stopping $UNIT" >&2
 systemctl disable -q --now "$UNIT" 2>/dev/null || systemctl stop "$UNIT" 2>/dev/null || true
-rm -f "$UNIT_FILE" "$CONFIG" "$PIDF" "$SOCKET"
+rm -f "$UNIT_FILE" "$CONFIG" "$PIDF" "$PIDF.oldbin" "$SOCKET"
 systemctl daemon-reload && systemctl reset-failed "$UNIT" 2>/dev/null || true
 # The old server's processes are ours (its unit started them): any left over are ended by
 # PID, and named in the output.

@@ -1,9 +1,15 @@
 # A zero-downtime unicorn restart (USR2 re-exec), every stage checked with a deadline.
 # Environment: PIDF LOG UNIT WORKERS TIMEOUT CURRENT USER_. Success: a last line
-# "ok OLD NEW WORKERS FIRST_MS CWD"; failure: an exit status railsfab.appserver.unicorn
-# names, with the evidence before it. Progress goes to stderr.
+# "ok OLD NEW WORKERS FIRST_MS CWD REPAIR" (REPAIR: "-", or what was done to a handover an
+# earlier command left half done: "finished:OLD:NEW", "undone:OLD:NEW"); failure: an exit
+# status railsfab.appserver.unicorn names, with the evidence before it. Progress: stderr.
 set -u
+# The SSH session may go away mid-handover (fab killed, connection cut): sshd closes our
+# output, and the next write would kill us with SIGPIPE between USR2 and QUIT, leaving two
+# masters. Ignore that and a hangup: the handover then finishes here by itself.
+trap '' HUP PIPE
 pidf=$PIDF; log=$LOG; unit=$UNIT; workers=$WORKERS; timeout=$TIMEOUT; current=$CURRENT
+uid=$(id -u "$USER_") || { echo "no-user $USER_"; exit 3; }
 now() { date +%s; }
 # What the new master said: the exception line first, then the last lines.
 said() { t=$(mktemp) && tail -c +$((offset + 1)) "$log" > "$t"
@@ -11,47 +17,104 @@ said() { t=$(mktemp) && tail -c +$((offset + 1)) "$log" > "$t"
          tail -n 4 "$t" | cut -c1-300; rm -f "$t"; }
 masters() { pgrep -u "$USER_" -f '^unicorn master' | sort; }
 workers_of() { ps --ppid "$1" -o cmd= 2>/dev/null | grep -c 'unicorn.*worker' || true; }
-old=$(cat "$pidf" 2>/dev/null || true)
-if [ -z "$old" ] || ! kill -0 "$old" 2>/dev/null; then echo "no-master"; exit 3; fi
+mainpid() { systemctl show -p MainPID --value "$unit"; }
+# Every PID read from the host is untrusted: it must be a positive decimal number naming a
+# live process of the app's user before we signal it (never -1, 0 or someone else's).
+readpid() { head -c 32 "$1" 2>/dev/null; }
+owned() { case "$1" in '' | 0* | *[!0-9]*) return 1 ;; esac
+          [ "${#1}" -le 9 ] && [ "$(stat -c %u "/proc/$1" 2>/dev/null)" = "$uid" ]; }
+title() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null; }
+is_master() { owned "$1" && case "$(title "$1")" in "unicorn master"*) ;; *) false ;; esac; }
+# The master a USR2 forked: the old master's child that is no worker (while it boots, its
+# title is still the command line that started it).
+reexec_child() { for c in $(ps --ppid "$1" -o pid= 2>/dev/null); do
+                   owned "$c" && case "$(title "$c")" in *worker*) ;; *) echo "$c"; return ;; esac
+                 done; }
+gone() { # PID [SECONDS]: wait until it has exited
+  local d=$(( $(now) + ${2:-$((timeout + 10))} ))
+  while kill -0 "$1" 2>/dev/null; do [ "$(now)" -ge "$d" ] && return 1; sleep 0.1; done; }
+adopted() { # PID: wait until systemd's MainPID is it
+  local d=$(( $(now) + 10 ))
+  while [ "$(mainpid)" != "$1" ]; do [ "$(now)" -ge "$d" ] && return 1; sleep 0.1; done; }
+
+# A handover an earlier command left half done (interrupted between USR2 and QUIT, or a
+# USR2 sent by hand): `.oldbin` names a live master, and unicorn refuses another USR2.
+# Finish it when the new master has all its workers in the release `current` points to
+# (or the old master has already let its workers go); otherwise undo it: QUIT the new
+# master, and the old one, its parent, restores the pid file and keeps serving. A new
+# master still booting is waited for (bounded) first.
+repair=-
+settle() {
+  o=$(readpid "$pidf.oldbin"); is_master "$o" || return 0
+  echo "an earlier handover is half done: master $o holds $pidf.oldbin" >&2
+  local d=$(( $(now) + timeout )) n kid ready=""
+  while :; do
+    n=$(readpid "$pidf"); kid=$(reexec_child "$o")
+    [ -z "$kid" ] && [ "$n" = "$o" ] && { repair="undone:$o:-"; return 0; }
+    [ -n "$kid" ] && [ "$n" = "$kid" ] && is_master "$n" \
+      && [ "$(workers_of "$n")" -ge "$workers" ] && { ready=1; break; }
+    [ "$(now)" -ge "$d" ] && break
+    sleep 0.1
+  done
+  if [ -n "$ready" ] && { [ "$(readlink "/proc/$n/cwd")" = "$(readlink -f "$current")" ] \
+                          || [ "$(workers_of "$o")" = 0 ]; }; then
+    kill -QUIT "$o"
+    gone "$o" || { echo "old-master-stuck $o"; exit 6; }
+    adopted "$n" || { echo "systemd-lost-track $(mainpid)"; exit 7; }
+    repair="finished:$o:$n"
+    echo "finished the half-done handover: old master $o quit, master $n kept" >&2
+  elif [ -n "$kid" ] && [ "$(workers_of "$o")" -gt 0 ]; then
+    kill -QUIT "$kid"
+    gone "$kid" 60 || { echo "half-done $o $kid: new master did not quit"; exit 11; }
+    d=$(( $(now) + 10 ))
+    until [ "$(readpid "$pidf")" = "$o" ]; do
+      [ "$(now)" -ge "$d" ] && { echo "half-done $o $kid: pid file not restored"; exit 11; }
+      sleep 0.1
+    done
+    repair="undone:$o:$kid"
+    echo "undid the half-done handover: new master $kid quit, master $o kept" >&2
+  else
+    echo "half-done $o ${kid:--}: neither master serves with all its workers"; exit 11
+  fi
+}
+offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
+settle
+old=$(readpid "$pidf")
+is_master "$old" || { echo "no-master $(printf %s "$old" | tr -cd '0-9a-z-' | cut -c1-20)"; exit 3; }
 offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
 t0=$(date +%s%N)
 kill -USR2 "$old"
 echo "USR2 sent to master $old; waiting for the new master's workers" >&2
 deadline=$(( $(now) + timeout )); new=""; started=$(now); seen=-1
 while :; do
-  p=$(cat "$pidf" 2>/dev/null || true)
-  if [ -n "$p" ] && [ "$p" != "$old" ] && kill -0 "$p" 2>/dev/null; then
+  p=$(readpid "$pidf")
+  if [ "$p" != "$old" ] && owned "$p"; then
     w=$(workers_of "$p")
     [ "$w" -ge 1 ] && [ -z "${first:-}" ] && first=$(date +%s%N)
     [ "$w" != "$seen" ] && { echo "new master $p: $w of $workers workers up" >&2; seen=$w; }
     if [ "$w" -ge "$workers" ]; then new=$p; break; fi
   fi
-  child=$(ps --ppid "$old" -o pid=,cmd= | grep 'unicorn master' | grep -v worker || true)
+  child=$(reexec_child "$old")
   if [ -z "$child" ] && [ "$p" = "$old" ] && [ ! -e "$pidf.oldbin" ] \
      && [ $(( $(now) - started )) -ge 1 ]; then
     echo "new-master-died"; said; exit 4
   fi
+  if [ -z "$child" ] && tail -c +$((offset + 1)) "$log" 2>/dev/null \
+       | grep -qE 'refusing rexec|reexec-ed child already running'; then
+    echo "usr2-refused"; said; exit 10
+  fi
   if [ "$(now)" -ge "$deadline" ]; then
-    [ -n "$p" ] && [ "$p" != "$old" ] && kill -QUIT "$p" 2>/dev/null
+    [ -n "$child" ] && kill -QUIT "$child" 2>/dev/null
     echo "new-master-timeout"; said; exit 5
   fi
   sleep 0.1
 done
 echo "QUIT sent to the old master $old" >&2
 kill -QUIT "$old"
-deadline=$(( $(now) + timeout + 10 ))
-while kill -0 "$old" 2>/dev/null; do
-  [ "$(now)" -ge "$deadline" ] && { echo "old-master-stuck $old"; exit 6; }
-  sleep 0.1
-done
-deadline=$(( $(now) + 10 ))
-mainpid() { systemctl show -p MainPID --value "$unit"; }
-while [ "$(mainpid)" != "$new" ]; do
-  [ "$(now)" -ge "$deadline" ] && { echo "systemd-lost-track $(mainpid)"; exit 7; }
-  sleep 0.1
-done
+gone "$old" || { echo "old-master-stuck $old"; exit 6; }
+adopted "$new" || { echo "systemd-lost-track $(mainpid)"; exit 7; }
 n=$(masters | wc -l)
 [ "$n" = 1 ] || { echo "masters $n: $(masters | tr '\n' ' ')"; exit 8; }
 cwd=$(readlink "/proc/$new/cwd"); want=$(readlink -f "$current")
 [ "$cwd" = "$want" ] || { echo "wrong-release $cwd (current is $want)"; exit 9; }
-echo "ok $old $new $(workers_of "$new") $(( (first - t0) / 1000000 )) $cwd"
+echo "ok $old $new $(workers_of "$new") $(( (first - t0) / 1000000 )) $cwd $repair"

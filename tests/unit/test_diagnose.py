@@ -89,6 +89,43 @@ def blocked_host(d):
     d["logs"]["app"] = ["[ActionDispatch::HostAuthorization::DefaultResponseApp] Blocked host: x"]
 
 
+def half_done(d, *, booted: bool = True):
+    """A USR2 handover stopped before the old master was told to QUIT: both serve."""
+    srv = d["server"]
+    old = copy.deepcopy(srv["main_proc"])
+    old.update(cmd=old["cmd"].replace("unicorn master", "unicorn master (old)"),
+               cwd="/srv/sample/releases/20261201-0100")
+    new = copy.deepcopy(old)
+    new.update(pid=4700, ppid=old["pid"], cwd="/srv/sample/releases/20261201-0200",
+               cmd=old["cmd"].replace(" (old)", "") if booted else
+               "/usr/bin/ruby3.1 /usr/bin/unicorn -D -c /srv/sample/shared/config/unicorn.rb",
+               workers=2 if booted else 0)
+    srv.update(main_proc=old, oldbin_file=str(old["pid"]), oldbin_proc=old,
+               pid_file="4700", pid_proc=new)
+
+
+@pytest.mark.parametrize("booted, evidence", [
+    (True, "master 4610 (/srv/sample/shared/tmp/pids/unicorn.pid.oldbin; release "
+           "20261201-0100, 2 of 2 workers) and master 4700 (pid file; release 20261201-0200, "
+           "2 of 2 workers) both run"),
+    (False, "release 20261201-0100, 2 of 2 workers) runs; the master it forked, 4700 (pid "
+            "file), is still booting"),
+])
+def test_a_half_done_handover_is_finished_by_the_next_restart_not_a_hard_one(booted, evidence):
+    broken = diagnose(lambda d: half_done(d, booted=booted))
+    assert broken is not None and broken.layer == "app server"
+    assert "interrupted zero-downtime handover" in broken.detail
+    assert evidence in broken.detail, broken.detail
+    assert broken.fix.startswith("fab restart-app (or fab deploy) finishes it")
+    assert "--hard" not in broken.fix
+
+
+def test_a_stale_oldbin_file_is_no_half_done_handover():
+    def stale(d):
+        d["server"].update(oldbin_file="4610", oldbin_proc=None)
+    assert diagnose(stale) is None
+
+
 @pytest.mark.parametrize("mutate, layer, evidence", [
     (unicorn_stopped, "app server", "502"),
     (nginx_stopped, "nginx", "connection refused"),

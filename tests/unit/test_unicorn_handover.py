@@ -1,0 +1,130 @@
+"""The PIDs unicorn_handover.sh reads from the host are untrusted: it signals only a positive
+number naming a `unicorn master` of the app's user. Run here with bash, `kill` replaced by a
+recorder, so a wrong answer cannot signal anything."""
+
+from __future__ import annotations
+
+import getpass
+import signal
+import subprocess
+
+import pytest
+
+from railsfab import onhost
+from railsfab.appserver.unicorn import repair_note
+
+RECORD = 'kill() { echo "kill $*" >> "$TRACE"; [ "$1" = -0 ] && command kill "$@"; }\n'
+
+
+def handover(tmp_path, pid_text: str, oldbin: str | None = None, user: str | None = None):
+    pidf = tmp_path / "unicorn.pid"
+    pidf.write_text(pid_text)
+    if oldbin is not None:
+        (tmp_path / "unicorn.pid.oldbin").write_text(oldbin)
+    log = tmp_path / "unicorn.log"
+    log.write_text("")
+    trace = tmp_path / "trace"
+    trace.write_text("")
+    env = {"PATH": "/usr/bin:/bin", "PIDF": str(pidf), "LOG": str(log),
+           "UNIT": "railsfab-test-none.service", "WORKERS": "1", "TIMEOUT": "1",
+           "CURRENT": str(tmp_path), "USER_": user or getpass.getuser(), "TRACE": str(trace)}
+    r = subprocess.run(["bash", "-s"], input=RECORD + onhost.load("unicorn_handover.sh"),
+                       env=env, capture_output=True, text=True, timeout=30)
+    signals = [line for line in trace.read_text().splitlines() if not line.startswith("kill -0")]
+    return r, signals
+
+
+@pytest.fixture
+def fake_process():
+    """A process of ours with a given title, like unicorn's."""
+    procs = []
+
+    def start(title: str) -> str:
+        p = subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 30'])
+        procs.append(p)
+        for _ in range(100):  # until the exec has happened
+            with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+                if f.read().startswith(title.encode()):
+                    break
+            subprocess.run(["sleep", "0.02"])
+        return str(p.pid)
+
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+@pytest.mark.parametrize("pid_text", ["-1", "0", "", "1", "abc", " 1", "1 2", "0001",
+                                      "99999999999", "1\n-1", "$(id)"])
+def test_a_pid_file_naming_no_master_of_ours_is_never_signalled(tmp_path, pid_text):
+    r, signals = handover(tmp_path, pid_text, oldbin=pid_text)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stdout.startswith("no-master")
+    assert signals == []
+
+
+def test_another_users_unicorn_master_is_never_signalled(tmp_path, fake_process):
+    pid = fake_process("unicorn master -c /srv/other/unicorn.rb")
+    other = "nobody" if getpass.getuser() != "nobody" else "root"
+    r, signals = handover(tmp_path, pid, oldbin=pid, user=other)
+    assert r.returncode == 3 and signals == []
+
+
+def test_a_worker_named_in_the_pid_file_is_never_signalled(tmp_path, fake_process):
+    pid = fake_process("unicorn worker[0] -c /srv/sample/unicorn.rb")
+    r, signals = handover(tmp_path, pid)
+    assert r.returncode == 3 and signals == []
+
+
+def test_a_master_of_ours_gets_usr2_and_only_its_own_child_is_told_to_quit(tmp_path,
+                                                                           fake_process):
+    pid = fake_process("unicorn master -c /srv/sample/unicorn.rb")
+    r, signals = handover(tmp_path, pid)
+    # the fake master forks no new master: it counts as died, nobody else is signalled
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert signals == [f"kill -USR2 {pid}"]
+
+
+def test_a_live_oldbin_beside_its_lone_master_is_a_handover_unicorn_already_undid(tmp_path,
+                                                                                  fake_process):
+    pid = fake_process("unicorn master -c /srv/sample/unicorn.rb")
+    r, signals = handover(tmp_path, pid, oldbin=pid)
+    assert "half done" in r.stderr
+    assert signals == [f"kill -USR2 {pid}"]
+
+
+@pytest.mark.parametrize("repair, note", [
+    ("-", ""),
+    ("finished:4610:4700", "finished an interrupted handover (old master 4610 quit, 4700 kept); "),
+    ("undone:4610:4700", "undid an interrupted handover (new master 4700 quit, 4610 kept); "),
+    ("undone:4610:-", "undid an interrupted handover (4610 kept); "),
+])
+def test_the_summary_says_what_was_done_to_a_half_done_handover(repair, note):
+    assert repair_note(repair) == note
+
+
+def test_the_handover_goes_on_when_its_ssh_session_goes_away(tmp_path, fake_process):
+    # sshd closes the session's pipes (and may send SIGHUP): the writes that follow must
+    # not kill the script between USR2 and QUIT.
+    pid = fake_process("unicorn master -c /srv/sample/unicorn.rb")
+    (tmp_path / "unicorn.pid").write_text(pid)
+    (tmp_path / "unicorn.log").write_text("")
+    (tmp_path / "trace").write_text("")
+    script = tmp_path / "handover.sh"
+    script.write_text(RECORD + onhost.load("unicorn_handover.sh"))
+    env = {"PATH": "/usr/bin:/bin", "PIDF": str(tmp_path / "unicorn.pid"),
+           "LOG": str(tmp_path / "unicorn.log"), "UNIT": "railsfab-test-none.service",
+           "WORKERS": "1", "TIMEOUT": "2", "CURRENT": str(tmp_path),
+           "USER_": getpass.getuser(), "TRACE": str(tmp_path / "trace")}
+    p = subprocess.Popen(["bash", str(script)], env=env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    p.stderr.close()
+    for _ in range(100):
+        if "USR2" in (tmp_path / "trace").read_text():
+            break
+        subprocess.run(["sleep", "0.05"])
+    p.send_signal(signal.SIGHUP)
+    # it ran on to its own end (the fake master never forks a new one): "new-master-died"
+    assert p.wait(timeout=30) == 4
