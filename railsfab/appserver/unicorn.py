@@ -58,7 +58,8 @@ class Unicorn(AppServer):
     title = "Unicorn"
     processes = "^unicorn (master|worker)"
     master_pattern = "^unicorn master"
-    unchanged_failures = frozenset({3, 4, 5})  # no master, or the new one never took over
+    # no master, the new one never took over, or unicorn refused to start one
+    unchanged_failures = frozenset({3, 4, 5, 10})
 
     def restart_mode(self, *, gems_changed: bool, config_changed: bool) -> str:
         return "usr2"  # the re-exec'd master loads everything afresh
