@@ -139,6 +139,24 @@ def under_alb_load(inv, action):
 BOOM = 'raise "failure matrix: cannot load" if $PROGRAM_NAME =~ /unicorn|puma/'
 
 
+def fails_cleanly_with_boom(sandbox, inv, release: str, command) -> str:
+    """`command()` under the ALB's load while `release` cannot load (BOOM planted in it on
+    every web host, taken away after): it fails on web1 saying so, not one request fails,
+    and the target group lists both hosts healthy. Returns its output."""
+    plant(sandbox, release, BOOM)
+    try:
+        r, load = under_alb_load(inv, command)
+    finally:
+        plant(sandbox, release, None)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "web1" in out and "cannot load" in out, out
+    assert load.result.failed == 0, (load.result.errors, out)
+    states = target_states(inv)
+    assert set(states.values()) == {"healthy"} and len(states) == 2, out
+    return out
+
+
 def test_failed_rollback_leaves_every_host_on_the_release_it_served(server_stage, app,
                                                                    sandbox, inv):
     server, stage = server_stage
@@ -152,20 +170,11 @@ def test_failed_rollback_leaves_every_host_on_the_release_it_served(server_stage
         view.write_text(good_view)
     newer = {h: current_release(sandbox, h) for h in WEB}
     older = ssh(sandbox, "web1", "sudo ls /srv/sample/releases | sort | tail -n 2 | head -n 1")
-    plant(sandbox, older, BOOM)  # the release rolled back to cannot load
-    try:
-        r, load = under_alb_load(inv, lambda: run_fab(stage, "rollback"))
-    finally:
-        plant(sandbox, older, None)
-    out = r.stdout + r.stderr
-    assert r.returncode == 1, out
-    assert "web1" in out and "cannot load" in out, out
-    assert load.result.failed == 0, (load.result.errors, out)
+    out = fails_cleanly_with_boom(sandbox, inv, older, lambda: run_fab(stage, "rollback"))
     for h in WEB:
         assert current_release(sandbox, h) == newer[h]
         assert served_release(sandbox, h, server) == {newer[h]}, out
-    assert set(target_states(inv).values()) == {"healthy"} and len(target_states(inv)) == 2
-    r = run_fab(stage, "deploy")  # converges: nothing to change
+    r = run_fab(stage, "deploy")  # the app as it is now deploys
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -178,18 +187,9 @@ def test_failed_restart_keeps_every_host_serving(server_stage, sandbox, inv):
     current = current_release(sandbox, "web1")
     main_pid = f"systemctl show -p MainPID --value sample-{server}"
     masters = {h: ssh(sandbox, h, main_pid) for h in WEB}
-    plant(sandbox, current, BOOM)
-    try:
-        r, load = under_alb_load(inv, lambda: run_fab(stage, "restart-app"))
-    finally:
-        plant(sandbox, current, None)
-    out = r.stdout + r.stderr
-    assert r.returncode == 1, out
-    assert "web1" in out and "cannot load" in out, out
-    assert load.result.failed == 0, (load.result.errors, out)
+    out = fails_cleanly_with_boom(sandbox, inv, current, lambda: run_fab(stage, "restart-app"))
     for h in WEB:
         assert ssh(sandbox, h, main_pid) == masters[h]
-        assert served_release(sandbox, h, server) == {current}
-    assert set(target_states(inv).values()) == {"healthy"} and len(target_states(inv)) == 2
+        assert served_release(sandbox, h, server) == {current}, out
     r = run_fab(stage, "restart-app")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -59,6 +59,12 @@ def serve(server):
     return server
 
 
+def verify_env(server, tmp_path: Path, app) -> dict[str, str]:
+    return {"BASE": f"http://127.0.0.1:{server.server_address[1]}", "HEALTH": "/up",
+            "PUBLIC": str(tmp_path), "PROTO": "", "TIMEOUT": "20", "LOG": str(app.log),
+            "USER_": USER}
+
+
 def run(script: str, env: dict[str, str], timeout: float = 30) -> tuple[int, str, float]:
     t0 = time.monotonic()
     r = subprocess.run(["sh", "-s"] if script == "verify.sh" else ["bash", "-s"],
@@ -109,10 +115,7 @@ def test_verify_fails_at_once_on_the_apps_500_with_the_line_it_logged(app, tmp_p
     server = serve(TCPHTTP(("127.0.0.1", 0), Handler))
     app.codes = {"/": 500}
     try:
-        code, out, took = run("verify.sh", {
-            "BASE": f"http://127.0.0.1:{server.server_address[1]}", "HEALTH": "/up",
-            "PUBLIC": str(tmp_path), "PROTO": "", "TIMEOUT": "20", "LOG": str(app.log),
-            "USER_": USER})
+        code, out, took = run("verify.sh", verify_env(server, tmp_path, app))
     finally:
         server.shutdown()
     assert took < 5, out
@@ -127,10 +130,7 @@ def test_verify_waits_while_nginx_has_no_upstream(app, tmp_path):
     app.codes = {"/": 502, "/up": 502}
     threading.Timer(1.5, lambda: setattr(app, "codes", {})).start()
     try:
-        code, out, took = run("verify.sh", {
-            "BASE": f"http://127.0.0.1:{server.server_address[1]}", "HEALTH": "/up",
-            "PUBLIC": str(tmp_path), "PROTO": "", "TIMEOUT": "20", "LOG": str(app.log),
-            "USER_": USER})
+        code, out, took = run("verify.sh", verify_env(server, tmp_path, app))
     finally:
         server.shutdown()
     assert out.splitlines() == ["/up 200 ", "/ 200 "]
