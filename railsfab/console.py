@@ -156,7 +156,7 @@ def _relay(chan) -> None:
 
 def log_files(s: Serving) -> list[str]:
     p = s.paths
-    files = [p.server_log, p.server_stdout, f"{p.shared}/log/{s.app.rails_env}.log"]
+    files = [p.server_log, p.server_stdout, p.rails_log(s.app.rails_env)]
     if s.app.nginx:
         files += ["/var/log/nginx/error.log", "/var/log/nginx/access.log"]
     return files

@@ -101,6 +101,10 @@ class Paths:
     def server_stdout(self) -> str:
         return f"{self.shared}/log/{self.app_server}.stdout.log"
 
+    def rails_log(self, rails_env: str) -> str:
+        """The app's own log (Rails writes log/<env>.log, linked to shared/log)."""
+        return f"{self.shared}/log/{rails_env}.log"
+
     @property
     def unit_name(self) -> str:
         return f"{self.app}-{self.app_server}.service"

@@ -28,7 +28,7 @@ def serving(conn, s: Serving, *, step: str = "verify") -> str:
     env = {"BASE": f"http://127.0.0.1{'' if port == 80 else f':{port}'}",
            "HEALTH": app.health_path, "PUBLIC": f"{s.paths.current}/public",
            "PROTO": "https" if s.https else "", "TIMEOUT": str(TIMEOUT),
-           "LOG": f"{s.paths.shared}/log/{app.rails_env}.log", "USER_": app.deploy_user}
+           "LOG": s.paths.rails_log(app.rails_env), "USER_": app.deploy_user}
     assign = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     out = remote.sh(conn, f"sudo -n env {assign} sh -s", step=step,
                     stdin=onhost.load("verify.sh").encode(), timeout=TIMEOUT + 30).stdout
@@ -64,13 +64,12 @@ def _fix(s: Serving, answers: dict[str, tuple[str, str]], logged: str = "") -> s
                ("502", "503", "504")]
     if failing and logged:
         return (f"the release raises on {', '.join(failing)} (the error above, from "
-                f"{s.paths.shared}/log/{app.rails_env}.log): fix it in the app, then deploy "
-                "again")
+                f"{s.paths.rails_log(app.rails_env)}): fix it in the app, then deploy again")
     slow = [p for p, (c, _) in answers.items() if c == "000"]
     if slow and codes - {"000"} <= {"200"}:
         return (f"{', '.join(slow)} gave no answer within 10 s while the rest answered: a "
-                f"request the app does not finish (see {s.paths.shared}/log/"
-                f"{app.rails_env}.log and {s.paths.server_log})")
+                f"request the app does not finish (see {s.paths.rails_log(app.rails_env)} and "
+                f"{s.paths.server_log})")
     front = "nginx" if app.nginx else f"{s.server.name} on :{app.http_port}"
     layer = (f"{s.server.name} (nginx answers 502)" if "502" in codes
              else "the app" if "500" in codes else front)

@@ -93,7 +93,7 @@ class AppServer(ABC):
         env = {"HEALTH": self.app.health_path, "TIMEOUT": str(self.app.boot_timeout),
                "PROTO": "https" if self.https else "",
                "UNIT": self.paths.unit_name, "LOG": self.paths.server_log,
-               "RAILS_LOG": f"{self.paths.shared}/log/{self.app.rails_env}.log",
+               "RAILS_LOG": self.paths.rails_log(self.app.rails_env),
                "USER_": self.app.deploy_user}
         env.update({"SOCKET": self.paths.socket} if self.app.nginx
                    else {"PORT": str(self.app.port)})

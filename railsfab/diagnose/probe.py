@@ -30,7 +30,7 @@ def params(inv: Inventory, paths: Paths) -> dict:
         "default_sites": list(paths.nginx_default_sites),
         "rails_env": app.rails_env,
         "alb_host": "railsfab-check.elb.amazonaws.com",
-        "app_log": f"{paths.shared}/log/{app.rails_env}.log",
+        "app_log": paths.rails_log(app.rails_env),
         "server_log": paths.server_log,
         "server_stdout": paths.server_stdout,
         "deploy_user": app.deploy_user,
@@ -41,7 +41,7 @@ def params(inv: Inventory, paths: Paths) -> dict:
         "unit_file": paths.unit,
         # the files the app server writes: its user must be able to
         "app_writes": [paths.server_log, paths.server_stdout,
-                       f"{paths.shared}/log/{app.rails_env}.log"],
+                       paths.rails_log(app.rails_env)],
         "nginx": app.nginx,
         "port": app.http_port,
     }
