@@ -107,8 +107,8 @@ def revert(server: AppServer, *, gems_changed: bool, config_changed: bool) -> Ru
             said = (f"zero-downtime {mode} restart: "
                     + server.restart(r.conn, mode=mode, step="revert", on_line=r.progress))
         else:
-            # A unit that crash-loops is "activating": restart ends that start job too.
-            _systemctl(r, server, f"systemctl reset-failed {unit}; systemctl restart {unit}")
+            # A unit that crash-loops is "activating": its start job is stopped first.
+            _systemctl(r, server, f"{stop_failing(unit)} && systemctl restart {unit}")
             said = f"restarted {unit} (no master was running: a short gap)"
         server.wait_serving(r.conn, step="revert", on_line=r.progress)
         return said
@@ -124,10 +124,9 @@ def runs_release(server: AppServer, release: str) -> Run:
                   f"{shlex.quote(server.processes)}); do "
                   "printf '%s %s\\n' \"$p\" \"$(readlink /proc/$p/cwd)\"; done")
         out = remote.sh(r.conn, script, sudo=True, step="release", warn=True).stdout
-        procs = [line.split(" ", 1) for line in out.splitlines()
-                 if line.split(" ", 1)[0].isdigit()]
-        elsewhere = [(p[0], p[1] if len(p) > 1 else "") for p in procs
-                     if len(p) < 2 or p[1] != want]
+        procs = [line.partition(" ")[::2] for line in out.splitlines()]
+        procs = [(pid, cwd) for pid, cwd in procs if pid.isdigit()]
+        elsewhere = [(pid, cwd) for pid, cwd in procs if cwd != want]
         if procs and not elsewhere:
             return f"{len(procs)} {server.title} processes run releases/{release}"
         said = ("no process of it is running" if not procs else "; ".join(
