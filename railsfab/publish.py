@@ -120,9 +120,17 @@ def _roll(pub: Publication, tg: TargetGroup) -> None:
         _deregister(tg, rep, batch, targets)
         if _activate(pub, batch):
             _recover(pub, tg, batch, [targets[r.name] for r in batch], done)
-        with rep.step(_names(batch), "register") as s:
-            tg.register([targets[r.name] for r in batch])
-            s.change("healthy in the target group")
+        try:
+            with rep.step(_names(batch), "register") as s:
+                tg.register([targets[r.name] for r in batch])
+                s.change("healthy in the target group")
+        except RailsfabError as exc:
+            # It serves the change (verified here) but the ALB does not take it back: a
+            # failure of the batch like any other, put back as it was.
+            exc.host = _names(batch)
+            for r in batch:
+                r.error = exc
+            _recover(pub, tg, batch, [targets[r.name] for r in batch], done)
         done += batch
 
 
@@ -158,13 +166,17 @@ def _recover(pub: Publication, tg: TargetGroup, batch: list[HostRun], targets: l
                          else "no healthy target"))
         err.exit_code = NOT_PUT_BACK
         raise err
-    with pub.session.rep.step(names, "register") as s:
-        tg.register(targets)
-        s.change("back in the target group, on what it served before" if touched
-                 else "back in the target group (nothing had changed on it)")
     err.state = (f"the roll stopped at {names}: "
-                 + ("back on what it served before, verified" if touched else "nothing changed")
-                 + " and back in the target group")
+                 + ("back on what it served before, verified" if touched else "nothing changed"))
+    try:
+        with pub.session.rep.step(names, "register") as s:
+            tg.register(targets)
+            s.change("back in the target group, on what it served before" if touched
+                     else "back in the target group (nothing had changed on it)")
+        err.state += " and back in the target group"
+    except RailsfabError as again:
+        err.state += f", but left out of the target group ({again.message})"
+        err.exit_code = NOT_PUT_BACK
     if done and pub.change:
         stuck = _revert(pub, done)
         err.state += (f"; {_names(done)} reverted too" if not stuck

@@ -7,6 +7,9 @@ from railsfab.errors import RailsfabError
 from railsfab.instances import Instances
 from railsfab.inventory import Host, Inventory
 
+# How long a registered target may take to pass the ALB's health checks.
+REGISTER_LIMIT = 300
+
 
 class TargetGroup:
     """The stage's target group: aws.target_group_arn, else the stack's TargetGroupArn
@@ -77,8 +80,26 @@ class TargetGroup:
                   + (f" (was {before})" if before else ""))
 
     def register(self, targets: list[dict]) -> None:
-        self.c.elbv2.register_targets(TargetGroupArn=self.arn, Targets=targets)
-        self._wait("target_in_service", targets, 300)
+        """Registered and healthy, or a RailsfabError saying what the target group answered
+        (a refusal, or the state and reason of a target that did not become healthy)."""
+        from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+
+        ids = ", ".join(t["Id"] for t in targets)
+        try:
+            self.c.elbv2.register_targets(TargetGroupArn=self.arn, Targets=targets)
+        except (BotoCoreError, ClientError) as exc:
+            raise RailsfabError(f"the target group refused {ids}: {exc}", step="register",
+                                fix="see what AWS said above (the instance's state, the "
+                                    "credentials' elasticloadbalancing permissions)") from None
+        try:
+            self._wait("target_in_service", targets, REGISTER_LIMIT)
+        except WaiterError:
+            said = "; ".join(f"{t}: {h['state']} {h['reason']} {h['description']}".strip()
+                             for t, h in self.health_detail(targets).items())
+            raise RailsfabError(
+                f"not healthy in the target group after {REGISTER_LIMIT} s: {said}",
+                step="register", fix=f"the ALB asks {self.inv.stage.app.health_path} on port "
+                f"80: the app's security group must let the ALB in") from None
 
 
 def health_check_path(elbv2, arn: str) -> str:

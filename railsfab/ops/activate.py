@@ -260,7 +260,10 @@ def revert_plan(d: Serving, r: HostRun, *, leaving_gems: str | None = None) -> P
     steps = []
     if "switch" in r.applied:
         steps.append(Planned("revert", switch_to(d, prev)))
-    if r.restarted:
+    kept = _switched_from(d, r)
+    if kept is not None:
+        steps += _switch_back(d, r, kept, prev)
+    elif r.restarted:
         gems_changed = leaving_gems is None or r.facts.current_meta.get("gems") != leaving_gems
         steps.append(Planned("revert", Change(f"restart {server.name} from {prev}", run=runs.revert(
             server, gems_changed=gems_changed,
@@ -269,3 +272,38 @@ def revert_plan(d: Serving, r: HostRun, *, leaving_gems: str | None = None) -> P
                                               run=runs.runs_release(server, prev), always=True)))
     steps.append(Planned("verify", verified(r.facts, d, always=True)))
     return Plan(steps)
+
+
+def _switched_from(d: Serving, r: HostRun) -> AppServer | None:
+    """The server this run was switching away from (unicorn <-> puma) when it failed, while
+    it still runs: the new one was started beside it and it was not retired yet."""
+    f = r.facts
+    if f.unit(d.paths.unit_name)["active"] == "active" or any(
+            s.startswith("retire") for s in r.applied):
+        return None
+    return next((s for s in getattr(d, "retired", ()) if f.unit(s.paths.unit_name)["active"]
+                 == "active"), None)
+
+
+def _switch_back(d: Serving, r: HostRun, kept: AppServer, prev: str) -> list[Planned]:
+    """A failed switch is undone, the way the host was: nginx back on the server that kept
+    running (the site as the facts read it, reloaded if this run had reloaded nginx onto the
+    new one), the new server stopped and removed as if never started, the kept one read to
+    run `prev`."""
+    steps = []
+    site, old_site = d.paths.nginx_site, r.facts.text(d.paths.nginx_site)
+    if "nginx site" in r.applied and old_site is not None:
+        reload = " && systemctl reload nginx" if "nginx" in r.applied else ""
+        steps.append(Planned("revert", Change(
+            f"nginx site back on {kept.name}", done=f"nginx site back on {kept.name}"
+            + (", reloaded" if reload else " (nginx had not loaded the new one)"),
+            scripts=(Script(f"t=$(mktemp -d) && trap 'rm -rf $t' EXIT && cat > $t/site && "
+                            f"install -m 0644 $t/site {site} && nginx -t -q{reload}",
+                            stdin=old_site.encode()),))))
+    unit = d.paths.unit_name
+    steps.append(Planned("revert", Change(
+        f"stop and remove {unit} (the switch to {d.server.name} is undone)",
+        run=_retire_run(kept, [d.server], {d.server.name: False}))))
+    steps.append(Planned("release", Check(f"{kept.name} runs releases/{prev}",
+                                          run=runs.runs_release(kept, prev), always=True)))
+    return steps

@@ -34,11 +34,13 @@ def _systemctl(r: HostRun, server: AppServer, script: str) -> None:
         remote.sh(r.conn, script, sudo=True, step=server.name,
                   timeout=app.boot_timeout + 120, on_line=r.progress)
     except RailsfabError as exc:
-        tail = remote.sh(r.conn, f"tail -n 15 {p.server_log} 2>/dev/null; journalctl -u "
-                         f"{p.unit_name} -n 5 --no-pager -q", sudo=True, step=server.name,
-                         timeout=30, warn=True).stdout.strip()
-        exc.message += "\n" + tail
-        exc.fix = f"see {p.server_log} on {r.host.name}"
+        # puma's workers say why they could not load the app on its stdout log
+        logs = list(dict.fromkeys((p.server_stdout, p.server_log)))
+        tails = "; ".join(f"tail -n 15 {log} 2>/dev/null" for log in logs)
+        tail = remote.sh(r.conn, f"{tails}; journalctl -u {p.unit_name} -n 5 --no-pager -q",
+                         sudo=True, step=server.name, timeout=30, warn=True).stdout.strip()
+        exc.message += "".join(f"\n{printable(line)}" for line in tail.splitlines())
+        exc.fix = f"see {' and '.join(logs)} on {r.host.name}"
         raise
 
 

@@ -1,65 +1,96 @@
-"""A failed deploy leaves every host serving what it served before, proven under load.
+"""A failed command leaves every host serving what it served before, proven under load.
 
-Each case deploys a release that fails in one way, for unicorn and for puma behind the ALB,
-while 50 connections request / the way the ALB spreads them (tests/integration/alb.py: only
-to the hosts its target group has in service). For each: the command fails naming host and
-step, every host's app server runs the release it ran before (read from its processes'
-working directories, not from `current`), the target group lists every host healthy again,
-not one request failed, and the same command with the fault removed converges.
+A failure is injected at each step of a deploy (PREPARE: before any host leaves service;
+ACTIVATE and register: once web1 was drained from the target group), of rollback and of
+restart-app, for unicorn and for puma behind the ALB, while 50 connections request / the
+way the ALB spreads them (tests/integration/alb.py: only to the hosts its target group has
+in service). For each: the command fails naming host and step, every host's app server runs
+the release it ran before (read from its processes' working directories, not from
+`current`), the target group lists every host healthy again, not one request failed, and
+the same command with the fault removed converges. The server switch is in
+test_failure_matrix_switch.py.
 """
 
 from __future__ import annotations
 
-import base64
+import threading
 import time
 
 import pytest
 
-from railsfab import aws, stack
+from railsfab import aws
 from tests.conftest import run_fab
-from tests.integration.alb import TargetGroupRoute
+from tests.integration.matrix import (
+    LAYOUT,
+    WEB,
+    Ctx,
+    all_healthy,
+    app_edit,
+    both,
+    fab_watched,
+    on_web1,
+    plant,
+    served_release,
+    stage_edit,
+    target_states,
+    template_edit,
+    under_alb_load,
+)
 from tests.integration.test_deploy import current_release, get, ssh
-from tests.load import Load
 
-WEB = ("web1", "web2")
-LAYOUT = "app/views/layouts/application.html.erb"
-PATTERN = {"unicorn": "^unicorn (master|worker)", "puma": "^puma[ :]"}
-
-# Each fault: (the app file edited, the text put before its content, what the failure says).
-# Those of the prepare phase fail before any host switches; the others after a host was
-# handed over, or while it was.
 PUT_BACK = "back on what it served before, verified"
 UNCHANGED = "current unchanged"
-STATE = {"bundle fails": UNCHANGED}
-FAULTS = {
-    # The bundle cannot be resolved: the release is never activated anywhere.
-    "bundle fails": ("Gemfile", 'gem "railsfab_matrix_missing"\n', "railsfab_matrix_missing"),
-    # The issue's case: handed over, then / answers 500: the gate fails at once with the
-    # app's own error line, and the revert restarts the server from the previous release.
-    "answers 500": (LAYOUT, '<% raise "failure matrix: this release answers 500" %>\n',
-                    "this release answers 500"),
-    # Times out: / answers after verify's 10 s per request (and past unicorn's timeout):
-    # no answer is an answer only at the gate's deadline, then the same revert.
-    "times out": (LAYOUT, "<% sleep 12 %>\n", "/ -> 000"),
-    # Never boots: the new master (unicorn) or the new workers (puma) die loading the app.
-    # Unicorn logs the exception; puma 5 only the first line of its backtrace.
-    "never boots": ("config/initializers/zz_matrix.rb",
-                    'raise "failure matrix: never boots" if $PROGRAM_NAME =~ /unicorn|puma/\n',
-                    {"unicorn": "never boots", "puma": "zz_matrix.rb:1"}),
+
+# A new release (the view changed) whose deploy fails in the prepare phase (or at the
+# migration that follows it): each before any host is taken out of service. fault: (how it
+# is injected, the step named, what the failure says).
+NEW = app_edit("app/views/photos/index.html.erb", "<p>failure matrix: never served</p>\n")
+TAR = "/usr/local/bin/tar"
+PREPARE = {
+    # apt cannot install what the stage lists.
+    "packages": (both(NEW, stage_edit("missing-package", lambda st: st["app"].setdefault(
+        "packages", []).append("railsfab-matrix-missing"))), "packages",
+        "railsfab-matrix-missing"),
+    # The release cannot be written on web1 (its disk is full: tar says so).
+    "release upload": (both(NEW, on_web1(
+        f"printf '#!/bin/sh\\necho \"tar: write error: No space left on device\" >&2; "
+        f"exit 2\\n' > {TAR} && chmod 755 {TAR}", f"rm -f {TAR}")), "release",
+        "No space left on device"),
+    # The bundle cannot be resolved.
+    "bundle": (app_edit("Gemfile", 'gem "railsfab_matrix_missing"\n'), "bundle",
+               "railsfab_matrix_missing"),
+    # assets:precompile fails (the manifest links a file that is not there).
+    "assets": (app_edit("app/assets/config/manifest.js", "//= link matrix_missing.js\n"),
+               "assets", "matrix_missing.js"),
+    # The migration raises.
+    "migrations": (both(NEW, app_edit(
+        "db/migrate/29990101000001_matrix_boom.rb",
+        "class MatrixBoom < ActiveRecord::Migration[6.1]\n  def change\n"
+        "    raise \"failure matrix: the migration fails\"\n  end\nend\n")),
+        "migrate", "the migration fails"),
 }
 
-
-def served_release(sandbox, host: str, server: str) -> set[str]:
-    """The releases the app server's processes run from (their working directories)."""
-    out = ssh(sandbox, host, f"for p in $(pgrep -u deploy -f '{PATTERN[server]}'); do "
-                             "sudo readlink /proc/$p/cwd; done")
-    return {line.rsplit("/", 1)[-1] for line in out.split()}
-
-
-def target_states(inv) -> dict[str, str]:
-    tg = stack.outputs(inv)["TargetGroupArn"]
-    return {t["Target"]["Id"]: t["TargetHealth"]["State"] for t in aws.clients(
-        inv).elbv2.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]}
+# A new release that fails once hosts are taken out of service, one by one through the
+# target group: web1 is handed over (or was being) and put back.
+ACTIVATE = {
+    # The issue's case: handed over, then / answers 500: the gate fails at once with the
+    # app's own error line, and the revert restarts the server from the previous release.
+    "answers 500": (app_edit(LAYOUT, '<% raise "failure matrix: this release answers 500" %>\n'),
+                    "verify", "this release answers 500"),
+    # Times out: / answers after verify's 10 s per request (and past unicorn's timeout):
+    # no answer is an answer only at the gate's deadline, then the same revert.
+    "times out": (app_edit(LAYOUT, "<% sleep 12 %>\n"), "verify", "/ -> 000"),
+    # Never boots: the new master (unicorn) or the new workers (puma) die loading the app.
+    # Unicorn logs the exception; puma 5 only the first line of its backtrace.
+    "never boots": (app_edit("config/initializers/zz_matrix.rb",
+                             'raise "failure matrix: never boots" if $PROGRAM_NAME =~ '
+                             '/unicorn|puma/\n'),
+                    None, {"unicorn": "never boots", "puma": "zz_matrix.rb:1"}),
+    # nginx refuses the site (a template override with a typo): `nginx -t` fails before
+    # nginx reloads, the running nginx keeps the config it serves.
+    "nginx": (both(NEW, template_edit("nginx-site.conf.j2", "proxy_pass http://",
+                                      "proxy_passs http://")), "nginx site", "proxy_passs"),
+}
 
 
 @pytest.fixture(scope="module", params=["unicorn", "puma"])
@@ -73,7 +104,55 @@ def app(inv):
     return inv.resolve(inv.stage.app.source)
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
+def serving(sandbox, inv, server: str) -> dict[str, str]:
+    """Each web host's release, read from `current` and its app server's processes; the
+    target group lists both healthy."""
+    now = {h: current_release(sandbox, h) for h in WEB}
+    assert all(served_release(sandbox, h, server) == {now[h]} for h in WEB)
+    assert all_healthy(inv)
+    return now
+
+
+def failed_cleanly(r, load, *, step: str, said: str, state: str) -> str:
+    """The command failed at `step` on web1 saying `said`, every host was put back (exit
+    status 1, not 3: nothing left that could not be) and not one request failed."""
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert f"failed on web1, step {step}\n" in out, out
+    assert said in out and state in out, out
+    assert "NOT put back" not in out, out
+    assert load.result.failed == 0, (load.result.errors, out)
+    return out
+
+
+def test_prepare_failures_switch_no_host(server_stage, app, sandbox, inv):
+    """Under one load, a new release whose deploy fails at each step of the prepare phase
+    and at the migration: no host is taken out of service, each serves what it did; then
+    the app as it is deploys with nothing to change."""
+    server, stage = server_stage
+    assert run_fab(stage, "deploy").returncode == 0
+    before = serving(sandbox, inv, server)
+    ctx = Ctx(app, stage, sandbox, inv)
+    outs = {}
+
+    def each():
+        for fault, (inject, _, _) in PREPARE.items():
+            with inject(ctx) as path:
+                r = run_fab(path, "deploy")
+            outs[fault] = r
+            assert r.returncode == 1, (fault, r.stdout + r.stderr)
+            assert serving(sandbox, inv, server) == before, fault
+        return outs
+    _, load = under_alb_load(inv, each)
+    for fault, (_, step, said) in PREPARE.items():
+        out = failed_cleanly(outs[fault], load, step=step, said=said, state=UNCHANGED)
+        assert "deregister" not in out, (fault, out)
+    r = run_fab(stage, "deploy")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "create release" not in r.stdout and serving(sandbox, inv, server) == before
+
+
+@pytest.mark.parametrize("fault", list(ACTIVATE))
 def test_failed_deploy_leaves_every_host_serving_what_it_served(fault, server_stage, app,
                                                                  sandbox, inv):
     """From the release the hosts serve (the app as it is), a release with `fault`: put
@@ -82,58 +161,18 @@ def test_failed_deploy_leaves_every_host_serving_what_it_served(fault, server_st
     server, stage = server_stage
     addresses = [h.address for h in inv.hosts(role="web")]
     assert run_fab(stage, "deploy").returncode == 0
-    before = {h: current_release(sandbox, h) for h in WEB}
-    assert all(served_release(sandbox, h, server) == {before[h]} for h in WEB)
-    states_before = target_states(inv)
-    assert set(states_before.values()) == {"healthy"} and len(states_before) == 2
-    path, text, said = FAULTS[fault]
-    target = app / path
-    good = target.read_text() if target.exists() else None
-    target.write_text(text + (good or ""))
-    try:
-        r, load = under_alb_load(inv, lambda: run_fab(stage, "deploy"))
-    finally:
-        if good is None:
-            target.unlink()
-        else:
-            target.write_text(good)
-    out = r.stdout + r.stderr
-    assert r.returncode == 1, out  # failed, and every host was put back (not 3)
-    assert (said if isinstance(said, str) else said[server]) in out, out
-    assert "web1" in out and STATE.get(fault, PUT_BACK) in out, out
-    assert "NOT put back" not in out, out
-    assert load.result.failed == 0, (load.result.errors, out)
-    for h in WEB:
-        assert current_release(sandbox, h) == before[h]
-        assert served_release(sandbox, h, server) == {before[h]}, out
-    assert target_states(inv) == states_before
+    before = serving(sandbox, inv, server)
+    inject, step, said = ACTIVATE[fault]
+    with inject(Ctx(app, stage, sandbox, inv)) as path:
+        r, load = under_alb_load(inv, lambda: run_fab(path, "deploy"))
+    out = failed_cleanly(r, load, step=step or server,
+                         said=said if isinstance(said, str) else said[server], state=PUT_BACK)
+    assert serving(sandbox, inv, server) == before, out
     assert all(get(a, "/")[0] == 200 for a in addresses)
     # the same command with the fault removed converges, on the release that served
     r = run_fab(stage, "deploy")
     assert r.returncode == 0, r.stdout + r.stderr
     assert {h: current_release(sandbox, h) for h in WEB} == before
-
-
-def plant(sandbox, release: str, text: str | None) -> None:
-    """As the app's deploy user, put (or with None, take away) an initializer that raises
-    when an app server loads `release` (on every web host)."""
-    f = f"/srv/sample/releases/{release}/config/initializers/zz_matrix.rb"
-    b64 = base64.b64encode(f"{text}\n".encode()).decode() if text else ""
-    cmd = f"echo {b64} | base64 -d | sudo -u deploy tee {f} >/dev/null" if text else \
-        f"sudo -u deploy rm -f {f}"
-    for h in WEB:
-        ssh(sandbox, h, cmd)
-
-
-def under_alb_load(inv, action):
-    addresses = [h.address for h in inv.hosts(role="web")]
-    with TargetGroupRoute(inv) as route, Load(addresses, connections=50, max_seconds=300,
-                                              in_service=route) as load:
-        time.sleep(1)
-        r = action()
-        time.sleep(1)
-    assert load.result.ok > 100, "the load generator did not get going"
-    return r, load
 
 
 BOOM = 'raise "failure matrix: cannot load" if $PROGRAM_NAME =~ /unicorn|puma/'
@@ -193,3 +232,43 @@ def test_failed_restart_keeps_every_host_serving(server_stage, sandbox, inv):
         assert served_release(sandbox, h, server) == {current}, out
     r = run_fab(stage, "restart-app")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_failed_register_puts_the_host_back(server_stage, app, sandbox, inv):
+    """web1 took the new release and passed its local gate, but the target group refuses
+    it (AWS sees its instance stopped, once it was drained): web1 is put back on what it
+    served, and registered again once its instance runs."""
+    server, stage = server_stage
+    assert run_fab(stage, "deploy").returncode == 0
+    before = serving(sandbox, inv, server)
+    ec2, iid = aws.clients(inv).ec2, sandbox.instance_id("web1")
+    stopped, started, end = threading.Event(), threading.Event(), threading.Event()
+
+    def stop_once_drained():
+        while not end.is_set():
+            if iid not in target_states(inv):
+                ec2.stop_instances(InstanceIds=[iid])
+                return stopped.set()
+            time.sleep(0.2)
+
+    def start_once_refused(line: str) -> None:
+        if stopped.is_set() and not started.is_set() and "refused" in line:
+            ec2.start_instances(InstanceIds=[iid])
+            started.set()
+
+    watcher = threading.Thread(target=stop_once_drained, daemon=True)
+    watcher.start()
+    try:
+        with NEW(Ctx(app, stage, sandbox, inv)) as path:
+            r, load = under_alb_load(inv, lambda: fab_watched(path, "deploy",
+                                                              on_line=start_once_refused))
+    finally:
+        end.set()
+        ec2.start_instances(InstanceIds=[iid])
+    assert stopped.is_set() and started.is_set(), r.stdout
+    out = failed_cleanly(r, load, step="register", said="not in a running state",
+                         state=PUT_BACK + " and back in the target group")
+    assert serving(sandbox, inv, server) == before, out
+    r = run_fab(stage, "deploy")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "create release" not in r.stdout

@@ -66,6 +66,45 @@ def test_a_first_deploy_has_nothing_to_go_back_to(d):
     assert activate.revert_plan(d, r) is None
 
 
+def switching(puma, d, applied):
+    """A puma stage's run that was switching a host from unicorn (still running) to puma."""
+    f = deployed(d, PREV)  # the host as the unicorn stage left it
+    f.raw["units"][puma.paths.unit_name] = {"active": "inactive", "enabled": "", "load": "",
+                                            "main_pid": "0"}
+    return run_of(puma, applied=applied, restarted=True, facts=f)
+
+
+@pytest.mark.parametrize("applied, site", [
+    (["puma config", "puma unit", "nginx site", "puma"], "nginx site back on unicorn"),
+    (["puma config", "puma unit", "nginx site", "puma", "nginx"], "nginx site back on unicorn"),
+    (["puma config", "puma unit"], None),
+])
+def test_a_failed_switch_puts_nginx_back_on_the_server_that_kept_running(puma, d, applied,
+                                                                        site):
+    """Not a restart of the server that failed (it would fail again, and the one serving
+    before still runs): the site as it was, the new server removed, the old one read."""
+    r = switching(puma, d, applied)
+    plan = activate.revert_plan(puma, r, leaving_gems=puma.digests.gems)
+    assert steps(plan) == [
+        *([("revert", "Change", site)] if site else []),
+        ("revert", "Change", "stop and remove shop-puma.service (the switch to puma is "
+                             "undone)"),
+        ("release", "Check", f"unicorn runs releases/{PREV}"),
+        ("verify", "Check", "/, /up and an asset answer 200 through nginx"),
+    ]
+    if site:
+        script = plan.steps[0].outcome.scripts[0]
+        assert script.stdin == d.files["site"].encode()  # unicorn's site, as read
+        assert script.text.endswith("nginx -t -q" + (" && systemctl reload nginx"
+                                                      if "nginx" in applied else ""))
+
+
+def test_a_switch_that_retired_the_old_server_is_reverted_like_a_restart(puma, d):
+    r = switching(puma, d, ["puma", "nginx", "verify", "retire unicorn"])
+    assert ("revert", "Change", f"restart puma from {PREV}") in steps(
+        activate.revert_plan(puma, r))
+
+
 class Stub(Unicorn):
     """Unicorn's restart semantics, with the host's answer given."""
 
