@@ -104,3 +104,15 @@ def apt_install_script(packages: list[str], *, update: bool) -> str:
         "if [ $i -ge 600 ]; then echo 'apt: the package lock was still held after 10 minutes' "
         ">&2; fi; tail -n 20 \"$t/out\" >&2; exit 1; done"
     )
+
+
+def nginx_reload(verb: str = "reload") -> str:
+    """`systemctl VERB nginx`, returning only once nginx's workers from before no longer
+    take connections (each gone or "shutting down"; bounded, 10 s). `systemctl reload`
+    returns as soon as the master is signalled: a request sent at once could still be
+    accepted by an old worker, with the old config (and a verification pass on the old
+    upstream)."""
+    return ("{ old=$(pgrep -f '^nginx: worker process$' || true); "
+            f"systemctl {verb} nginx && for _ in $(seq 200); do busy=; for p in $old; do "
+            "[ \"$(ps -o args= -p \"$p\" 2>/dev/null)\" = 'nginx: worker process' ] && busy=1; "
+            "done; [ -z \"$busy\" ] && break; sleep 0.05; done; }")

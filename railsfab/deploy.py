@@ -7,9 +7,10 @@ Phases, each on all web hosts in parallel, each a plan made from the facts befor
             assets): nothing here changes what is being served; what needs no package is
             done while apt runs
   migrate   once, on the `migrate` host, only when every host prepared its release
-  activate  config files, atomic switch of `current`, app server, nginx, verification,
-            retiring the other app server: through the one publish path (railsfab.publish)
-  finalize  the release is marked good on every host; old releases beyond keep_releases go
+  activate  config files, atomic switch of `current`, app server, nginx, verification:
+            through the one publish path (railsfab.publish)
+  finalize  the other app server retired (after a switch); the release is marked good on
+            every host; old releases beyond keep_releases go
 Nothing restarts unless something it depends on changed; a second run changes nothing.
 """
 
@@ -61,9 +62,13 @@ ACTIVATE = Phase("activate", (
     (lambda d: d.server.name, activate.app_server),
     ("nginx", activate.nginx),
     ("verify", activate.verified),
-    (lambda d: "retire " + " ".join(s.name for s in d.retired), activate.retire),
 ))
-FINALIZE = Phase("finalize", (("releases", release.finalize),))
+# The other server (after a switch unicorn <-> puma) is retired only once every host serves:
+# until then a failed host later in the roll can put each host back on it.
+FINALIZE = Phase("finalize", (
+    (lambda d: "retire " + " ".join(s.name for s in d.retired), activate.retire),
+    ("releases", release.finalize),
+))
 
 
 def facts_spec(d: Desired) -> facts.Spec:

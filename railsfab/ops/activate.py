@@ -3,7 +3,8 @@
 Config files are validated before they replace the old ones; `current` is switched
 atomically; the app server is (re)started or handed over, and counts as ready only once it
 answers on its own socket or port; nginx moves to it only then; the other server (after a
-switch unicorn <-> puma) is retired once nginx's old workers are done with it.
+switch unicorn <-> puma) keeps running until every host serves (the deploy's finalize phase
+retires it), so a failed host anywhere in the roll puts every host back on it.
 """
 
 from __future__ import annotations
@@ -91,8 +92,8 @@ def _no_site(f: Facts, d: Desired) -> Change | NoChange:
         return NoChange(f"none (nginx: false; {d.server.name} answers on :{d.app.port})")
     return Change(f"remove {' '.join(present)} (nginx: false)",
                   done=f"removed {' '.join(present)} (nginx: false)",
-                  scripts=(Script(f"rm -f {' '.join(present)} && "
-                                  "(! systemctl is-active -q nginx || systemctl reload nginx)"),))
+                  scripts=(Script(f"rm -f {' '.join(present)} && (! systemctl is-active -q "
+                                  f"nginx || {commands.nginx_reload()})"),))
 
 
 def switch(f: Facts, d: Desired, p: Plan) -> Change | None:
@@ -155,7 +156,8 @@ def nginx(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
     enable = "" if state["enabled"] == "enabled" else "systemctl enable -q nginx && "
     # The package's postinst may have started nginx since the facts were read:
     # reload-or-restart is right whether it runs or not.
-    reload = runs.script_marked(f"{enable}systemctl reload-or-restart nginx", mark="nginx")
+    reload = runs.script_marked(enable + commands.nginx_reload("reload-or-restart"),
+                                mark="nginx")
     if p.changes("nginx site"):
         return Change("reload (site changed)", done="reloaded (site changed)", run=reload)
     if state["active"] != "active":
@@ -293,7 +295,7 @@ def _switch_back(d: Serving, r: HostRun, kept: AppServer, prev: str) -> list[Pla
     steps = []
     site, old_site = d.paths.nginx_site, r.facts.text(d.paths.nginx_site)
     if "nginx site" in r.applied and old_site is not None:
-        reload = " && systemctl reload nginx" if "nginx" in r.applied else ""
+        reload = f" && {commands.nginx_reload()}" if "nginx" in r.applied else ""
         steps.append(Planned("revert", Change(
             f"nginx site back on {kept.name}", done=f"nginx site back on {kept.name}"
             + (", reloaded" if reload else " (nginx had not loaded the new one)"),

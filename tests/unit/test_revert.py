@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from railsfab import releases
+from railsfab import commands, releases
 from railsfab.appserver.unicorn import Unicorn
 from railsfab.errors import RailsfabError
 from railsfab.executor import HostRun
@@ -95,7 +95,7 @@ def test_a_failed_switch_puts_nginx_back_on_the_server_that_kept_running(puma, d
     if site:
         script = plan.steps[0].outcome.scripts[0]
         assert script.stdin == d.files["site"].encode()  # unicorn's site, as read
-        assert script.text.endswith("nginx -t -q" + (" && systemctl reload nginx"
+        assert script.text.endswith("nginx -t -q" + (f" && {commands.nginx_reload()}"
                                                       if "nginx" in applied else ""))
 
 
