@@ -34,9 +34,11 @@ def _systemctl(r: HostRun, server: AppServer, script: str) -> None:
         remote.sh(r.conn, script, sudo=True, step=server.name,
                   timeout=app.boot_timeout + 120, on_line=r.progress)
     except RailsfabError as exc:
-        # puma's workers say why they could not load the app on its stdout log
+        # puma's workers say why they could not load the app on its stdout log; a Ruby
+        # backtrace's "from ..." lines would push the exception's own line out of view
         logs = list(dict.fromkeys((p.server_stdout, p.server_log)))
-        tails = "; ".join(f"tail -n 15 {log} 2>/dev/null" for log in logs)
+        tails = "; ".join(f"tail -n 300 {log} 2>/dev/null | grep -v '^[[:space:]]*from ' | "
+                          "tail -n 10" for log in logs)
         tail = remote.sh(r.conn, f"{tails}; journalctl -u {p.unit_name} -n 5 --no-pager -q",
                          sudo=True, step=server.name, timeout=30, warn=True).stdout.strip()
         exc.message += "".join(f"\n{printable(line)}" for line in tail.splitlines())

@@ -59,9 +59,9 @@ PREPARE = {
     # The bundle cannot be resolved.
     "bundle": (app_edit("Gemfile", 'gem "railsfab_matrix_missing"\n'), "bundle",
                "railsfab_matrix_missing"),
-    # assets:precompile fails (the manifest links a file that is not there).
-    "assets": (app_edit("app/assets/config/manifest.js", "//= link matrix_missing.js\n"),
-               "assets", "matrix_missing.js"),
+    # assets:precompile fails (the stylesheet imports a file that is not there).
+    "assets": (app_edit("app/assets/stylesheets/application.scss",
+                        '@import "matrix_missing";\n'), "assets", "matrix_missing"),
     # The migration raises.
     "migrations": (both(NEW, app_edit(
         "db/migrate/29990101000001_matrix_boom.rb",
