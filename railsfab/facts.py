@@ -13,9 +13,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from railsfab import onhost, remote
+from railsfab.errors import RailsfabError
 from railsfab.paths import Paths
+from railsfab.text import printable
 
 INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
+# What railsfab names a release (its UTC time to the second). The deploy user can make any
+# folder under releases/ and point `current` anywhere: a name of another shape never reaches
+# a command (it would be pasted into root's shell and into other hosts' paths).
+RELEASE_ID = re.compile(r"[0-9]{14}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+# A release's ledger (.railsfab-release.json, the deploy user's file): the keys railsfab
+# writes, each in the shape it writes; anything else is dropped.
+LEDGER = {"id": RELEASE_ID, "source": _DIGEST, "gems": _DIGEST, "assets": _DIGEST,
+          "migrations": _DIGEST, "state": re.compile(r"prepared|good|failed"),
+          "app_server": re.compile(r"unicorn|puma"),
+          "rails_env": re.compile(r"[A-Za-z0-9_-]{1,64}")}
 NGINX_PID_FILE = "/run/nginx.pid"
 # A config path counts as changed after nginx loaded only when its mtime is this much later
 # than the newest nginx process: process start times are read to 10 ms, and no step writes
@@ -114,4 +127,31 @@ def gather(conn, paths: Paths, spec: Spec, *, lock_holder: dict | None = None) -
               "lock": {"path": paths.lock, "holder": lock_holder} if lock_holder else None}
     r = remote.sh(conn, "sudo -n python3 -", step="facts",
                   stdin=onhost.python_call("facts.py", "main", params))
-    return Facts(json.loads(r.stdout))
+    return Facts(checked(json.loads(r.stdout), paths))
+
+
+def ledger(meta: Any) -> dict[str, str]:
+    """A ledger read from a host, keeping only what railsfab writes, as it writes it."""
+    if not isinstance(meta, dict):
+        return {}
+    return {k: v for k, v in meta.items()
+            if k in LEDGER and isinstance(v, str) and LEDGER[k].fullmatch(v)}
+
+
+def checked(raw: dict, paths: Paths) -> dict:
+    """The facts' release names and ledgers as railsfab makes them: a folder under
+    releases/ (or a `current`) of another name is refused, naming it."""
+    releases = raw.get("releases") if isinstance(raw.get("releases"), dict) else {}
+    current = raw.get("current")
+    names = [*releases, *([current] if current is not None else [])]
+    bad = next((n for n in names if not isinstance(n, str) or not RELEASE_ID.fullmatch(n)), None)
+    if bad is not None:
+        what = printable(repr(bad), 80)
+        where = f"`current` points to {what}" if bad == current and bad not in releases \
+            else f"{paths.releases} holds {what}"
+        raise RailsfabError(
+            f"{where}: not a release railsfab made (its names are 14 digits, the UTC time)",
+            step="facts", fix=f"look at what it is and who made it, move it out of "
+            f"{paths.releases} (and `current` back onto a release), then run the command again")
+    raw["releases"] = {n: ledger(m) for n, m in releases.items()}
+    return raw
