@@ -22,6 +22,7 @@ from railsfab.errors import RailsfabError
 from railsfab.inventory import Host, Inventory
 from railsfab.ops import release
 from railsfab.ops.desired import Serving
+from railsfab.text import safe
 
 
 def pick_hosts(inv: Inventory, *, only: str | None, all_hosts: bool) -> list[Host]:
@@ -57,7 +58,8 @@ class _Printer:
 
     def line(self, host: str, text: str) -> None:
         with self.lock:
-            sys.stdout.write((f"{host:<{self.width}} | " if self.prefix else "") + text + "\n")
+            sys.stdout.write((f"{host:<{self.width}} | " if self.prefix else "") + safe(text)
+                             + "\n")
             sys.stdout.flush()
 
 
@@ -158,8 +160,22 @@ def log_files(s: Serving) -> list[str]:
     p = s.paths
     files = [p.server_log, p.server_stdout, p.rails_log(s.app.rails_env)]
     if s.app.nginx:
-        files += ["/var/log/nginx/error.log", "/var/log/nginx/access.log"]
+        files += NGINX_LOGS
     return files
+
+
+NGINX_LOGS = ["/var/log/nginx/error.log", "/var/log/nginx/access.log"]
+
+
+def logs_script(s: Serving, *, lines: int, follow: bool) -> str:
+    """`tail` of the app's logs as the app's user (they are in its folder: a link there to
+    /etc/shadow shows nothing), of nginx's as root; each started at once when following."""
+    tail = f"tail -n {int(lines)}{' -F' if follow else ''}"
+    app = " ".join(shlex.quote(f) for f in log_files(s) if f not in NGINX_LOGS)
+    parts = [f"runuser -u {s.app.deploy_user} -- {tail} {app} 2>/dev/null"]
+    if s.app.nginx:
+        parts.append(f"{tail} {' '.join(NGINX_LOGS)} 2>/dev/null")
+    return (" & ".join(parts) + " & wait" if follow else "; ".join(parts)) + "; true"
 
 
 def logs(inv: Inventory, *, only: str | None = None, lines: int = 20,
@@ -168,8 +184,7 @@ def logs(inv: Inventory, *, only: str | None = None, lines: int = 20,
     s = Serving.of(inv.stage)
     hosts = inv.hosts(role="web", only=only)
     out = _Printer(hosts, always=True)
-    files = " ".join(shlex.quote(f) for f in log_files(s))
-    script = f"tail -n {int(lines)} {'-F' if follow else ''} {files} 2>/dev/null; true"
+    script = logs_script(s, lines=lines, follow=follow)
 
     def one(host: Host) -> None:
         conn = remote.open_checked(inv, host)

@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from railsfab.errors import RailsfabError
+from railsfab.text import printable, safe
 
 STYLES = {"ok": "green", "changed": "yellow", "failed": "bold red"}
 
@@ -119,7 +120,7 @@ class Reporter:
         def progress(text: str) -> None:
             running = self._running.get(key)
             if running is not None:
-                running.activity = text
+                running.activity = printable(text, 200)
 
         handle._progress = progress
         return key
@@ -145,6 +146,10 @@ class Reporter:
             if self._live is not None:
                 self._live.stop()
                 self._live = None
+
+    def _print(self, text: str) -> None:
+        """Every line the reporter prints: what came from a host is in it, shown safe."""
+        self.console.print(safe(text))
 
     @contextmanager
     def step(self, host: str, name: str) -> Iterator[Step]:
@@ -172,14 +177,14 @@ class Reporter:
         if self.quiet:
             return
         detail = r.detail if r.status != "failed" else (r.detail.splitlines() or [""])[0]
-        self.console.print(
+        self._print(
             f"  {escape(r.host):<8} [{STYLES[r.status]}]{r.status:<8}[/] "
             f"{escape(r.step):<16} [dim]{r.seconds:5.1f}s[/]  {escape(detail)}",
         )
 
     def info(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(text)
+            self._print(text)
 
     @property
     def changed_count(self) -> int:
@@ -194,9 +199,9 @@ class Reporter:
             counts = hosts.setdefault(r.host, {"ok": 0, "changed": 0, "failed": 0})
             counts[r.status] += 1
         total = time.monotonic() - self.started
-        self.console.print(f"[bold]{escape(title)}[/] recap ({total:.1f}s)")
+        self._print(f"[bold]{escape(title)}[/] recap ({total:.1f}s)")
         for host, c in hosts.items():
-            self.console.print(
+            self._print(
                 f"  {escape(host):<8} [green]ok={c['ok']}[/] [yellow]changed={c['changed']}[/] "
                 f"[{'bold red' if c['failed'] else 'dim'}]failed={c['failed']}[/]"
             )
@@ -211,4 +216,4 @@ class Reporter:
             lines.append(f"  state: {escape(exc.state)}")
         if exc.fix:
             lines.append(f"  fix:   {escape(exc.fix)}")
-        self.console.print("\n".join(lines))
+        self._print("\n".join(lines))

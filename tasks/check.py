@@ -11,6 +11,7 @@ from rich.table import Table
 
 from railsfab.errors import RailsfabError
 from railsfab.report import Reporter
+from railsfab.text import safe
 from tasks._boundary import STAGE_HELP, command, load_stage
 
 if TYPE_CHECKING:
@@ -79,9 +80,10 @@ def check(c, stage=None, only=None, json=False):
                 table.add_column(col)
             for v in verdicts:
                 # evidence is quoted text ("[emerg]", "[request-id]"), not markup
-                table.add_row(v.layer, f"[{STYLE[v.status]}]{v.status}[/]", escape(v.detail))
+                table.add_row(v.layer, f"[{STYLE[v.status]}]{v.status}[/]",
+                              escape(safe(v.detail)))
             rep.console.print(table)
-            rep.console.print(summary(host, verdicts, bad[host]))
+            rep.console.print(safe(summary(host, verdicts, bad[host])))
     if any(bad.values()):
         raise Exit(code=1)
 
