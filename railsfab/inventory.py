@@ -221,9 +221,12 @@ class AWS(_Model):
 
     @model_validator(mode="after")
     def _ssh_not_open(self) -> AWS:
-        if self.admin_cidr == "0.0.0.0/0" and not self.allow_ssh_from_anywhere:
-            raise ValueError("admin_cidr 0.0.0.0/0 opens SSH (port 22) to the whole internet: "
-                             "give your own network's CIDR, or set "
+        broad = self.admin_cidr and ipaddress.IPv4Network(self.admin_cidr).prefixlen < 8
+        if broad and not self.allow_ssh_from_anywhere:
+            raise ValueError(f"admin_cidr {self.admin_cidr} opens SSH (port 22) to "
+                             + ("the whole internet" if self.admin_cidr == "0.0.0.0/0" else
+                                "a large part of the internet (shorter than /8)")
+                             + ": give your own network's CIDR, or set "
                              "allow_ssh_from_anywhere: true to mean it")
         return self
 

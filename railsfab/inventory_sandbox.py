@@ -9,11 +9,11 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from railsfab.inventory_fleet import GroupName, TagKey, TagValue
-from railsfab.inventory_shapes import Address, Model, Name
+from railsfab.inventory_shapes import Address, Model, Name, Package
 
 
 class GemMirror(Model):
-    packages: list[str] = Field(min_length=1)
+    packages: list[Package] = Field(min_length=1)  # ruby-* packages repacked as gems
     port: int = Field(9292, ge=1, le=65535)
 
 

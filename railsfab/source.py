@@ -33,8 +33,7 @@ EXCLUDE_TOP = {".git", "log", "tmp", "node_modules", "storage", ".bundle", "cove
 EXCLUDE_PATHS = {"public/assets", "public/packs"}
 EXCLUDE_NAMES = {".DS_Store", "__pycache__"}
 # Secrets: never shipped, whatever git or .gitignore say; named in the deploy's output.
-SECRETS = ("config/master.key", "config/credentials/*.key", ".env", ".env.*", "*/.env",
-           "*/.env.*")
+SECRETS = ("config/master.key", "config/credentials/*.key", ".env*", "*/.env*")
 
 GEM_INPUTS = ("Gemfile", "Gemfile.lock")
 ASSET_INPUTS = ("app/assets/", "lib/assets/", "vendor/assets/", "app/javascript/",

@@ -4,6 +4,8 @@ host's instance."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from railsfab.diagnose.base import Context, Finding, Layer
 
 
@@ -130,11 +132,21 @@ def http_beyond_the_alb(d: dict, ctx: Context) -> Finding | None:
             f"ALB's group {alb} may reach :80")
 
 
+def too_broad(cidr: str) -> bool:
+    """A source no admin network is: shorter than /8 (IPv4) or /32 (IPv6), 0.0.0.0/0 and
+    0.0.0.0/1 alike."""
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+    return net.prefixlen < (8 if net.version == 4 else 32)
+
+
 def ssh_from_anywhere(d: dict, ctx: Context) -> Finding | None:
     sg = ctx.sg
     if sg.get("ssh_anywhere_allowed"):
         return None
-    found = [r for r in _rules(sg, 22) if r[3] in ("0.0.0.0/0", "::/0")]
+    found = [r for r in _rules(sg, 22) if too_broad(r[3])]
     if not found:
         return None
     g, _, _, src = found[0]

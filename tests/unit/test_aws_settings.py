@@ -68,7 +68,10 @@ def test_ssh_from_anywhere_needs_the_stage_to_say_so(tmp_path):
     assert "allow_ssh_from_anywhere: true" in msg
     a = load(tmp_path, admin_cidr="0.0.0.0/0", allow_ssh_from_anywhere=True)
     assert (a.admin_cidr, a.allow_ssh_from_anywhere) == ("0.0.0.0/0", True)
-    assert load(tmp_path, admin_cidr="0.0.0.0/1").admin_cidr == "0.0.0.0/1"
+    for broad in ("0.0.0.0/1", "128.0.0.0/1", "10.0.0.0/7"):
+        msg = refused(tmp_path, admin_cidr=broad)
+        assert f"admin_cidr {broad} opens SSH (port 22) to a large part of the internet" in msg
+    assert load(tmp_path, admin_cidr="10.0.0.0/8").admin_cidr == "10.0.0.0/8"
 
 
 def test_endpoint_buckets_are_bucket_names(tmp_path):

@@ -32,7 +32,8 @@ def shipped(src: Source) -> list[str]:
         return sorted(tar.getnames())
 
 
-SECRETS = {".env": "SECRET_KEY_BASE=x\n", ".env.production": "X=1\n",
+SECRETS = {".env": "SECRET_KEY_BASE=x\n", ".env.production": "X=1\n", ".envrc": "X=1\n",
+           ".env-production": "X=1\n", ".env_local": "X=1\n", "sub/.env.test": "X=1\n",
            "config/master.key": "abc\n", "config/credentials/production.key": "def\n"}
 
 
