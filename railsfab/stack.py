@@ -112,6 +112,16 @@ def outputs(inv: Inventory) -> dict[str, str]:
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
+def http_only(inv: Inventory) -> str | None:
+    """What provision warns of on a real stage whose ALB has no certificate."""
+    a = inv.stage.aws
+    if inv.stage.sandbox or a.certificate_arn or a.certificate_domain:
+        return None
+    return ("the ALB answers HTTP only: logins and cookies cross the internet in clear "
+            "text; give aws.certificate_arn (an ACM certificate) and run `fab aws.provision` "
+            "again")
+
+
 def provision(inv: Inventory, rep: Reporter) -> bool:
     """Create or update the stack; True if anything changed."""
     c = aws.clients(inv)

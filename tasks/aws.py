@@ -23,6 +23,9 @@ def provision(c, stage=None):
     for k, v in stack.outputs(inv).items():
         rep.info(f"  {k:<20} {v}")
     rep.info("changed" if changed else "no change")
+    warning = stack.http_only(inv)
+    if warning:
+        rep.info(f"[yellow]warning[/] {warning}")
 
 
 @command(name="aws.status", help={"stage": STAGE_HELP})

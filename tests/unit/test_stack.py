@@ -73,6 +73,18 @@ def test_a_certificate_adds_https_443_and_port_80_redirects_to_it(tmp_path, cert
     assert t["Parameters"]["CertificateArn"] == {"Type": "String"}
 
 
+@pytest.mark.parametrize("cert, warned", [
+    ({}, True),
+    ({"certificate_arn": "arn:aws:acm:ap-northeast-1:123456789012:certificate/abc"}, False),
+    ({"certificate_domain": "shop.example.com"}, False),
+])
+def test_provision_warns_of_an_http_only_alb_on_a_real_stage(tmp_path, cert, warned):
+    rendered(tmp_path, **cert)
+    said = stack.http_only(inventory.load(tmp_path / "hosts.yaml"))
+    assert bool(said) == warned
+    assert not said or "aws.certificate_arn" in said
+
+
 def test_the_target_groups_health_check_asks_the_apps_health_path(tmp_path):
     tg = rendered(tmp_path)["Resources"]["TargetGroup"]["Properties"]
     assert tg["HealthCheckPath"] == "/healthz" and tg["Matcher"] == {"HttpCode": "200"}
