@@ -77,13 +77,15 @@ def apt_install(packages: list[str]) -> Cmd:
 
 
 def switch_current(paths: Paths, release_id: str, *, owner: str | None = None) -> str:
-    """Atomic: a new symlink under a temporary name, renamed over `current` (rename(2)),
-    owned by `owner` (the deploy user) when given."""
+    """Atomic: a new symlink under a temporary name, renamed over `current` (rename(2));
+    made by `owner` (the deploy user, whose folder it is: root never acts on a name there
+    that the deploy user could have put a link or a folder at) when given."""
     tmp = f"{paths.current}.new"
-    chown = f"chown -h {shlex.quote(owner)}:{shlex.quote(owner)} {shlex.quote(tmp)} && " \
-        if owner else ""
-    return (f"ln -sfn {shlex.quote(paths.release(release_id))} {shlex.quote(tmp)} && {chown}"
-            f"mv -T {shlex.quote(tmp)} {shlex.quote(paths.current)}")
+    script = (f"ln -sfn {shlex.quote(paths.release(release_id))} {shlex.quote(tmp)} && "
+              f"mv -T {shlex.quote(tmp)} {shlex.quote(paths.current)}")
+    if owner is None:
+        return script
+    return f"runuser -u {shlex.quote(owner)} -- sh -c {shlex.quote(script)}"
 
 
 def apt_install_script(packages: list[str], *, update: bool) -> str:

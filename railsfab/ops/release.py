@@ -45,11 +45,11 @@ def release(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
         return Change(f"create release {d.release} from its archive in "
                       f"{d.artifact.where}{rendered}", disturbs=False, diff=diff,
                       run=artifact.fetch(d, unpack))
-    u = d.app.deploy_user
     # One round trip: the archive carries what railsfab adds (Gemfile.railsfab, the ledger
-    # entry, config/storage.yml when rendered).
-    scripts = (Script(f"install -d -o {u} -g {u} -m 0711 {rel} && "
-                      f"{_as_deploy_user(d, _unpack(d, rel, '-'))}", stdin=d.release_archive),)
+    # entry, config/storage.yml when rendered). The folder is made by the deploy user (its
+    # releases/): a link planted at that name makes mkdir fail, root never follows it.
+    scripts = (Script(_as_deploy_user(d, f"mkdir -m 0711 {rel} && {_unpack(d, rel, '-')}"),
+                      stdin=d.release_archive),)
     return Change(f"create release {d.release}{rendered}", disturbs=False, scripts=scripts,
                   diff=diff, done=f"{d.release} uploaded ({len(d.source.files)} files){rendered}")
 
@@ -84,7 +84,8 @@ def bundle(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
     if prev and f.current_meta.get("gems") == d.digests.gems and not p.changes("packages"):
         # Same Gemfile, same gem packages: the resolved lock of the running release holds.
         lock = f"{GEMFILE}.lock"
-        reuse = Script(f"test -f {prev}/{lock} && cp -p {prev}/{lock} {rel}/{lock} || {install}")
+        reuse = Script(_as_deploy_user(d, f"test -f {prev}/{lock} && cp -p {prev}/{lock} "
+                                          f"{rel}/{lock}") + f" || {install}")
         return NoChange(f"Gemfile unchanged, lock reused from {f.current}", scripts=(reuse,))
     without = d.app.bundle_without.replace(":", ", ")
     return Change(f"bundle install --local (without {without})", disturbs=False,
@@ -119,8 +120,8 @@ def assets(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
                         "*bundling-rails in its Gemfile): nothing to precompile")
     rel, prev = d.paths.release(d.release), _previous(f, d)
     if prev and f.current_meta.get("assets") == d.digests.assets:
-        reuse = Script(f"test -d {prev}/public/assets && "
-                       f"cp -al {prev}/public/assets {rel}/public/assets")
+        reuse = Script(_as_deploy_user(d, f"test -d {prev}/public/assets && "
+                                          f"cp -al {prev}/public/assets {rel}/public/assets"))
         return NoChange(f"asset inputs unchanged, reused from {f.current}", scripts=(reuse,))
     env = d.app.rails_env
     cmd = commands.rails(d.paths, rel, d.app.deploy_user, env, "assets:precompile")

@@ -85,11 +85,10 @@ stages:
     assert "AWS_ENDPOINT_URL" not in env
 
 
-def test_switch_current_owned_by_the_deploy_user_before_the_rename():
+def test_switch_current_is_made_by_the_deploy_user_not_root():
     assert commands.switch_current(PATHS, "20261128", owner="deploy") == (
-        "ln -sfn /srv/shop/releases/20261128 /srv/shop/current.new && "
-        "chown -h deploy:deploy /srv/shop/current.new && "
-        "mv -T /srv/shop/current.new /srv/shop/current"
+        "runuser -u deploy -- sh -c 'ln -sfn /srv/shop/releases/20261128 "
+        "/srv/shop/current.new && mv -T /srv/shop/current.new /srv/shop/current'"
     )
 
 
