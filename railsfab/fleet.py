@@ -40,17 +40,42 @@ def resolve(inv: Inventory, say: Callable[[str], None]) -> None:
     from railsfab import aws  # boto3: only for stages that read their hosts from AWS
 
     c = aws.clients(inv)
-    found = [_instance(i, hf.address, inv) for i in find(c, inv)]
+    vpc = stage_vpc(inv, c)
+    records = find(c, inv)
+    refused = [f"{i['InstanceId']} (in {i.get('VpcId') or 'no VPC'}, not the stage's {vpc})"
+               for i in records if vpc is not None and i.get("VpcId") != vpc]
+    found = [_instance(i, hf.address, inv) for i in records
+             if vpc is None or i.get("VpcId") == vpc]
     hosts = combine(inv.stage.hosts, found)
     web = [h for h in hosts if "web" in h.roles]
     if not web:
         raise RailsfabError(
             f"hosts_from {hf.describe()} found no running instance in {inv.stage.aws.region}"
-            + (f" ({inv.stage.aws.endpoint_url})" if inv.stage.aws.endpoint_url else ""),
+            + (f" ({inv.stage.aws.endpoint_url})" if inv.stage.aws.endpoint_url else "")
+            + (f"; refused: {', '.join(refused)}" if refused else ""),
             step="hosts", fix=_fix_nothing(inv))
     inv.stage = inv.stage.model_copy(update={"hosts": hosts})
-    say(line(inv, hosts))
+    say(line(inv, hosts) + (f"; refused: {', '.join(refused)}" if refused else ""))
     refuse_unknown_keys(inv, c, [h for h in hosts if isinstance(h, Instance)])
+
+
+def stage_vpc(inv: Inventory, c) -> str | None:
+    """The stage's VPC: aws.vpc_id, the sandbox's, else that of the stack's target group.
+    An instance elsewhere carrying the tag (or in the group) is not the stage's: it would be
+    given the env file, with every secret. None when the stage names no VPC and no stack."""
+    from railsfab import stack
+
+    a = inv.stage.aws
+    if a.vpc_id:
+        return a.vpc_id
+    if inv.stage.sandbox:
+        return stack.network_ids(inv)["vpc_id"]
+    if not (a.target_group_arn or a.stack_name):
+        return None
+    arn = a.target_group_arn or stack.outputs(inv).get("TargetGroupArn")
+    if not arn:
+        return None
+    return c.elbv2.describe_target_groups(TargetGroupArns=[arn])["TargetGroups"][0]["VpcId"]
 
 
 def find(c, inv: Inventory) -> list[dict]:

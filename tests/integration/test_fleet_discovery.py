@@ -67,15 +67,16 @@ def fleet_in_aws(endpoint):
     tg = elbv2.create_target_group(Name="shop", Protocol="HTTP", Port=80, VpcId=vpc,
                                    TargetType="instance")["TargetGroups"][0]["TargetGroupArn"]
     elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": ids["web2"]}, {"Id": ids["web3"]}])
-    return {"ids": ids, "target_group": tg}
+    return {"ids": ids, "target_group": tg, "vpc": vpc, "ec2": ec2}
 
 
-def stage_file(tmp_path: Path, endpoint: str, hosts_from: dict, *, known: list[str]) -> Path:
+def stage_file(tmp_path: Path, endpoint: str, hosts_from: dict, *, known: list[str],
+               **aws) -> Path:
     doc = {"default_stage": "prod", "stages": {"prod": {
         "hosts_from": hosts_from,
         "hosts": [{"name": "db", "address": "10.9.1.20", "roles": ["db"]}],
         "app": {"name": "shop", "source": "app", "deploy_to": "/srv/shop"},
-        "aws": {"region": REGION, "endpoint_url": endpoint}}}}
+        "aws": {"region": REGION, "endpoint_url": endpoint, **aws}}}}
     path = tmp_path / "hosts.yaml"
     path.write_text(yaml.safe_dump(doc))
     if known:
@@ -108,6 +109,32 @@ def test_a_tag_finds_the_running_tagged_instances(tmp_path, endpoint, fleet_in_a
     assert said == [f"  hosts    tag Role=web in {endpoint}: 2 found: web1 ({ids['web1']}, "
                     f"10.9.1.11, {REGION}c), web2 ({ids['web2']}, 10.9.1.12, {REGION}c); "
                     "listed: db; web1 migrates"]
+
+
+def test_an_instance_with_the_tag_in_another_vpc_is_refused_and_named(tmp_path, endpoint,
+                                                                      fleet_in_aws):
+    """Anyone who can tag an instance in the account (another VPC, another team) would
+    otherwise join the stage and be given its env file."""
+    ec2 = fleet_in_aws["ec2"]
+    other = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=other, CidrBlock="10.8.1.0/24")["Subnet"]["SubnetId"]
+    stranger = ec2.run_instances(
+        ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=subnet,
+        PrivateIpAddress="10.8.1.66", TagSpecifications=[{"ResourceType": "instance", "Tags": [
+            {"Key": "Name", "Value": "web9"}, {"Key": "Role", "Value": "web"}]}],
+    )["Instances"][0]["InstanceId"]
+    try:
+        hosts, said = resolved(stage_file(tmp_path, endpoint, {"tag": {"Role": "web"}},
+                                          known=[*ALL, "10.8.1.66"], vpc_id=fleet_in_aws["vpc"]))
+        assert [h.name for h in hosts] == ["db", "web1", "web2"]
+        assert said[0].endswith(f"; refused: {stranger} (in {other}, not the stage's "
+                                f"{fleet_in_aws['vpc']})")
+        # without a VPC to hold it to (no vpc_id, no stack), the tag alone decides
+        hosts, _ = resolved(stage_file(tmp_path, endpoint, {"tag": {"Role": "web"}},
+                                       known=[*ALL, "10.8.1.66"]))
+        assert "web9" in [h.name for h in hosts]
+    finally:
+        ec2.terminate_instances(InstanceIds=[stranger])
 
 
 def test_an_auto_scaling_group_gives_its_inservice_instances(tmp_path, endpoint, fleet_in_aws):
