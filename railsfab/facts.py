@@ -127,7 +127,12 @@ def gather(conn, paths: Paths, spec: Spec, *, lock_holder: dict | None = None) -
               "lock": {"path": paths.lock, "holder": lock_holder} if lock_holder else None}
     r = remote.sh(conn, "sudo -n python3 -", step="facts",
                   stdin=onhost.python_call("facts.py", "main", params))
-    return Facts(checked(json.loads(r.stdout), paths))
+    raw = json.loads(r.stdout)
+    try:
+        return Facts(checked(raw, paths))
+    except RailsfabError as exc:
+        exc.lock = raw.get("lock")  # taken in the same trip: the caller releases it
+        raise
 
 
 def ledger(meta: Any) -> dict[str, str]:

@@ -66,7 +66,12 @@ class Session:
     def _read(self, r: HostRun, spec: facts.Spec) -> None:
         with self.rep.step(r.name, "facts") as s:
             r.conn = remote.open_checked(self.inv, r.host)
-            r.facts = facts.gather(r.conn, self.paths, spec, lock_holder=self.holder)
+            try:
+                r.facts = facts.gather(r.conn, self.paths, spec, lock_holder=self.holder)
+            except RailsfabError as exc:  # the host's facts were refused: the lock is ours
+                got = getattr(exc, "lock", None)
+                r.locked = bool(isinstance(got, dict) and got.get("acquired"))
+                raise
             r.locked = bool(r.facts.lock and r.facts.lock["acquired"])
             s.ok(f"{r.facts.os}, current release {r.facts.current or '-'}")
 
