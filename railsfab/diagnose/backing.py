@@ -19,7 +19,7 @@ def db_unreachable(d: dict, ctx: Context) -> Finding | None:
 def db_login_refused(d: dict, ctx: Context) -> Finding | None:
     """The server answered, and said no to the app's own credentials or database."""
     login = d["db"].get("login") or {"ok": True}
-    if login.get("ok"):
+    if login.get("ok") or login.get("stage") == "insecure":  # not tried: healthy() says so
         return None
     where, error = d["db"].get("where", ""), login.get("error", "")
     if login.get("stage") == "database":
@@ -69,4 +69,6 @@ class Database(Layer):
         if login and login.get("ok"):
             return (f"logged in as {d['db']['where']} ({login.get('server', '?')}, "
                     f"{login.get('ms', '?')} ms)")
+        if login and login.get("stage") == "insecure":
+            return f"reachable on its port; the login was not tried: {login.get('error', '')}"
         return "reachable on its port"

@@ -6,13 +6,17 @@ speaks each wire protocol itself, far enough to log in, select the database, ask
 raises, never prints and never puts the password in what it returns.
 
 - mysql2 (MySQL, MariaDB, Amazon RDS): handshake v10 with CLIENT_CONNECT_WITH_DB, plugins
-  mysql_native_password and caching_sha2_password (fast path, and full authentication without
-  TLS: the server's RSA public key, RSA-OAEP(SHA-1) done with pow()), the auth switch request;
-  then COM_QUIT. No TLS: a server that demands it answers with its own error.
+  mysql_native_password and caching_sha2_password's fast path, the auth switch request; then
+  COM_QUIT. No TLS: a server that demands it answers with its own error. caching_sha2's full
+  authentication (the password encrypted to an RSA key the server itself sends) is refused:
+  whoever answers as the database would get the password.
 - postgresql: SSLRequest first; on 'S' the session is TLS-wrapped without verifying the
-  certificate (libpq's default sslmode=prefer), on 'N' it stays plain. Then the StartupMessage,
-  cleartext, md5 or SCRAM-SHA-256 (no channel binding, the server's signature is checked), up
-  to ReadyForQuery; then Terminate. ("trilogy", "postgis": as "mysql2", "postgresql".)
+  certificate (libpq's default sslmode=prefer), on 'N' it stays plain. Then the StartupMessage
+  and SCRAM-SHA-256 (no channel binding, the server's signature is checked), up to
+  ReadyForQuery; then Terminate. Cleartext and md5 are refused (the server is not verified:
+  the password, or a hash of it, would go to whoever answers). ("trilogy", "postgis": as
+  "mysql2", "postgresql".)
+A login refused for either reason has stage "insecure": not tried, nothing sent.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ _MY_CAPS = 0x1 | 0x4 | 0x200 | 0x2000 | 0x8000 | 0x80000
 _MY_WITH_DB, _MY_41, _MY_SECURE, _MY_PLUGIN = 0x8, 0x200, 0x8000, 0x80000
 _MY_DB_ERRORS = ("1044", "1049")  # access denied to the database, unknown database
 _PG_STAGE = {"28P01": "auth", "28000": "auth", "3D000": "database", "42501": "database"}
+# The stage of a login not tried: the server asked for a way that would give the password
+# to whoever answers.
+INSECURE = "insecure"
 
 
 class _Fail(Exception):
@@ -170,48 +177,6 @@ def _my_scramble(plugin: str, pw: bytes, salt: bytes) -> bytes:
                         "does not implement (mysql_native_password, caching_sha2_password)")
 
 
-def _der(data: bytes, pos: int) -> tuple[int, int]:
-    """Where the DER element at `pos` has its content: (start, end)."""
-    length, pos = data[pos + 1], pos + 2
-    if length & 0x80:
-        n = length & 0x7F
-        length, pos = int.from_bytes(data[pos:pos + n], "big"), pos + n
-    return pos, pos + length
-
-
-def _rsa_key(pem: bytes) -> tuple[int, int]:
-    """(n, e) of a PEM public key: SubjectPublicKeyInfo or PKCS#1 RSAPublicKey."""
-    lines = pem.decode("ascii").splitlines()
-    der = base64.b64decode("".join(x.strip() for x in lines if not x.startswith("-----")))
-    start, _ = _der(der, 0)
-    if der[start] == 0x30:  # AlgorithmIdentifier: the key is in the BIT STRING after it
-        bits = _der(der, _der(der, start)[1])
-        der = der[bits[0] + 1:bits[1]]
-        start, _ = _der(der, 0)
-    n_at = _der(der, start)
-    e_at = _der(der, n_at[1])
-    return (int.from_bytes(der[n_at[0]:n_at[1]], "big"),
-            int.from_bytes(der[e_at[0]:e_at[1]], "big"))
-
-
-def _mgf1(seed: bytes, length: int) -> bytes:
-    blocks = (hashlib.sha1(seed + i.to_bytes(4, "big")).digest() for i in range(length // 20 + 1))
-    return b"".join(blocks)[:length]
-
-
-def _rsa_oaep(pem: bytes, message: bytes) -> bytes:
-    """RSAES-OAEP encryption (RFC 8017 7.1.1) with SHA-1, MGF1(SHA-1) and an empty label."""
-    n, e = _rsa_key(pem)
-    k = (n.bit_length() + 7) // 8
-    if len(message) > k - 42:
-        raise _Fail("auth", "the password is too long for the server's RSA key")
-    db = hashlib.sha1(b"").digest() + bytes(k - len(message) - 42) + b"\x01" + message
-    seed = os.urandom(20)
-    masked_db = _xor(db, _mgf1(seed, k - 21))
-    masked_seed = _xor(seed, _mgf1(masked_db, 20))
-    return pow(int.from_bytes(b"\0" + masked_seed + masked_db, "big"), e, n).to_bytes(k, "big")
-
-
 def _my_auth(wire: _Wire, plugin: str, pw: bytes, salt: bytes) -> None:
     """Answer the server until its OK (logged in, database selected) or its ERR."""
     while True:
@@ -229,11 +194,14 @@ def _my_auth(wire: _Wire, plugin: str, pw: bytes, salt: bytes) -> None:
             _my_write(wire, _my_scramble(plugin, pw, salt))
         elif p[:1] != b"\x01" or plugin != "caching_sha2_password":
             raise _bad(wire, f"packet {p[:8].hex()!r} during authentication")
-        elif p[1:] == b"\x04":  # full authentication: ask for the server's RSA public key
-            _my_write(wire, b"\x02")
-        elif p[1:].lstrip().startswith(b"-----BEGIN"):
-            xored = bytes(c ^ salt[i % len(salt)] for i, c in enumerate(pw + b"\0"))
-            _my_write(wire, _rsa_oaep(p[1:], xored))
+        elif p[1:] == b"\x04":
+            # Full authentication on a plain connection: the password would go to whoever
+            # answers, encrypted to an RSA key that same party supplies. Not sent (MySQL's
+            # own client refuses it too, unless told to fetch the server's key).
+            raise _Fail(INSECURE, "the server asks for caching_sha2_password's full "
+                        "authentication over plain TCP (the password, encrypted to a key the "
+                        "server itself sends): not sent; the login is proven once the "
+                        "account's password is in the server's cache (after the app logs in)")
         elif p[1:] != b"\x03":  # 3: fast authentication succeeded, the OK packet follows
             raise _bad(wire, f"caching_sha2_password data {p[1:9].hex()!r}")
 
@@ -318,12 +286,13 @@ def _pg_auth(wire: _Wire, body: bytes, user: str, password: str, scram: _Scram |
         wire.stage = "database"
         return None
     wire.stage, pw = "auth", password.encode()
-    if code == 3:
-        _pg_send(wire, b"p", pw + b"\0")
-    elif code == 5:
-        inner = hashlib.md5(pw + user.encode()).hexdigest().encode()
-        _pg_send(wire, b"p", b"md5" + hashlib.md5(inner + data[:4]).hexdigest().encode() + b"\0")
-    elif code == 10:
+    if code in (3, 5):
+        # The password (or an md5 of it an attacker can crack offline) to whoever answers:
+        # the TLS this check may have is not verified (no CA for the server is known here).
+        raise _Fail(INSECURE, f"the server asks for {'cleartext' if code == 3 else 'md5'} "
+                    "password authentication over a connection whose server is not verified: "
+                    "the password is not sent (SCRAM-SHA-256 proves it without giving it away)")
+    if code == 10:
         if b"SCRAM-SHA-256" not in data.split(b"\0"):
             raise _Fail("auth", f"no supported SASL mechanism in {data.rstrip(bytes(1))!r}")
         scram = _Scram(pw)
@@ -371,7 +340,8 @@ _ADAPTERS = {"mysql2": _mysql, "trilogy": _mysql, "mysql": _mysql,
 def login(adapter: str, host: str, port: int, user: str, password: str, database: str,
           timeout: float = 3.0, after=None) -> dict:
     """Log in as the app would: {"ok": True, "server": version, "ms": elapsed, "answer":
-    after's} or {"ok": False, "stage": "connect" | "handshake" | "auth" | "database", "error":
+    after's} or {"ok": False, "stage": "connect" | "handshake" | "auth" | "database" |
+    "insecure" (not tried: the password would have gone to whoever answers), "error":
     the server's (or the OS's) message, "code": MySQL errno, PostgreSQL SQLSTATE or ""}."""
     start, wire = time.monotonic(), None
     try:

@@ -325,6 +325,19 @@ def test_refused_credentials_and_a_missing_database_are_told_apart():
     assert down.layer == "database" and down.detail.startswith("cannot reach the database")
 
 
+def test_a_login_not_tried_is_said_not_blamed_on_the_credentials():
+    """The server asked for the password in a way whoever answers would get it: the login
+    was not tried, the layer is not failed for it, and its detail says why."""
+    said = ("the server asks for md5 password authentication over a connection whose server "
+            "is not verified: the password is not sent")
+    verdicts = evaluate(_mutated(with_db({"ok": False, "stage": "insecure", "code": "",
+                                          "error": said})),
+                        workers=2, deploy_user="deploy", paths=PATHS)
+    db = next(v for v in verdicts if v.layer == "database")
+    assert db.status == "ok"
+    assert db.detail == f"reachable on its port; the login was not tried: {said}"
+
+
 def _mutated(mutate) -> dict:
     d = copy.deepcopy(HEALTHY)
     mutate(d)

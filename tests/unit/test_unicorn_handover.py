@@ -25,8 +25,10 @@ def handover(tmp_path, pid_text: str, oldbin: str | None = None, user: str | Non
     log.write_text("")
     trace = tmp_path / "trace"
     trace.write_text("")
+    # TIMEOUT past the 1 s after which a master that forked nothing counts as died (at 1 s
+    # the two raced on a loaded machine: timeout, exit 5, instead of died, exit 4)
     env = {"PATH": "/usr/bin:/bin", "PIDF": str(pidf), "LOG": str(log),
-           "UNIT": "railsfab-test-none.service", "WORKERS": "1", "TIMEOUT": "1",
+           "UNIT": "railsfab-test-none.service", "WORKERS": "1", "TIMEOUT": "3",
            "CURRENT": str(tmp_path), "USER_": user or getpass.getuser(), "TRACE": str(trace)}
     r = subprocess.run(["bash", "-s"], input=RECORD + onhost.load("unicorn_handover.sh"),
                        env=env, capture_output=True, text=True, timeout=30)
