@@ -214,30 +214,43 @@ def _create(path, me):
 
 def take_lock(req):
     """Take the lock directory, or say who holds it. `steal_if` takes over a lock whose
-    holder is exactly that (a dead run of ours): the lock is first renamed away (of two
-    runs doing this at once, one rename succeeds), then inspected, so two takers can never
-    both hold it."""
+    holder is exactly that (a dead run of ours), inside a takeover guard (`<lock>.takeover`,
+    made with mkdir: one taker at a time): the holder is read again there, the dead lock
+    removed, and the new one made with the same atomic create as any run's. No lock is ever
+    moved away while a live run might hold it, so of any number of runs (taking it over or
+    taking it fresh) exactly one holds it."""
     path, me = req["path"], req["holder"]
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    for _ in range(2):
+    if _create(path, me):
+        return {"acquired": True}
+    held = _holder(path, wait=2.0)
+    if req.get("steal_if") is None or held != req["steal_if"]:
+        return {"acquired": False, "holder": held}
+    guard = path + ".takeover"
+    _clear_stale_guard(guard)
+    try:
+        os.mkdir(guard, 0o700)
+    except OSError:  # another run is taking it over now
+        return {"acquired": False, "holder": _holder(path, wait=2.0)}
+    try:
+        if _holder(path) == req["steal_if"]:  # still the dead one: nobody took it meanwhile
+            aside = tempfile.mkdtemp(prefix=".dead-", dir=os.path.dirname(path))
+            os.rename(path, aside + "/lock")
+            shutil.rmtree(aside, ignore_errors=True)
         if _create(path, me):
             return {"acquired": True}
-        held = _holder(path, wait=2.0)  # gone for a moment: another run is taking it over
-        if req.get("steal_if") is None or held != req["steal_if"]:
-            return {"acquired": False, "holder": held}
-        aside = f"{path}.taken-{me.get('token', os.getpid())}"
-        try:
-            os.rename(path, aside)
-        except OSError:  # another run moved it first, and is taking it now
-            return {"acquired": False, "holder": _holder(path, wait=2.0)}
-        if _holder(aside) != req["steal_if"]:  # not the dead one any more: give it back
-            try:
-                os.rename(aside, path)
-            except OSError:
-                pass
-            return {"acquired": False, "holder": _holder(path)}
-        shutil.rmtree(aside, ignore_errors=True)
-    return {"acquired": False, "holder": _holder(path)}
+        return {"acquired": False, "holder": _holder(path, wait=2.0)}
+    finally:
+        os.rmdir(guard)
+
+
+def _clear_stale_guard(guard, age=60.0):
+    """A takeover guard left by a run killed inside it (its work takes milliseconds)."""
+    try:
+        if time.time() - os.stat(guard).st_mtime > age:
+            os.rmdir(guard)
+    except OSError:
+        pass
 
 
 def release_lock(req):
