@@ -138,3 +138,17 @@ class Stages:
 @pytest.fixture(scope="session")
 def stages(fresh_deploy, stage_file):
     return Stages(stage_file, stage_file.parent / "app")
+
+
+@pytest.fixture(scope="module")
+def provisioned(stages):
+    """The stack (provisioned for every state), hosts on unicorn registered through it."""
+    return stages.unicorn(alb=True)
+
+
+@pytest.fixture(scope="module")
+def clients(inv):
+    """boto3 clients of the stage's AWS endpoint (the sandbox's moto server)."""
+    from railsfab import aws
+
+    return aws.clients(inv)

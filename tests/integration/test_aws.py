@@ -14,17 +14,6 @@ from tests.conftest import run_fab
 from tests.upload import png, upload
 
 
-@pytest.fixture(scope="module")
-def provisioned(stages):
-    """The stack (provisioned for every state), hosts on unicorn registered through it."""
-    return stages.unicorn(alb=True)
-
-
-@pytest.fixture(scope="module")
-def clients(inv):
-    return aws.clients(inv)
-
-
 def test_second_provision_changes_nothing_and_nothing_is_duplicated(provisioned, stage_file,
                                                                     clients, inv):
     again = run_fab(stage_file, "aws.provision")

@@ -9,22 +9,9 @@ import json
 import re
 import subprocess
 
-import pytest
-
-from railsfab import aws, outputs, stack
+from railsfab import outputs, stack
 from tests.conftest import run_fab
 from tests.integration.test_aws import flat
-
-
-@pytest.fixture(scope="module")
-def provisioned(stages):
-    """The stack (provisioned for every state), hosts on unicorn registered through it."""
-    return stages.unicorn(alb=True)
-
-
-@pytest.fixture(scope="module")
-def clients(inv):
-    return aws.clients(inv)
 
 
 def tg_of(clients, inv) -> dict:
