@@ -157,7 +157,7 @@ def nginx(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
     # The package's postinst may have started nginx since the facts were read:
     # reload-or-restart is right whether it runs or not.
     reload = runs.script_marked(enable + commands.nginx_reload("reload-or-restart"),
-                                mark="nginx")
+                                mark="nginx", unit="nginx")
     if p.changes("nginx site"):
         return Change("reload (site changed)", done="reloaded (site changed)", run=reload)
     if state["active"] != "active":
@@ -265,7 +265,10 @@ def revert_plan(d: Serving, r: HostRun, *, leaving_gems: str | None = None) -> P
     kept = _switched_from(d, r)
     if kept is not None:
         steps += _switch_back(d, r, kept, prev)
-    elif r.restarted:
+        steps.append(Planned("verify", verified(r.facts, d, always=True)))
+        return Plan(steps)
+    steps += _site_back(d, r, "nginx site as it was")
+    if r.restarted:
         gems_changed = leaving_gems is None or r.facts.current_meta.get("gems") != leaving_gems
         steps.append(Planned("revert", Change(f"restart {server.name} from {prev}", run=runs.revert(
             server, gems_changed=gems_changed,
@@ -287,21 +290,26 @@ def _switched_from(d: Serving, r: HostRun) -> AppServer | None:
                  == "active"), None)
 
 
+def _site_back(d: Serving, r: HostRun, what: str) -> list[Planned]:
+    """The nginx site this run wrote, put back as the facts read it before (reloaded if this
+    run had reloaded nginx onto it): a later reload must not bring back the failed run's."""
+    site, old_site = d.paths.nginx_site, r.facts.text(d.paths.nginx_site)
+    if "nginx site" not in r.applied or old_site is None:
+        return []
+    reload = f" && {commands.nginx_reload()}" if "nginx" in r.applied else ""
+    return [Planned("revert", Change(
+        what, done=what + (", reloaded" if reload else " (nginx had not loaded the new one)"),
+        scripts=(Script(f"t=$(mktemp -d) && trap 'rm -rf $t' EXIT && cat > $t/site && "
+                        f"install -m 0644 $t/site {site} && nginx -t -q{reload}",
+                        stdin=old_site.encode()),)))]
+
+
 def _switch_back(d: Serving, r: HostRun, kept: AppServer, prev: str) -> list[Planned]:
     """A failed switch is undone, the way the host was: nginx back on the server that kept
     running (the site as the facts read it, reloaded if this run had reloaded nginx onto the
     new one), the new server stopped and removed as if never started, the kept one read to
     run `prev`."""
-    steps = []
-    site, old_site = d.paths.nginx_site, r.facts.text(d.paths.nginx_site)
-    if "nginx site" in r.applied and old_site is not None:
-        reload = f" && {commands.nginx_reload()}" if "nginx" in r.applied else ""
-        steps.append(Planned("revert", Change(
-            f"nginx site back on {kept.name}", done=f"nginx site back on {kept.name}"
-            + (", reloaded" if reload else " (nginx had not loaded the new one)"),
-            scripts=(Script(f"t=$(mktemp -d) && trap 'rm -rf $t' EXIT && cat > $t/site && "
-                            f"install -m 0644 $t/site {site} && nginx -t -q{reload}",
-                            stdin=old_site.encode()),))))
+    steps = _site_back(d, r, f"nginx site back on {kept.name}")
     unit = d.paths.unit_name
     steps.append(Planned("revert", Change(
         f"stop and remove {unit} (the switch to {d.server.name} is undone)",

@@ -85,9 +85,18 @@ def handover(server: AppServer, mode: str, enable: bool, *, summary: str = "") -
     return run
 
 
-def script_marked(script: str, *, mark: str) -> Run:
+def script_marked(script: str, *, mark: str, unit: str | None = None) -> Run:
+    """`script` as root, its end marked; with `unit`, a failure says what the unit's journal
+    said (systemctl itself only says that it failed)."""
     def run(r: HostRun) -> None:
-        remote.sh(r.conn, script, sudo=True, step=mark, on_line=r.progress)
+        try:
+            remote.sh(r.conn, script, sudo=True, step=mark, on_line=r.progress)
+        except RailsfabError as exc:
+            if unit:
+                said = remote.sh(r.conn, f"journalctl -u {unit} -n 5 --no-pager -q -o cat",
+                                 sudo=True, step=mark, timeout=30, warn=True).stdout
+                exc.message += "".join(f"\n{printable(line)}" for line in said.splitlines())
+            raise
         r.marks[mark] = time.monotonic()
     return run
 

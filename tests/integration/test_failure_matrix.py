@@ -46,6 +46,7 @@ UNCHANGED = "current unchanged"
 # is injected, the step named, what the failure says).
 NEW = app_edit("app/views/photos/index.html.erb", "<p>failure matrix: never served</p>\n")
 TAR = "/usr/local/bin/tar"
+DROPIN = "/etc/systemd/system/nginx.service.d"
 PREPARE = {
     # apt cannot install what the stage lists.
     "packages": (both(NEW, stage_edit("missing-package", lambda st: st["app"].setdefault(
@@ -90,6 +91,15 @@ ACTIVATE = {
     # nginx reloads, the running nginx keeps the config it serves.
     "nginx": (both(NEW, template_edit("nginx-site.conf.j2", "proxy_pass http://",
                                       "proxy_passs http://")), "nginx site", "proxy_passs"),
+    # The site changes (a new client_max_body_size) and web1's nginx fails to reload after
+    # its app server was handed over: the server and the site are put back.
+    "nginx reload": (both(NEW, stage_edit("body-size", lambda st: st["app"].update(
+        client_max_body_size="30m")), on_web1(
+        f"mkdir -p {DROPIN} && printf '[Service]\\nExecReload=\\nExecReload=/bin/sh -c "
+        f"\"echo failure matrix: reload refused >&2; exit 1\"\\n' > {DROPIN}/zz-matrix.conf"
+        " && systemctl daemon-reload",
+        f"rm -f {DROPIN}/zz-matrix.conf && systemctl daemon-reload")),
+        "nginx", "reload refused"),
 }
 
 

@@ -54,6 +54,18 @@ def test_after_a_handover_the_revert_restarts_from_the_previous_release_and_read
         p.outcome, Check))
 
 
+def test_a_site_this_run_wrote_is_put_back_as_it_was_before_the_server(d):
+    r = run_of(d, applied=["nginx site", "switch", "unicorn", "nginx"], restarted=True)
+    r.facts.raw["texts"][d.paths.nginx_site] = "the site before"
+    plan = activate.revert_plan(d, r, leaving_gems=d.digests.gems)
+    assert [s[2] for s in steps(plan)][:3] == [
+        f"point current to releases/{PREV}", "nginx site as it was",
+        f"restart unicorn from {PREV}"]
+    script = plan.steps[1].outcome.scripts[0]
+    assert script.stdin == b"the site before"
+    assert script.text.endswith(f"nginx -t -q && {commands.nginx_reload()}")
+
+
 def test_a_handover_that_never_took_over_only_moves_current_back(d):
     r = run_of(d, applied=["switch", "unicorn"], restarted=False)
     assert [s[:2] for s in steps(activate.revert_plan(d, r))] == [
