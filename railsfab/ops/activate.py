@@ -296,7 +296,9 @@ def _site_back(d: Serving, r: HostRun, what: str) -> list[Planned]:
     site, old_site = d.paths.nginx_site, r.facts.text(d.paths.nginx_site)
     if "nginx site" not in r.applied or old_site is None:
         return []
-    reload = f" && {commands.nginx_reload()}" if "nginx" in r.applied else ""
+    # reloaded onto it only when this run's nginx step completed (a reload that failed left
+    # nginx on what it had loaded; it is marked only on success)
+    reload = f" && {commands.nginx_reload()}" if "nginx" in r.marks else ""
     return [Planned("revert", Change(
         what, done=what + (", reloaded" if reload else " (nginx had not loaded the new one)"),
         scripts=(Script(f"t=$(mktemp -d) && trap 'rm -rf $t' EXIT && cat > $t/site && "

@@ -41,7 +41,8 @@ def serving_as_before(sandbox, inv, before: dict) -> None:
 
 def test_a_release_named_as_a_command_is_refused_not_run(stage, sandbox, inv):
     before = {h: current_release(sandbox, h) for h in WEB}
-    evil = f"x;touch {PWNED};#"
+    # no "/" can be in a name: the command builds it (printf's octal 057 is "/")
+    evil = r"x;touch $(printf \\057tmp\\057railsfab-pwned);#"
     as_deploy(sandbox, "web1", f"cd {RELEASES} && mkdir '{evil}' && "
                                f"cp {before['web1']}/.railsfab-release.json '{evil}/' && "
                                f"ln -sfn '{RELEASES}/{evil}' /srv/sample/current.x && "
@@ -107,7 +108,7 @@ def test_a_pid_file_saying_minus_one_signals_nothing(stage, sandbox, inv):
         as_deploy(sandbox, "web1", f"echo {master} > {pidf}")
     out = r.stdout + r.stderr
     assert ssh(sandbox, "web1", "pgrep -o -x sshd") == sshd
-    assert ssh(sandbox, "web1", f"kill -0 {master} && echo alive") == "alive", out
+    assert ssh(sandbox, "web1", f"sudo kill -0 {master} && echo alive") == "alive", out
     assert all(get(h.address, "/")[0] == 200 for h in inv.hosts(role="web"))
     again = run_fab(stage, "restart-app", "--only", "web1")
     assert again.returncode == 0, again.stdout + again.stderr

@@ -31,9 +31,12 @@ def puma(tmp_path_factory):
 
 
 def run_of(d, *, applied=(), restarted=False, facts=None) -> HostRun:
+    """A run that applied the steps `applied`; a "nginx" among them completed (marked)
+    unless it is given as "nginx!" (started and failed)."""
     r = HostRun(Host(name="web1", address="198.51.100.7", roles=["web"]))
     r.facts = facts or deployed(d, PREV)
-    r.applied = list(applied)
+    r.applied = [s.rstrip("!") for s in applied]
+    r.marks = {"nginx": 1.0} if "nginx" in applied else {}
     r.restarted = restarted
     return r
 
@@ -64,6 +67,12 @@ def test_a_site_this_run_wrote_is_put_back_as_it_was_before_the_server(d):
     script = plan.steps[1].outcome.scripts[0]
     assert script.stdin == b"the site before"
     assert script.text.endswith(f"nginx -t -q && {commands.nginx_reload()}")
+    # its nginx step failed (the reload did not happen): the file only, no reload to fail
+    r = run_of(d, applied=["nginx site", "switch", "unicorn", "nginx!"], restarted=True)
+    r.facts.raw["texts"][d.paths.nginx_site] = "the site before"
+    plan = activate.revert_plan(d, r, leaving_gems=d.digests.gems)
+    assert plan.steps[1].outcome.scripts[0].text.endswith("nginx -t -q")
+    assert "restart unicorn" in plan.steps[2].outcome.what
 
 
 def test_a_handover_that_never_took_over_only_moves_current_back(d):
