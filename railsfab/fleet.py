@@ -69,7 +69,10 @@ def stage_vpc(inv: Inventory, c) -> str | None:
     if a.vpc_id:
         return a.vpc_id
     if inv.stage.sandbox:
-        return stack.network_ids(inv)["vpc_id"]
+        try:  # the records of `fab sandbox.up` for this stage (another stage's sandbox: none)
+            return stack.network_ids(inv)["vpc_id"]
+        except RailsfabError:
+            pass
     if not (a.target_group_arn or a.stack_name):
         return None
     arn = a.target_group_arn or stack.outputs(inv).get("TargetGroupArn")
