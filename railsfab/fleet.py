@@ -44,6 +44,7 @@ def resolve(inv: Inventory, say: Callable[[str], None]) -> None:
     records = find(c, inv)
     refused = [f"{i['InstanceId']} (in {i.get('VpcId') or 'no VPC'}, not the stage's {vpc})"
                for i in records if vpc is not None and i.get("VpcId") != vpc]
+    refused_said = f"; refused: {', '.join(refused)}" if refused else ""
     found = [_instance(i, hf.address, inv) for i in records
              if vpc is None or i.get("VpcId") == vpc]
     hosts = combine(inv.stage.hosts, found)
@@ -52,10 +53,10 @@ def resolve(inv: Inventory, say: Callable[[str], None]) -> None:
         raise RailsfabError(
             f"hosts_from {hf.describe()} found no running instance in {inv.stage.aws.region}"
             + (f" ({inv.stage.aws.endpoint_url})" if inv.stage.aws.endpoint_url else "")
-            + (f"; refused: {', '.join(refused)}" if refused else ""),
+            + refused_said,
             step="hosts", fix=_fix_nothing(inv))
     inv.stage = inv.stage.model_copy(update={"hosts": hosts})
-    say(line(inv, hosts) + (f"; refused: {', '.join(refused)}" if refused else ""))
+    say(line(inv, hosts) + refused_said)
     refuse_unknown_keys(inv, c, [h for h in hosts if isinstance(h, Instance)])
 
 

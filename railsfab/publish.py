@@ -117,12 +117,13 @@ def _roll(pub: Publication, tg: TargetGroup) -> None:
     size = pub.session.inv.stage.aws.batch_size
     for i in range(0, len(busy), size):
         batch = busy[i:i + size]
+        theirs = [targets[r.name] for r in batch]
         _deregister(tg, rep, batch, targets)
         if _activate(pub, batch):
-            _recover(pub, tg, batch, [targets[r.name] for r in batch], done)
+            _recover(pub, tg, batch, theirs, done)
         try:
             with rep.step(_names(batch), "register") as s:
-                tg.register([targets[r.name] for r in batch])
+                tg.register(theirs)
                 s.change("healthy in the target group")
         except RailsfabError as exc:
             # It serves the change (verified here) but the ALB does not take it back: a
@@ -130,7 +131,7 @@ def _roll(pub: Publication, tg: TargetGroup) -> None:
             exc.host = _names(batch)
             for r in batch:
                 r.error = exc
-            _recover(pub, tg, batch, [targets[r.name] for r in batch], done)
+            _recover(pub, tg, batch, theirs, done)
         done += batch
 
 

@@ -19,7 +19,7 @@ from fabric import Config, Connection
 
 from railsfab.errors import RailsfabError
 from railsfab.inventory import Host, Inventory
-from railsfab.text import printable
+from railsfab.text import printable_lines
 
 
 def connect(inv: Inventory, host: Host) -> Connection:
@@ -219,7 +219,7 @@ def checked_script(conn: Connection, script: str, env: dict[str, str], *, step: 
     what = failures.get(r.exited, f"the {step} script exited {r.exited}")
     if isinstance(what, tuple):  # a failure with its own fix
         what, fix = what
-    detail = "\n".join(printable(x) for x in lines + r.stderr.strip().splitlines()[-5:])
+    detail = printable_lines(lines + r.stderr.strip().splitlines()[-5:])
     host = getattr(conn, "railsfab_host", None)
     err = RailsfabError(f"{what}\n{detail}".strip(), host=host.name if host else None,
                         step=step, fix=fix)

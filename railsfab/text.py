@@ -4,16 +4,25 @@ cannot move the cursor, rewrite a line or write to the clipboard."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+
+def _shown(text: str, keep: str = "") -> str:
+    """`text` with every control character not in `keep` shown escaped (ESC as \\x1b)."""
+    return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
+
 
 def printable(text: str, limit: int = 300) -> str:
-    """`text` with every control character shown escaped (ESC as \\x1b), at most `limit`
-    characters."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:limit]
+    """One line: every control character shown escaped, at most `limit` characters."""
+    return _shown(text)[:limit]
+
+
+def printable_lines(lines: Iterable[str]) -> str:
+    """Lines read from a host, for a message: each one `printable`."""
+    return "\n".join(printable(line) for line in lines)
 
 
 def safe(text: str) -> str:
     """`text` with every control character but newline and tab shown escaped: what the
     terminal is given (Reporter's lines, `fab logs`, `fab rails` output, tables)."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+    return text if text.isprintable() else _shown(text, "\n\t")

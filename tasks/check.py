@@ -83,7 +83,7 @@ def check(c, stage=None, only=None, json=False):
                 table.add_row(v.layer, f"[{STYLE[v.status]}]{v.status}[/]",
                               escape(safe(v.detail)))
             rep.console.print(table)
-            rep.console.print(safe(summary(host, verdicts, bad[host])))
+            rep.info(summary(host, verdicts, bad[host]))  # shown safe, as every line
     if any(bad.values()):
         raise Exit(code=1)
 

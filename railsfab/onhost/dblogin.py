@@ -279,7 +279,7 @@ class _Scram:
             raise _Fail("auth", f"the server's SCRAM signature is wrong ({said[:40]!r})")
 
 
-def _pg_auth(wire: _Wire, body: bytes, user: str, password: str, scram: _Scram | None):
+def _pg_auth(wire: _Wire, body: bytes, password: str, scram: _Scram | None):
     """Answer one Authentication message; returns the SCRAM exchange in progress."""
     code, data = int.from_bytes(body[:4], "big"), body[4:]
     if code == 0:  # AuthenticationOk: the server now opens the database
@@ -321,7 +321,7 @@ def _postgresql(wire: _Wire, user: str, password: str, database: str) -> str:
     while True:
         kind, body = _pg_read(wire)
         if kind == b"R":
-            scram = _pg_auth(wire, body, user, password, scram)
+            scram = _pg_auth(wire, body, password, scram)
         elif kind == b"E":
             raise _pg_error(wire, body)
         elif kind == b"S" and body.startswith(b"server_version\0"):

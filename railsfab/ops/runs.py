@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from railsfab import gems, onhost, remote
 from railsfab.appserver import AppServer
 from railsfab.errors import RailsfabError
-from railsfab.text import printable
+from railsfab.text import printable, printable_lines
 
 if TYPE_CHECKING:
     from railsfab.executor import HostRun
@@ -41,7 +41,8 @@ def _systemctl(r: HostRun, server: AppServer, script: str) -> None:
                           "tail -n 10" for log in logs)
         tail = remote.sh(r.conn, f"{tails}; journalctl -u {p.unit_name} -n 5 --no-pager -q",
                          sudo=True, step=server.name, timeout=30, warn=True).stdout.strip()
-        exc.message += "".join(f"\n{printable(line)}" for line in tail.splitlines())
+        if tail:
+            exc.message += f"\n{printable_lines(tail.splitlines())}"
         exc.fix = f"see {' and '.join(logs)} on {r.host.name}"
         raise
 
@@ -95,7 +96,8 @@ def script_marked(script: str, *, mark: str, unit: str | None = None) -> Run:
             if unit:
                 said = remote.sh(r.conn, f"journalctl -u {unit} -n 5 --no-pager -q -o cat",
                                  sudo=True, step=mark, timeout=30, warn=True).stdout
-                exc.message += "".join(f"\n{printable(line)}" for line in said.splitlines())
+                if said.strip():
+                    exc.message += f"\n{printable_lines(said.splitlines())}"
             raise
         r.marks[mark] = time.monotonic()
     return run

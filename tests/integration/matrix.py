@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +39,7 @@ class Ctx:
 
 # A fault: a context manager factory that, given a Ctx, injects it and yields the stage file
 # to run the command with; undone on leaving.
-Inject = Callable[[Ctx], "contextmanager[Path]"]
+Inject = Callable[[Ctx], AbstractContextManager[Path]]
 
 
 def app_edit(path: str, text: str) -> Inject:
