@@ -41,8 +41,8 @@ def rails_script(s: Serving, argv: list[str]) -> str:
 
 def open_public_script(s: Serving) -> str:
     """After a Rails command: what it wrote into public/ (assets:precompile's output) made
-    readable by nginx, as the deploy's assets step does. Rails commands run private (umask
-    0027, like the app server and the deploy's own); only public/ is opened up."""
+    readable by nginx, as the deploy's assets step does. Rails commands run with umask 0007
+    (what they write in shared/ stays the app's to write); only public/ is opened up."""
     cur = s.paths.current
     script = f"test ! -d {cur}/public || {{ {release.open_public(cur)}; }}"
     return f"runuser -u {s.app.deploy_user} -- sh -c {shlex.quote(script)}"
@@ -172,7 +172,7 @@ def logs_script(s: Serving, *, lines: int, follow: bool) -> str:
     /etc/shadow shows nothing), of nginx's as root; each started at once when following."""
     tail = f"tail -n {int(lines)}{' -F' if follow else ''}"
     app = " ".join(shlex.quote(f) for f in log_files(s) if f not in NGINX_LOGS)
-    parts = [f"runuser -u {s.app.deploy_user} -- {tail} {app} 2>/dev/null"]
+    parts = [f"runuser -u {s.app.run_user} -- {tail} {app} 2>/dev/null"]
     if s.app.nginx:
         parts.append(f"{tail} {' '.join(NGINX_LOGS)} 2>/dev/null")
     return (" & ".join(parts) + " & wait" if follow else "; ".join(parts)) + "; true"

@@ -36,6 +36,7 @@ PREPARE = Phase("prepare", (
     ("apt proxy", host.apt_proxy),
     ("packages", host.packages),
     ("deploy user", host.deploy_user),
+    ("app user", host.app_user),
     ("directories", host.directories),
     ("env file", host.env_file),
     ("bundle config", host.bundle_config),
@@ -46,7 +47,7 @@ PREPARE = Phase("prepare", (
 ))
 # What needs none of the packages, so it is done while apt installs them (the release comes
 # with curl when it is fetched from the bucket: then it waits).
-ALONGSIDE_APT = ("deploy user", "directories", "env file", "bundle config", "release")
+ALONGSIDE_APT = ("deploy user", "app user", "directories", "env file", "bundle config", "release")
 
 
 def alongside_apt(d: Desired) -> frozenset[str]:
@@ -75,7 +76,7 @@ def facts_spec(d: Desired) -> facts.Spec:
     p = d.paths
     dirs = tuple(x[0] for x in host.dirs(d))
     return facts.Spec(
-        packages=d.packages, user=d.app.deploy_user,
+        packages=d.packages, user=d.app.deploy_user, app_user=d.app.run_user,
         nodes=(*dirs, p.nginx_site_enabled, p.nginx_site, *p.nginx_default_sites, p.env_file),
         files=(host.APT_PROXY_FILE, p.env_file, p.server_config, p.unit, p.nginx_site,
                f"{p.bundle_config}/config"),

@@ -43,6 +43,7 @@ class Spec:
 
     packages: tuple[str, ...] = ()
     user: str = ""
+    app_user: str = ""  # the app's own user (app.app_user)
     nodes: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
     texts: tuple[str, ...] = ()
@@ -118,7 +119,8 @@ class Facts:
 
 def gather(conn, paths: Paths, spec: Spec, *, lock_holder: dict | None = None) -> Facts:
     """Read the host; with `lock_holder`, also take the deploy lock in the same round trip."""
-    params = {"packages": list(spec.packages), "user": spec.user, "nodes": list(spec.nodes),
+    params = {"packages": list(spec.packages), "user": spec.user, "app_user": spec.app_user,
+              "nodes": list(spec.nodes),
               "files": list(spec.files), "texts": list(spec.texts), "units": list(spec.units),
               "bundle": spec.bundle,
               "nginx": {"paths": list(spec.nginx), "pid_file": NGINX_PID_FILE}

@@ -94,6 +94,19 @@ class Database(_Model):
         return {"mysql2": "MySQL", "postgresql": "PostgreSQL"}[self.adapter]
 
 
+
+def own_folder(v: str) -> str:
+    """A folder railsfab may make the app's: written plainly, not a system directory."""
+    normal = posixpath.normpath(v)
+    if normal != v.rstrip("/") or ".." in v.split("/"):
+        raise ValueError(f"must be written plainly (no '..', '.', '//'): {normal}?")
+    if normal in TOP_LEVEL_ONLY or any(normal == d or normal.startswith(d + "/")
+                                       for d in SYSTEM_DIRS):
+        raise ValueError(f"{normal} is a system directory, or inside one: the app user "
+                         "would own it; use a folder of its own, e.g. /srv/myapp")
+    return normal
+
+
 class App(_Model):
     name: Name
     source: str
@@ -102,6 +115,11 @@ class App(_Model):
     deploy_to: HostPath
     rails_env: RailsEnv = "production"
     deploy_user: User = "deploy"
+    # The user the app server runs as (default: the app's name): no shell, no sudo; it reads
+    # the releases (the deploy user's) and writes only shared/log, shared/tmp, shared/storage
+    # and the folders listed in `writable`.
+    app_user: User | None = None
+    writable: list[HostPath] = Field(default_factory=list)
     app_server: Literal["unicorn", "puma"] = "unicorn"
     workers: int = Field(2, ge=1, le=64)
     threads: int = Field(5, ge=1, le=64)  # per Puma worker (unicorn workers are single-threaded)
@@ -137,21 +155,55 @@ class App(_Model):
     @field_validator("deploy_to")
     @classmethod
     def _app_folder(cls, v: str) -> str:
-        normal = posixpath.normpath(v)
-        if normal != v.rstrip("/") or ".." in v.split("/"):
-            raise ValueError(f"must be written plainly (no '..', '.', '//'): {normal}?")
-        if normal in TOP_LEVEL_ONLY or any(normal == d or normal.startswith(d + "/")
-                                           for d in SYSTEM_DIRS):
-            raise ValueError(f"{normal} is a system directory, or inside one: the app user "
-                             "would own it; use a folder of its own, e.g. /srv/myapp")
-        return normal
+        return own_folder(v)
+
+    @field_validator("writable")
+    @classmethod
+    def _writable(cls, v: list[str]) -> list[str]:
+        return [own_folder(path) for path in v]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_app_user(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("app_user") is None and "name" in data:
+            data = {**data, "app_user": data["name"]}  # a Name is a valid user name
+        return data
 
     @field_validator("deploy_user")
     @classmethod
     def _not_root(cls, v: str) -> str:
         if v == "root":
-            raise ValueError("may not be root: the app runs as this user (e.g. deploy)")
+            raise ValueError("may not be root: it owns the releases and runs Rails commands "
+                             "(e.g. deploy)")
         return v
+
+    @model_validator(mode="after")
+    def _app_user(self) -> App:
+        if self.app_user in ("root", self.deploy_user):
+            raise ValueError(f"app.app_user may not be {self.app_user}: the app runs as a user "
+                             "of its own, which may write only shared/log, shared/tmp and "
+                             f"shared/storage (e.g. app_user: {self.name}-app)")
+        shared = f"{self.deploy_to}/shared/"
+        inside = [w for w in self.writable
+                  if w == self.deploy_to or w.startswith(self.deploy_to + "/")
+                  and (not w.startswith(shared) or w.startswith((f"{shared}config",
+                                                                  f"{shared}bundle")))]
+        if inside:
+            raise ValueError(f"app.writable: {', '.join(inside)} is inside deploy_to but not in "
+                             "shared/ (or is shared/config or shared/bundle): the releases and "
+                             "the app's settings stay the deploy user's")
+        return self
+
+    @property
+    def run_user(self) -> str:
+        """The app's own user (app.app_user, default the app's name)."""
+        return self.app_user or self.name
+
+    @property
+    def app_writable(self) -> list[str]:
+        """Every folder the app may write (its unit's ReadWritePaths)."""
+        shared = f"{self.deploy_to}/shared"
+        return [f"{shared}/log", f"{shared}/tmp", f"{shared}/storage", *self.writable]
 
     @property
     def http_port(self) -> int:
@@ -254,6 +306,9 @@ class Stage(_Model):
             raise ValueError(f"app.deploy_user {self.app.deploy_user!r} is the SSH user: the app "
                              "would run with the admin's sudo rights; use a user of its own "
                              "(e.g. deploy)")
+        if self.app.run_user in ssh_users:
+            raise ValueError(f"app.app_user {self.app.run_user!r} is the SSH user: the app would "
+                             "run with the admin's sudo rights; use a user of its own")
         names = [h.name for h in self.hosts]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from railsfab.inventory import App
 
 # Directories in shared/ that every release links in (Capistrano's linked_dirs).
-LINKED_DIRS = ("log", "tmp/pids", "tmp/sockets", "storage")
+LINKED_DIRS = ("log", "tmp/pids", "tmp/sockets", "tmp/cache", "storage")
 # The Gemfile railsfab bundles with, in each release: the app's, without the groups of
 # app.bundle_without (templates/Gemfile.railsfab.j2).
 GEMFILE = "Gemfile.railsfab"

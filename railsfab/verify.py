@@ -28,7 +28,7 @@ def serving(conn, s: Serving, *, step: str = "verify") -> str:
     env = {"BASE": f"http://127.0.0.1{'' if port == 80 else f':{port}'}",
            "HEALTH": app.health_path, "PUBLIC": f"{s.paths.current}/public",
            "PROTO": "https" if s.https else "", "TIMEOUT": str(TIMEOUT),
-           "LOG": s.paths.rails_log(app.rails_env), "USER_": app.deploy_user}
+           "LOG": s.paths.rails_log(app.rails_env), "USER_": app.run_user}
     assign = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     out = remote.sh(conn, f"sudo -n env {assign} sh -s", step=step,
                     stdin=onhost.load("verify.sh").encode(), timeout=TIMEOUT + 30).stdout

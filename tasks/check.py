@@ -60,7 +60,7 @@ def check(c, stage=None, only=None, json=False):
         finally:
             conn.close()
         s3, lbs, sgs = aws.result()
-        return diagnose.evaluate(data, workers=app.workers, deploy_user=app.deploy_user,
+        return diagnose.evaluate(data, workers=app.workers, app_user=app.run_user,
                                  health=app.health_path, https=inv.stage.https,
                                  paths=paths, s3=s3, lb=lbs[host.name] if lbs else None,
                                  host=host.name, sg=None if sgs is None else sgs[host.name])

@@ -94,7 +94,7 @@ class AppServer(ABC):
                "PROTO": "https" if self.https else "",
                "UNIT": self.paths.unit_name, "LOG": self.paths.server_log,
                "RAILS_LOG": self.paths.rails_log(self.app.rails_env),
-               "USER_": self.app.deploy_user}
+               "USER_": self.app.run_user}
         env.update({"SOCKET": self.paths.socket} if self.app.nginx
                    else {"PORT": str(self.app.port)})
         failures = {k: v.format(server=self.title, where=self.where)

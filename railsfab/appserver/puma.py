@@ -80,7 +80,7 @@ class Puma(AppServer):
         timeout = app.boot_timeout + app.timeout
         env = {"UNIT": p.unit_name, "OUT": p.server_stdout, "ERR": p.server_log,
                "WORKERS": str(app.workers), "TIMEOUT": str(timeout), "CURRENT": p.current,
-               "SIG": SIGNALS[mode]}
+               "SIG": SIGNALS[mode], "USER_": app.run_user}
         master, n, ready_ms, cwd = remote.checked_script(
             conn, onhost.load("puma_restart.sh"), env, step=step, timeout=timeout + 60,
             failures=FAILURES, fix=f"see {p.server_stdout} and {p.server_log} on the host",

@@ -73,7 +73,7 @@ class Unicorn(AppServer):
         p, app = self.paths, self.app
         env = {"PIDF": p.pid, "LOG": p.server_log, "UNIT": p.unit_name,
                "WORKERS": str(app.workers), "TIMEOUT": str(app.timeout + 60),
-               "CURRENT": p.current, "USER_": app.deploy_user}
+               "CURRENT": p.current, "USER_": app.run_user}
         old, new, nworkers, ready_ms, cwd, repair = remote.checked_script(
             conn, onhost.load("unicorn_handover.sh"), env, step=step,
             timeout=app.timeout + 120, failures=FAILURES,

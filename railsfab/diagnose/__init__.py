@@ -31,11 +31,11 @@ __all__ = ["LAYERS", "NOT_DEPLOYED", "Verdict", "as_json", "evaluate", "first_br
            "not_deployed", "probe", "s3_round_trip", "security_groups"]
 
 
-def evaluate(d: dict, *, workers: int, deploy_user: str, paths: Paths,
+def evaluate(d: dict, *, workers: int, app_user: str, paths: Paths,
              s3: dict | None = None, lb: dict | None = None, health: str = "/up",
              https: bool = False, sg: dict | None = None, host: str = "") -> list[Verdict]:
     """Pure: the probe's data -> one verdict per layer, in order."""
-    ctx = Context.of(d, workers=workers, deploy_user=deploy_user, paths=paths, s3=s3, lb=lb,
+    ctx = Context.of(d, workers=workers, app_user=app_user, paths=paths, s3=s3, lb=lb,
                      health=health, https=https, sg=sg, host=host)
     if not deployed(d):
         return undeployed(d, ctx)

@@ -52,7 +52,7 @@ def shared_dir_unusable(d: dict, ctx: Context) -> Finding | None:
             return (f"{inside} is not linked to {x['shared']} (it is "
                     f"{x.get('link') or 'no link'})", "fab deploy links the shared dirs")
         if not x["app_user"].get("ok", True):
-            return (f"{ctx.deploy_user} may not write {x['shared']} (linked as {inside}): "
+            return (f"{ctx.app_user} may not write {x['shared']} (linked as {inside}): "
                     f"{denial(x['app_user'])}",
                     f"{grant(x['app_user'])} (fab deploy sets owners and modes)")
     return None
@@ -61,7 +61,7 @@ def shared_dir_unusable(d: dict, ctx: Context) -> Finding | None:
 def log_not_writable(d: dict, ctx: Context) -> Finding | None:
     for f in release(d).get("files", []):
         if not f["app_user"].get("ok", True):
-            return (f"{ctx.deploy_user} may not write {f['path']}: {denial(f['app_user'])}",
+            return (f"{ctx.app_user} may not write {f['path']}: {denial(f['app_user'])}",
                     grant(f["app_user"]))
     return None
 
@@ -76,7 +76,7 @@ class Release(Layer):
             return f"current -> {d.get('current')}"
         state = r.get("ledger", {}).get("state", "no ledger entry")
         return (f"current -> {r['link']} ({state}); shared dirs writable by "
-                f"{ctx.deploy_user}")
+                f"{ctx.app_user}")
 
 
 # --- app server --------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def wrong_rails_env(d: dict, ctx: Context) -> Finding | None:
 def wrong_master(d: dict, ctx: Context) -> Finding | None:
     srv = d["server"]
     main, pid_proc = srv["main_proc"], srv["pid_proc"]
-    if main["user"] != ctx.deploy_user or (pid_proc and pid_proc["pid"] != main["pid"]):
+    if main["user"] != ctx.app_user or (pid_proc and pid_proc["pid"] != main["pid"]):
         return (f"master {main['pid']} runs as {main['user']}; pid file names {srv['pid_file']}",
                 "fab restart-app --hard")
     return None

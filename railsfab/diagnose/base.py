@@ -56,7 +56,7 @@ class Context:
 
     paths: Paths
     workers: int
-    deploy_user: str
+    app_user: str
     front: Front
     database: bool  # the env file names a DATABASE_HOST (the probe tried to reach it)
     s3: dict | None = None
@@ -69,11 +69,11 @@ class Context:
     host: str = ""  # its name in hosts.yaml (for a fix that runs a command on it alone)
 
     @classmethod
-    def of(cls, d: dict, *, workers: int, deploy_user: str, paths: Paths,
+    def of(cls, d: dict, *, workers: int, app_user: str, paths: Paths,
            s3: dict | None = None, lb: dict | None = None, health: str = "/up",
            https: bool = False, sg: dict | None = None, host: str = "") -> Context:
         f = d.get("front") or NGINX_FRONT
-        return cls(paths, workers, deploy_user, Front.of(f), d["db"] is not None, s3, lb,
+        return cls(paths, workers, app_user, Front.of(f), d["db"] is not None, s3, lb,
                    health, https, d.get("pipeline", True), sg, host)
 
     @property

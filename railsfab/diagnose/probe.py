@@ -33,7 +33,7 @@ def params(inv: Inventory, paths: Paths) -> dict:
         "app_log": paths.rails_log(app.rails_env),
         "server_log": paths.server_log,
         "server_stdout": paths.server_stdout,
-        "deploy_user": app.deploy_user,
+        "app_user": app.run_user,
         "deploy_to": paths.deploy_to,
         "shared": paths.shared,
         "releases": paths.releases,

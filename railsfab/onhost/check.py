@@ -252,7 +252,7 @@ def server(P: dict) -> dict:
             "oldbin_file": oldbin, "oldbin_proc": server_proc(oldbin) if oldbin else None,
             "log": log[-20:], "journal": own[-20:],
             "error": {"line": error, "source": source,
-                      "paths": named_paths(error, P["deploy_user"])} if error else None,
+                      "paths": named_paths(error, P["app_user"])} if error else None,
             "oom": oom(unit, name), "env_keys": env_keys(P["env_file"])}
 
 

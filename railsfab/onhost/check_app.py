@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import re
+import stat
 import subprocess
 import time
 
@@ -41,10 +42,31 @@ ERRORS = (
 PATH = re.compile(r"(?<![\w.])(/(?:[\w.@+-]+/?)+)")
 
 
+def open_plain(path: str):
+    """A regular file opened for reading without following a link anywhere on its path: the
+    app's logs are in folders the app and deploy users write, and root reads them here (a
+    link planted there to /etc/shadow raises OSError instead of printing it)."""
+    nofollow = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open("/", nofollow | os.O_DIRECTORY)
+    try:
+        parts = [p for p in path.split("/") if p]
+        for part in parts[:-1]:
+            nxt = os.open(part, nofollow | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        leaf = os.open(parts[-1], nofollow | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(os.fstat(leaf).st_mode):
+        os.close(leaf)
+        raise OSError(f"{path} is not a regular file")
+    return os.fdopen(leaf, "rb")
+
+
 def tail_bytes(path: str, limit: int = 16384) -> tuple[list[str], float | None]:
     """The lines of a log's last `limit` bytes, and when it was last written."""
     try:
-        with open(path, "rb") as f:
+        with open_plain(path) as f:
             f.seek(0, 2)
             size = f.tell()
             f.seek(max(0, size - limit))
@@ -107,7 +129,7 @@ def lines_of(path: str, offset: int, needle: str, limit: int = 1 << 20) -> list[
     """Lines from byte `offset` on (what was written during the probe's requests) that
     contain `needle`."""
     try:
-        with open(path, "rb") as f:
+        with open_plain(path) as f:
             f.seek(0, 2)
             end = f.tell()
             f.seek(offset if 0 <= offset <= end else max(0, end - 65536))
@@ -200,7 +222,7 @@ def release_state(P: dict) -> dict:
         ids = sorted(os.listdir(P["releases"]))
     except OSError:
         ids = []
-    user = P["deploy_user"]
+    user = P["app_user"]
     linked = []
     for name in P["linked_dirs"]:
         inside = f"{P['current']}/{name}"

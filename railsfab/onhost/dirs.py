@@ -36,9 +36,12 @@ def walk(path, create_mode=0o755):
         raise
 
 
-def ensure(path, owner, group, mode):
-    """Owner, group and mode of directory `path`; a problem as text, or None."""
+def ensure(path, owner, group, mode, adopt=""):
+    """Owner, group and mode of directory `path`; a problem as text, or None. `adopt`: the
+    user who owned it before (the deploy user, when the app ran as it): the folder and what
+    that user owns inside it become `owner`'s."""
     uid, gid = pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
+    before = pwd.getpwnam(adopt).pw_uid if adopt else None
     try:
         existed = os.path.lexists(path)
         fd = walk(path)
@@ -47,16 +50,46 @@ def ensure(path, owner, group, mode):
     try:
         st = os.fstat(fd)
         # someone else's directory (or root's with something in it) stays theirs
-        if existed and st.st_uid != uid and (st.st_uid != 0 or os.listdir(fd)):
+        if existed and st.st_uid not in (uid, before) and (st.st_uid != 0 or os.listdir(fd)):
             return (f"{path} exists and belongs to {name_of(st.st_uid)}, not {owner}: "
                     "railsfab does not take over a directory that is not the app's")
         os.fchown(fd, uid, gid)
         os.fchmod(fd, int(mode, 8))
+        if before is not None and st.st_uid == before:
+            adopt_inside(fd, before, uid)
         if stat.S_IMODE(os.fstat(fd).st_mode) != int(mode, 8):
             return f"{path}: mode did not take"
         return None
     finally:
         os.close(fd)
+
+
+def adopt_inside(top, before, uid):
+    """Everything `before` owns under the directory open as `top` becomes `uid`'s, group
+    readable and writable (folders also setgid). Never through a link: links are re-owned
+    themselves (lchown), anything else through a descriptor opened with O_NOFOLLOW and
+    checked again once open."""
+    for _, dirs, files, dfd in os.fwalk(dir_fd=top, follow_symlinks=False):
+        for name in dirs + files:
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                if st.st_uid != before:
+                    continue
+                if stat.S_ISLNK(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+                    os.chown(name, uid, -1, dir_fd=dfd, follow_symlinks=False)
+                    continue
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                             dir_fd=dfd)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if st.st_uid == before and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                    os.fchown(fd, uid, -1)
+                    extra = 0o2070 if stat.S_ISDIR(st.st_mode) else 0o060
+                    os.fchmod(fd, stat.S_IMODE(st.st_mode) | extra)
+            finally:
+                os.close(fd)
 
 
 def name_of(uid):

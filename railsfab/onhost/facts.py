@@ -283,17 +283,31 @@ def lock_only(req):
     print(json.dumps(take_lock(req)))
 
 
+def exists(name):
+    try:
+        return bool(name) and bool(pwd.getpwnam(name))
+    except KeyError:
+        return False
+
+
+def groups_of(name):
+    """A user's groups (primary first), or None when there is no such user."""
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    primary = grp.getgrgid(pw.pw_gid).gr_name
+    return [primary] + sorted(g.gr_name for g in grp.getgrall()
+                              if name in g.gr_mem and g.gr_name != primary)
+
+
 def main(P):
     current = None
     try:
         current = os.path.basename(os.readlink(P["current"]))
     except OSError:
         pass
-    try:
-        pwd.getpwnam(P["user"])
-        user = True
-    except KeyError:
-        user = False
+    user, app_user = exists(P.get("user") or ""), groups_of(P.get("app_user") or "")
     lists = [os.path.getmtime(p) for p in glob.glob("/var/lib/apt/lists/*_Packages*")]
     found = installed(P.get("packages", []))
     units = unit_states(P.get("units", []))
@@ -305,6 +319,7 @@ def main(P):
         "ruby": ruby(found),
         "apt_lists_age": (time.time() - max(lists)) if lists else None,
         "user": user,
+        "app_user": app_user,
         "nodes": {p: node(p) for p in P.get("nodes", [])},
         "files": {p: sha(p) for p in P.get("files", [])},
         "texts": {p: text(p) for p in P.get("texts", [])},

@@ -7,7 +7,10 @@ unit=$UNIT; out=$OUT; err=$ERR; workers=$WORKERS; timeout=$TIMEOUT; current=$CUR
 now() { date +%s; }
 # How puma 5 says that a worker could not load the app (cluster mode, then single mode).
 unable='Unable to (start worker|load application)'
-since() { tail -c +$(( $2 + 1 )) "$1" 2>/dev/null; }
+# The logs are in the app's folder: read as the app's user (a link there to /etc/shadow
+# shows nothing), never as root; setpriv opens no PAM session per read.
+as_app() { setpriv --reuid="$USER_" --regid="$USER_" --init-groups -- "$@"; }
+since() { as_app tail -c +$(( $2 + 1 )) "$1" 2>/dev/null; }
 said() { since "$out" "$ooff" | grep -m 1 -A 1 -E "$unable" | cut -c1-300
          t=$(mktemp) && since "$err" "$eoff" > "$t"
          grep -m 3 -E '(Error|Exception)' "$t" | cut -c1-300
@@ -33,7 +36,8 @@ if busy; then
   echo "the earlier restart of master $master ended" >&2
 fi
 old=" $(kids "$master") "
-ooff=$(stat -c %s "$out" 2>/dev/null || echo 0); eoff=$(stat -c %s "$err" 2>/dev/null || echo 0)
+ooff=$(as_app stat -L -c %s "$out" 2>/dev/null || echo 0)
+eoff=$(as_app stat -L -c %s "$err" 2>/dev/null || echo 0)
 t0=$(date +%s%N); first=""; seen=-1
 kill -"$SIG" "$master"
 echo "$SIG sent to master $master; waiting for $workers new workers" >&2

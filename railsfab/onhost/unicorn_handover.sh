@@ -10,19 +10,28 @@ set -u
 trap '' HUP PIPE
 pidf=$PIDF; log=$LOG; unit=$UNIT; workers=$WORKERS; timeout=$TIMEOUT; current=$CURRENT
 uid=$(id -u "$USER_") || { echo "no-user $USER_"; exit 3; }
+cgroup=$(systemctl show -p ControlGroup --value "$unit" 2>/dev/null)
 now() { date +%s; }
 # What the new master said: the exception line first, then the last lines.
-said() { t=$(mktemp) && tail -c +$((offset + 1)) "$log" > "$t"
+# The logs are in the app's folder: read as the app's user (a link there to /etc/shadow
+# shows nothing), never as root.
+# (setpriv: no PAM session per read, unlike runuser)
+as_app() { setpriv --reuid="$USER_" --regid="$USER_" --init-groups -- "$@"; }
+since() { as_app tail -c +$(($1 + 1)) "$log" 2>/dev/null; }
+said() { t=$(mktemp) && since "$offset" > "$t"
          grep -m 3 -E '\([A-Z][A-Za-z:]*(Error|Exception)\)$' "$t" | cut -c1-300
          tail -n 4 "$t" | cut -c1-300; rm -f "$t"; }
 masters() { pgrep -u "$USER_" -f '^unicorn master' | sort; }
 workers_of() { ps --ppid "$1" -o cmd= 2>/dev/null | grep -c 'unicorn.*worker' || true; }
 mainpid() { systemctl show -p MainPID --value "$unit"; }
 # Every PID read from the host is untrusted: it must be a positive decimal number naming a
-# live process of the app's user before we signal it (never -1, 0 or someone else's).
-readpid() { head -c 32 "$1" 2>/dev/null; }
+# live process of the app's user in the unit's own cgroup before we signal it (never -1, 0,
+# someone else's, or one of the app user's started elsewhere). The pid file is read as the
+# app's user (its folder).
+readpid() { as_app head -c 32 "$1" 2>/dev/null; }
 owned() { case "$1" in '' | 0* | *[!0-9]*) return 1 ;; esac
-          [ "${#1}" -le 9 ] && [ "$(stat -c %u "/proc/$1" 2>/dev/null)" = "$uid" ]; }
+          [ "${#1}" -le 9 ] && [ "$(stat -c %u "/proc/$1" 2>/dev/null)" = "$uid" ] \
+            && [ -n "$cgroup" ] && cut -d: -f3- "/proc/$1/cgroup" 2>/dev/null | grep -qxF "$cgroup"; }
 title() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null; }
 is_master() { owned "$1" && case "$(title "$1")" in "unicorn master"*) ;; *) false ;; esac; }
 # The master a USR2 forked: the old master's child that is no worker (while it boots, its
@@ -77,11 +86,11 @@ settle() {
     echo "half-done $o ${kid:--}: neither master serves with all its workers"; exit 11
   fi
 }
-offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
+offset=$(as_app stat -L -c %s "$log" 2>/dev/null || echo 0)
 settle
 old=$(readpid "$pidf")
 is_master "$old" || { echo "no-master $(printf %s "$old" | tr -cd '0-9a-z-' | cut -c1-20)"; exit 3; }
-offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
+offset=$(as_app stat -L -c %s "$log" 2>/dev/null || echo 0)
 t0=$(date +%s%N)
 kill -USR2 "$old"
 echo "USR2 sent to master $old; waiting for the new master's workers" >&2
@@ -99,8 +108,7 @@ while :; do
      && [ $(( $(now) - started )) -ge 1 ]; then
     echo "new-master-died"; said; exit 4
   fi
-  if [ -z "$child" ] && tail -c +$((offset + 1)) "$log" 2>/dev/null \
-       | grep -qE 'refusing rexec|reexec-ed child already running'; then
+  if [ -z "$child" ] && since "$offset" | grep -qE 'refusing rexec|reexec-ed child already running'; then
     echo "usr2-refused"; said; exit 10
   fi
   if [ "$(now)" -ge "$deadline" ]; then

@@ -204,7 +204,9 @@ def _retire_run(new: AppServer, old: list[AppServer], was_serving: dict[str, boo
         for s in old:
             p = s.paths
             env = {"UNIT": p.unit_name, "UNIT_FILE": p.unit, "CONFIG": p.server_config,
-                   "PIDF": p.pid, "SOCKET": p.socket, "USER_": s.app.deploy_user,
+                   "PIDF": p.pid, "SOCKET": p.socket,
+                   # the app's user, or the deploy user it ran as before app.app_user
+                   "USER_": f"{s.app.run_user},{s.app.deploy_user}",
                    "PATTERN": s.processes}
             out = remote.sh(r.conn, f"sudo -n env {_assign(env)} bash -s",
                             step=f"retire {s.name}", stdin=onhost.load("retire.sh").encode(),

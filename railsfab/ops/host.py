@@ -20,19 +20,24 @@ NGINX_GROUP = "www-data"
 
 
 def dirs(d: Desired) -> list[tuple[str, str, str, str]]:
-    """(path, owner, group, mode). nginx's group may enter the socket dir and nothing else of
-    the app's private files; public/ is world-readable inside each release."""
-    u, p = d.app.deploy_user, d.paths
+    """(path, owner, group, mode). The deploy user owns the releases and the folders above
+    what the app writes; the app's user owns what it may write (shared/log, tmp, storage,
+    app.writable; setgid to the deploy user's group, which Rails commands write through).
+    nginx's group may enter the socket dir and nothing else of the app's private files;
+    public/ is world-readable inside each release."""
+    u, a, p = d.app.deploy_user, d.app.run_user, d.paths
     return [
         (p.deploy_to, u, u, "0711"),
         (p.releases, u, u, "0711"),
         (p.failed_releases, u, u, "0700"),
         (p.shared, u, u, "0711"),
-        (f"{p.shared}/log", u, u, "0750"),
-        (f"{p.shared}/tmp", u, u, "0711"),
-        (f"{p.shared}/tmp/pids", u, u, "0750"),
-        (f"{p.shared}/tmp/sockets", u, NGINX_GROUP, "2750"),
-        (f"{p.shared}/storage", u, u, "0750"),
+        (f"{p.shared}/log", a, u, "2770"),
+        (f"{p.shared}/tmp", a, u, "2771"),
+        (f"{p.shared}/tmp/pids", a, u, "2770"),
+        (f"{p.shared}/tmp/cache", a, u, "2770"),
+        (f"{p.shared}/tmp/sockets", a, NGINX_GROUP, "2750"),
+        (f"{p.shared}/storage", a, u, "2770"),
+        *((w, a, u, "2770") for w in d.app.writable),
         (p.shared_config, "root", u, "0750"),
         ("/etc/railsfab", "root", "root", "0700"),
     ] + ([(p.bundle, u, u, "0750"), (p.bundle_config, "root", u, "0750")]
@@ -104,12 +109,30 @@ def deploy_user(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
         f"--user-group {u}"),))
 
 
+def app_user(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
+    """The app's own user: no shell, no home, no sudo; it reads the releases through the
+    deploy user's group (a member, and its unit's SupplementaryGroups)."""
+    a, u = d.app.run_user, d.app.deploy_user
+    groups = f.raw.get("app_user")
+    if groups and u in groups:
+        return NoChange(f"{a} (groups: {', '.join(groups)})")
+    if groups:
+        return Change(f"add {a} to group {u}", done=f"{a} added to group {u}", disturbs=False,
+                      scripts=(Script(f"usermod -a -G {u} {a}"),))
+    return Change(f"create {a}", done=f"created {a} (group {u})", disturbs=False, scripts=(Script(
+        f"useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "
+        f"--user-group --groups {u} {a}"),))
+
+
 def directories(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
     wrong = []
     for path, owner, group, mode in dirs(d):
         n = f.node(path)
         if not (n and n["dir"] and (n["owner"], n["group"], n["mode"]) == (owner, group, mode)):
-            wrong.append([path, owner, group, mode])
+            # the app ran as the deploy user before app.app_user: what it wrote becomes its own
+            adopt = d.app.deploy_user if owner == d.app.run_user and n and n["dir"] and \
+                n["owner"] == d.app.deploy_user else ""
+            wrong.append([path, owner, group, mode, adopt])
     if not wrong:
         return NoChange(f"{d.paths.deploy_to} layout and permissions")
     # Made from / down without following links (onhost/dirs.py): the app user owns

@@ -64,10 +64,12 @@ def _unpack(d: Desired, rel: str, archive: str) -> str:
 
 
 def open_public(rel: str) -> str:
-    """public/ readable by nginx; refused when it is a link (it would open up the target)."""
+    """public/ readable by nginx, written by nobody but the deploy user (a Rails command's
+    umask leaves it group-writable); refused when it is a link (it would open up the
+    target)."""
     return (f"if [ -L {rel}/public ]; then echo \"{rel}/public is a link to "
             f"$(readlink {rel}/public), not a folder\" >&2; exit 1; fi; "
-            f"chmod -R o+rX {rel}/public")
+            f"chmod -R o+rX,g-w {rel}/public")
 
 
 def _previous(f: Facts, d: Desired) -> str | None:

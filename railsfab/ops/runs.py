@@ -37,8 +37,10 @@ def _systemctl(r: HostRun, server: AppServer, script: str) -> None:
         # puma's workers say why they could not load the app on its stdout log; a Ruby
         # backtrace's "from ..." lines would push the exception's own line out of view
         logs = list(dict.fromkeys((p.server_stdout, p.server_log)))
-        tails = "; ".join(f"tail -n 300 {log} 2>/dev/null | grep -v '^[[:space:]]*from ' | "
-                          "tail -n 10" for log in logs)
+        # read as the app's user: the logs are in its folder (a link there shows nothing)
+        tails = "; ".join(f"runuser -u {shlex.quote(app.run_user)} -- tail -n 300 {log} "
+                          "2>/dev/null | grep -v '^[[:space:]]*from ' | tail -n 10"
+                          for log in logs)
         tail = remote.sh(r.conn, f"{tails}; journalctl -u {p.unit_name} -n 5 --no-pager -q",
                          sudo=True, step=server.name, timeout=30, warn=True).stdout.strip()
         if tail:
@@ -135,7 +137,7 @@ def runs_release(server: AppServer, release: str) -> Run:
     directory), so what answers is that release."""
     def run(r: HostRun) -> str:
         want = server.paths.release(release)
-        script = (f"for p in $(pgrep -u {shlex.quote(server.app.deploy_user)} -f "
+        script = (f"for p in $(pgrep -u {shlex.quote(server.app.run_user)} -f "
                   f"{shlex.quote(server.processes)}); do "
                   "printf '%s %s\\n' \"$p\" \"$(readlink /proc/$p/cwd)\"; done")
         out = remote.sh(r.conn, script, sudo=True, step="release", warn=True).stdout

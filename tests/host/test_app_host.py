@@ -32,11 +32,11 @@ def test_app_server_service_is_active(host, paths):
     assert unit.is_enabled and unit.is_running
 
 
-def test_pid_file_names_a_live_master_owned_by_the_deploy_user(host, app, paths, server):
+def test_pid_file_names_a_live_master_owned_by_the_app_user(host, app, paths, server):
     with host.sudo():
         pid = host.file(paths.pid).content_string.strip()
         proc = host.process.get(pid=int(pid))
-    assert proc.user == app.deploy_user
+    assert proc.user == app.run_user
     assert re.match(server.master_pattern, proc.args), proc.args
     assert host.run(f"systemctl show -p MainPID --value {paths.unit_name}").stdout.strip() == pid
 

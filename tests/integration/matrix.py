@@ -114,7 +114,7 @@ def _nested(injects, c: Ctx) -> Iterator[Path]:
 
 def served_release(sandbox, host: str, server: str) -> set[str]:
     """The releases the app server's processes run from (their working directories)."""
-    out = ssh(sandbox, host, f"for p in $(pgrep -u deploy -f '{PATTERN[server]}'); do "
+    out = ssh(sandbox, host, f"for p in $(pgrep -u sample -f '{PATTERN[server]}'); do "
                              "sudo readlink /proc/$p/cwd; done")
     return {line.rsplit("/", 1)[-1] for line in out.split()}
 

@@ -1,16 +1,21 @@
-"""The review's attacks, performed for real as the deploy user (the app's code runs as that
-user: a vulnerable gem, an upload bug) on the sandbox's hosts. Each shows no effect as root,
-no secret shown, no forged line printed:
+"""The review's attacks, performed for real on the sandbox's hosts, as the app's own user
+(its code: a vulnerable gem, an upload bug) where the app could do it, as the deploy user
+where only that user could. Each shows no effect as root, no secret shown, no forged line
+printed:
 
-1. a release folder (and `current`) whose name is a shell command;
-2. links planted at the names the next releases will take, pointing at /usr/local/sbin;
-3. `-1` written into unicorn's pid file (root's kill would signal every process);
+0. the app runs as its own user, and may not write its releases, `current` or its config;
+1. a release folder (and `current`) whose name is a shell command (the deploy user);
+2. links planted at the names the next releases will take, pointing at /usr/local/sbin (the
+   deploy user);
+3. `-1` written into unicorn's pid file (root's kill would signal every process), and the pid
+   of a process the app started outside its unit, titled like a unicorn master;
 5. a log line with terminal escapes (a clipboard write, a cursor up and a forged verdict),
-   and the Rails log turned into a link to /etc/shadow, read by `fab logs`.
+   and the Rails log turned into a link to /etc/shadow, read by `fab logs` and `fab check`.
 """
 
 from __future__ import annotations
 
+import shlex
 import time
 
 import pytest
@@ -29,9 +34,32 @@ def stage(stages):
 
 
 def as_deploy(sandbox, host: str, script: str) -> str:
-    import shlex
-
     return ssh(sandbox, host, f"sudo runuser -u deploy -- sh -c {shlex.quote(script)}")
+
+
+def as_app(sandbox, host: str, script: str) -> str:
+    """As the app's own user (app.app_user: the app's name), with its shell taken away."""
+    return ssh(sandbox, host, f"sudo setpriv --reuid=sample --regid=sample --init-groups "
+                              f"sh -c {shlex.quote(script)}")
+
+
+def test_the_app_runs_as_its_own_user_and_cannot_write_its_code(stage, sandbox):
+    pid = master_pid(sandbox, "web1")
+    assert ssh(sandbox, "web1", f"ps -o user= -p {pid}") == "sample"
+    assert ssh(sandbox, "web1", "getent passwd sample | cut -d: -f7") == "/usr/sbin/nologin"
+    assert ssh(sandbox, "web1", "sudo -l -U sample | grep -c 'may run' || true") == "0"
+    cur = current_release(sandbox, "web1")
+    for target in (f"{RELEASES}/{cur}/app/x", f"{RELEASES}/{cur}/config/x", f"{RELEASES}/x",
+                   "/srv/sample/current.x", "/srv/sample/shared/config/x"):
+        said = as_app(sandbox, "web1", f"touch {target} 2>&1 && echo WROTE || true")
+        assert "WROTE" not in said and "denied" in said, (target, said)
+    # inside its unit (its mount namespace): the release is read-only even where a mode
+    # would let it write; shared/log is writable
+    enter = f"sudo nsenter -t {pid} -m setpriv --reuid=sample --regid=sample --init-groups"
+    said = ssh(sandbox, "web1", f"{enter} touch {RELEASES}/{cur}/public/x 2>&1 || true")
+    assert "Read-only file system" in said or "denied" in said, said
+    assert ssh(sandbox, "web1", f"{enter} sh -c 'touch /srv/sample/shared/log/rf-x && echo ok "
+                                "&& rm /srv/sample/shared/log/rf-x'") == "ok"
 
 
 def serving_as_before(sandbox, inv, before: dict) -> None:
@@ -101,11 +129,11 @@ def test_a_pid_file_saying_minus_one_signals_nothing(stage, sandbox, inv):
     pidf = "/srv/sample/shared/tmp/pids/unicorn.pid"
     master = master_pid(sandbox, "web1")
     sshd = ssh(sandbox, "web1", "pgrep -o -x sshd")
-    as_deploy(sandbox, "web1", f"echo -1 > {pidf}")
+    as_app(sandbox, "web1", f"echo -1 > {pidf}")
     try:
         r = run_fab(stage, "restart-app", "--only", "web1")
     finally:
-        as_deploy(sandbox, "web1", f"echo {master} > {pidf}")
+        as_app(sandbox, "web1", f"echo {master} > {pidf}")
     out = r.stdout + r.stderr
     assert ssh(sandbox, "web1", "pgrep -o -x sshd") == sshd
     assert ssh(sandbox, "web1", f"sudo kill -0 {master} && echo alive") == "alive", out
@@ -114,20 +142,42 @@ def test_a_pid_file_saying_minus_one_signals_nothing(stage, sandbox, inv):
     assert again.returncode == 0, again.stdout + again.stderr
 
 
+def test_a_master_the_app_started_outside_its_unit_is_never_signalled(stage, sandbox, inv):
+    """Its own user, its title, its pid in the pid file: still not the unit's (its cgroup)."""
+    pidf = "/srv/sample/shared/tmp/pids/unicorn.pid"
+    master = master_pid(sandbox, "web1")
+    fake = as_app(sandbox, "web1", "nohup sh -c 'exec -a \"unicorn master -c x\" sleep 300' "
+                                   ">/dev/null 2>&1 & echo $!")
+    as_app(sandbox, "web1", f"echo {fake} > {pidf}")
+    try:
+        r = run_fab(stage, "restart-app", "--only", "web1")
+        # USR2 or QUIT would have ended the sleep
+        assert ssh(sandbox, "web1", f"sudo kill -0 {fake} 2>/dev/null && echo alive") == "alive"
+    finally:
+        ssh(sandbox, "web1", f"sudo kill {fake} 2>/dev/null; true")
+        as_app(sandbox, "web1", f"echo {master} > {pidf}")
+    assert ssh(sandbox, "web1", f"sudo kill -0 {master} && echo alive") == "alive", \
+        r.stdout + r.stderr
+    assert all(get(h.address, "/")[0] == 200 for h in inv.hosts(role="web"))
+    assert run_fab(stage, "restart-app", "--only", "web1").returncode == 0
+
+
 FORGED = "\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[1A\x1b[2K✓ web1: all layers healthy"
 
 
 def test_fab_logs_shows_escapes_and_follows_no_link(stage, sandbox, inv):
     log = "/srv/sample/shared/log/production.log"
-    as_deploy(sandbox, "web1", f"printf '%s\\n' '{FORGED}' >> {log}")
+    as_app(sandbox, "web1", f"printf '%s\\n' '{FORGED}' >> {log}")
     r = run_fab(stage, "logs", "--only", "web1")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "\x1b" not in r.stdout and "\x07" not in r.stdout
     assert "\\x1b]52;c;ZWNobyBwd25lZA==" in r.stdout
-    as_deploy(sandbox, "web1", f"mv {log} {log}.real && ln -s /etc/shadow {log}")
+    as_app(sandbox, "web1", f"mv {log} {log}.real && ln -s /etc/shadow {log}")
     try:
         time.sleep(0.5)
         r = run_fab(stage, "logs", "--only", "web1")
+        checked = run_fab(stage, "check", "--only", "web1")  # its probe reads logs as root
     finally:
-        as_deploy(sandbox, "web1", f"rm -f {log} && mv {log}.real {log}")
-    assert "root:" not in r.stdout and "deploy:" not in r.stdout, r.stdout
+        as_app(sandbox, "web1", f"rm -f {log} && mv {log}.real {log}")
+    for out in (r.stdout, checked.stdout + checked.stderr):
+        assert "root:" not in out and "deploy:" not in out and "sample:" not in out, out

@@ -137,12 +137,12 @@ FAULTS = {
         "systemctl stop rf-hold80 && systemctl reset-failed nginx; systemctl start nginx",
         "nginx", "Address already in use", "systemctl stop rf-hold80.service"),
     "the app's socket taken by another process": Fault(
-        f"systemctl stop {UNIT} && rm -f {SOCK} && " + hold("rf-holdsock", HOLDSOCK, "deploy")
+        f"systemctl stop {UNIT} && rm -f {SOCK} && " + hold("rf-holdsock", HOLDSOCK, "sample")
         + " && " + wait_listen(f"-x 'src {SOCK}'") + f" && (systemctl start {UNIT}{MAY_FAIL})",
         f"systemctl stop {UNIT} rf-holdsock; rm -f {SOCK}; {RESTART}",
         "socket", "rf-holdsock.service", "systemctl stop rf-holdsock.service"),
     "the log dir's file system full": Fault(
-        f"mount -t tmpfs -o size=4m,mode=0750,uid=$(id -u deploy),gid=$(id -g deploy) rf-full "
+        f"mount -t tmpfs -o size=4m,mode=2770,uid=$(id -u sample),gid=$(id -g deploy) rf-full "
         f"{LOG} && (dd if=/dev/zero of={LOG}/rf-filler bs=64k 2>/dev/null{MAY_FAIL}) && "
         f"systemctl restart {UNIT}",
         f"systemctl stop {UNIT}; umount -l {LOG}; {RESTART}",
@@ -152,7 +152,7 @@ FAULTS = {
     "a worker OOM-killed": Fault(
         f"W=$(ps --ppid $(cat {PID}) -o pid= | head -1 | tr -d ' ') && logger -t kernel "
         "\"Out of memory: Killed process $W (ruby) total-vm:1048576kB, anon-rss:524288kB, "
-        "file-rss:0kB, shmem-rss:0kB, UID:$(id -u deploy) pgtables:1024kB oom_score_adj:0\" "
+        "file-rss:0kB, shmem-rss:0kB, UID:$(id -u sample) pgtables:1024kB oom_score_adj:0\" "
         "&& kill -KILL $W",
         RESTART, "host", "Out of memory: Killed process", "app.workers"),
     "current points to a removed release": Fault(

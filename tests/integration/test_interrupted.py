@@ -55,7 +55,7 @@ def half_done(sandbox, host: str, *, wait: bool = True) -> tuple[str, str | None
     """A USR2 sent by hand as the app user and left: the old master keeps `.oldbin`; with
     `wait`, until the new master serves with all its workers beside it."""
     old = master_pid(sandbox, host)
-    ssh(sandbox, host, f"sudo -u deploy kill -USR2 {old}")
+    ssh(sandbox, host, f"sudo -u sample kill -USR2 {old}")
     if not wait:
         return old, None
 

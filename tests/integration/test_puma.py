@@ -47,7 +47,7 @@ def puma_master(sandbox, host: str) -> str:
 
 
 def processes(sandbox, host: str, pattern: str) -> list[str]:
-    return ssh(sandbox, host, f"pgrep -u deploy -f '{pattern}' || true").split()
+    return ssh(sandbox, host, f"pgrep -u sample -f '{pattern}' || true").split()
 
 
 def test_switch_from_unicorn_to_puma_under_load_loses_nothing(sandbox, puma_stage, addresses):

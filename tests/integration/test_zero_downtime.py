@@ -47,7 +47,7 @@ def under_load(addresses, action, **kw):
 
 
 def masters(sandbox, host: str) -> list[str]:
-    return ssh(sandbox, host, "pgrep -u deploy -f '^unicorn master' || true").split()
+    return ssh(sandbox, host, "pgrep -u sample -f '^unicorn master' || true").split()
 
 
 def systemd_main_pid(sandbox, host: str) -> str:

@@ -21,7 +21,7 @@ SOCKDIR = SOCK.rsplit("/", 1)[0]
 def diagnose(mutate) -> object:
     d = copy.deepcopy(HEALTHY)
     mutate(d)
-    return first_broken(evaluate(d, workers=2, deploy_user="deploy", paths=PATHS))
+    return first_broken(evaluate(d, workers=2, app_user="deploy", paths=PATHS))
 
 
 def unicorn_stopped(d):
@@ -156,13 +156,13 @@ def test_healthy_probe_has_no_broken_layer():
 
 
 def test_layers_come_in_the_order_a_request_crosses_them():
-    verdicts = evaluate(copy.deepcopy(HEALTHY), workers=2, deploy_user="deploy", paths=PATHS)
+    verdicts = evaluate(copy.deepcopy(HEALTHY), workers=2, app_user="deploy", paths=PATHS)
     assert [v.layer for v in verdicts] == list(LAYERS)
 
 
 def test_s3_and_load_balancer_layers_when_configured():
     d = copy.deepcopy(HEALTHY)
-    kw = dict(workers=2, deploy_user="deploy", paths=PATHS)
+    kw = dict(workers=2, app_user="deploy", paths=PATHS)
     ok = evaluate(d, s3={"bucket": "b"}, lb={"id": "i-1", "state": "healthy"}, **kw)
     assert first_broken(ok) is None
     s3_down = first_broken(evaluate(d, s3={"bucket": "b", "error": "AccessDenied"},
@@ -186,7 +186,7 @@ def alone(mutate=lambda d: None, listening=True):
     d["socket"].update(exists=False, is_socket=False, listening=False, nginx_can_connect=None,
                        holders=[])
     mutate(d)
-    return evaluate(d, workers=2, deploy_user="deploy", paths=PUMA_PATHS)
+    return evaluate(d, workers=2, app_user="deploy", paths=PUMA_PATHS)
 
 
 def test_puma_alone_skips_the_nginx_layers_and_is_healthy():
@@ -223,7 +223,7 @@ SG_OK = {"instance": "i-1", "alb_sg": "sg-alb", "app_sg": "sg-app", "admin_cidr"
               "UserIdGroupPairs": [{"GroupId": "sg-alb"}]},
              {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
               "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}]}]}
-FULL = dict(workers=2, deploy_user="deploy", s3={"bucket": "b"},
+FULL = dict(workers=2, app_user="deploy", s3={"bucket": "b"},
             lb={"id": "i-1", "state": "healthy"}, sg=SG_OK)
 BARE_SKIPS = {  # what a stage without nginx, database, bucket or target group skips, and why
     "nginx": "no nginx in this stage: puma answers on :3000 itself",
@@ -254,10 +254,10 @@ def test_each_layer_skips_when_the_stage_lacks_it_with_its_reason():
     d = copy.deepcopy(HEALTHY)
     d["front"] = {"nginx": False, "port": 3000, "listening": True}
     d["db"] = None
-    ctx = Context.of(d, workers=2, deploy_user="deploy", paths=PUMA_PATHS)
+    ctx = Context.of(d, workers=2, app_user="deploy", paths=PUMA_PATHS)
     for layer in layers.ALL:
         assert layer.applies(ctx) == (layer.name not in BARE_SKIPS), layer.name
-    verdicts = evaluate(d, workers=2, deploy_user="deploy", paths=PUMA_PATHS)
+    verdicts = evaluate(d, workers=2, app_user="deploy", paths=PUMA_PATHS)
     assert {v.layer: v.detail for v in verdicts if v.status == "skip"} == BARE_SKIPS
     assert all(v.status == "ok" for v in verdicts if v.layer not in BARE_SKIPS)
 
@@ -266,7 +266,7 @@ def test_a_layers_first_failing_check_names_the_fault():
     d = copy.deepcopy(HEALTHY)
     nginx_stopped(d)
     d["nginx"]["installed"] = False  # both nginx checks fail: the first one in order wins
-    broken = first_broken(evaluate(d, workers=2, deploy_user="deploy", paths=PATHS))
+    broken = first_broken(evaluate(d, workers=2, app_user="deploy", paths=PATHS))
     assert (broken.layer, broken.detail) == ("nginx", "nginx is not installed")
 
 
@@ -276,7 +276,7 @@ def test_a_404_on_the_health_path_names_the_missing_route_and_its_fixes():
 
     d = copy.deepcopy(HEALTHY)
     no_route(d)
-    b = first_broken(evaluate(d, workers=2, deploy_user="deploy", paths=PATHS,
+    b = first_broken(evaluate(d, workers=2, app_user="deploy", paths=PATHS,
                               health="/healthz"))
     assert b.layer == "Rails app" and b.detail == "/healthz answers 404: the app has no such route"
     assert 'get "up" => "rails/health#show"' in b.fix and "app.health_path" in b.fix
@@ -285,11 +285,11 @@ def test_a_404_on_the_health_path_names_the_missing_route_and_its_fixes():
 def test_a_redirect_to_https_is_named_force_ssl_with_the_settings_that_fix_it():
     d = copy.deepcopy(HEALTHY)
     d["http"]["up"] = {"code": "301", "location": "https://10.0.0.5/up", "body": ""}
-    b = first_broken(evaluate(d, workers=2, deploy_user="deploy", paths=PATHS))
+    b = first_broken(evaluate(d, workers=2, app_user="deploy", paths=PATHS))
     assert b.layer == "Rails app" and "config.force_ssl" in b.detail
     assert "app.force_ssl: true" in b.fix and "config.assume_ssl = true" in b.fix
     # told that clients come through TLS, a redirect anyway is the app's own doing
-    told = first_broken(evaluate(d, workers=2, deploy_user="deploy", paths=PATHS, https=True))
+    told = first_broken(evaluate(d, workers=2, app_user="deploy", paths=PATHS, https=True))
     assert "X-Forwarded-Proto: https" in told.fix and "app.force_ssl" not in told.fix
 
 
@@ -305,7 +305,7 @@ def with_db(login: dict):
 
 
 def test_the_database_layer_logs_in_with_the_apps_credentials():
-    verdicts = evaluate(_mutated(with_db(LOGIN_OK)), workers=2, deploy_user="deploy",
+    verdicts = evaluate(_mutated(with_db(LOGIN_OK)), workers=2, app_user="deploy",
                         paths=PATHS)
     db = next(v for v in verdicts if v.layer == "database")
     assert db.status == "ok"
@@ -332,7 +332,7 @@ def test_a_login_not_tried_is_said_not_blamed_on_the_credentials():
             "is not verified: the password is not sent")
     verdicts = evaluate(_mutated(with_db({"ok": False, "stage": "insecure", "code": "",
                                           "error": said})),
-                        workers=2, deploy_user="deploy", paths=PATHS)
+                        workers=2, app_user="deploy", paths=PATHS)
     db = next(v for v in verdicts if v.layer == "database")
     assert db.status == "ok"
     assert db.detail == f"reachable on its port; the login was not tried: {said}"
@@ -348,7 +348,7 @@ def test_an_app_without_an_asset_pipeline_skips_the_assets_layer():
     d = copy.deepcopy(HEALTHY)
     d.update(pipeline=False, asset=None)
     d["http"]["asset"] = None
-    verdicts = evaluate(d, workers=2, deploy_user="deploy", paths=PATHS)
+    verdicts = evaluate(d, workers=2, app_user="deploy", paths=PATHS)
     assets = next(v for v in verdicts if v.layer == "assets")
     assert (assets.status, assets.detail) == ("skip", "the app has no asset pipeline "
                                                       "(nothing is precompiled)")

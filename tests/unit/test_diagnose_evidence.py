@@ -22,7 +22,7 @@ RID = HEALTHY["requests"]["id"]
 def verdicts(mutate, **kw):
     d = copy.deepcopy(HEALTHY)
     mutate(d)
-    return evaluate(d, workers=2, deploy_user="deploy", paths=PATHS, host="web2", **kw)
+    return evaluate(d, workers=2, app_user="deploy", paths=PATHS, host="web2", **kw)
 
 
 def stray(pid=4242, cmd="python3 -m http.server 80", unit="stray.service", user="root"):

@@ -161,7 +161,7 @@ def test_release_state_current_ledger_and_shared_dirs(tree):
     (rel / "log").symlink_to(tree / "shared/log")
     (tree / "current").symlink_to(rel)
     P = {"current": str(tree / "current"), "releases": str(tree / "releases"),
-         "shared": str(tree / "shared"), "deploy_user": "nobody", "linked_dirs": ["log"],
+         "shared": str(tree / "shared"), "app_user": "nobody", "linked_dirs": ["log"],
          "unit_file": str(tree / "none.service"), "app_writes": [str(tree / "shared/log/a")]}
     r = check_app.release_state(P)
     assert (r["exists"], r["ledger"]["state"], r["unit_file"]) == (True, "good", False)

@@ -66,7 +66,7 @@ def deployed(d, release="20261130000000") -> Facts:
     p = d.paths
     f["installed"] = {p: "1.0-1" for p in d.packages}
     f["apt_lists_age"] = 60.0
-    f["user"] = True
+    f["user"], f["app_user"] = True, [d.app.run_user, d.app.deploy_user]
     f["nodes"] = {path: {"mode": mode, "owner": o, "group": g, "link": None, "dir": True}
                   for path, o, g, mode in host.dirs(d)}
     f["nodes"][p.env_file] = {"mode": "0600", "owner": "root", "group": "root", "link": None,
@@ -173,7 +173,7 @@ CASES = [
     ("no deploy user", fresh, "deploy user", Change, r"^create deploy$"),
     ("deploy user exists", deployed, "deploy user", NoChange, r"^deploy$"),
     # directories
-    ("no directories", fresh, "directories", Change, r"^fix 11: /srv/shop, "),
+    ("no directories", fresh, "directories", Change, r"^fix 12: /srv/shop, "),
     ("directories in place", deployed, "directories", NoChange, r"layout and permissions"),
     ("socket dir lost nginx's group", edit(deployed, node_of(
         lambda d: f"{d.paths.shared}/tmp/sockets", group="deploy")), "directories", Change,
@@ -312,8 +312,8 @@ def test_a_new_release_disturbs_only_in_activation(d):
 def test_phases_list_every_step_in_order(d):
     steps = [s(d) if callable(s) else s for ph in (PREPARE, MIGRATE, ACTIVATE, FINALIZE)
              for s, _ in ph.ops]
-    assert steps == ["ruby", "apt proxy", "packages", "deploy user", "directories", "env file",
-                     "bundle config", "release", "stock unicorn", "bundle", "assets",
+    assert steps == ["ruby", "apt proxy", "packages", "deploy user", "app user", "directories",
+                     "env file", "bundle config", "release", "stock unicorn", "bundle", "assets",
                      "migrate", "unicorn config", "unicorn unit", "nginx site", "switch",
                      "unicorn", "nginx", "verify", "retire puma", "releases"]
 

@@ -39,7 +39,7 @@ def cidr(port: int, source: str, to: int | None = None, proto: str = "tcp") -> d
 
 
 def judge(sg: dict | None):
-    verdicts = evaluate(copy.deepcopy(HEALTHY), workers=2, deploy_user="deploy", paths=PATHS,
+    verdicts = evaluate(copy.deepcopy(HEALTHY), workers=2, app_user="deploy", paths=PATHS,
                         sg=sg)
     return next(v for v in verdicts if v.layer == "security groups")
 
@@ -126,6 +126,6 @@ def test_every_offending_source_is_named_once():
 
 
 def test_a_healthy_host_is_not_broken_by_this_layer():
-    verdicts = evaluate(copy.deepcopy(HEALTHY), workers=2, deploy_user="deploy", paths=PATHS,
+    verdicts = evaluate(copy.deepcopy(HEALTHY), workers=2, app_user="deploy", paths=PATHS,
                         sg=instance())
     assert first_broken(verdicts) is None

@@ -53,7 +53,7 @@ def test_unit_starts_the_rendered_config_in_the_stage_env():
     assert "-c /srv/shop/shared/config/unicorn.rb -E production" in unit
     assert "EnvironmentFile=/etc/railsfab/shop.env" in unit
     assert "RAILS_ENV=production" in unit
-    assert "User=deploy" in unit
+    assert "User=shop" in unit and "SupplementaryGroups=deploy" in unit
 
 
 def test_site_is_the_default_server_with_alb_friendly_keepalive():

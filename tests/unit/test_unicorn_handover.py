@@ -14,6 +14,18 @@ from railsfab import onhost
 from railsfab.appserver.unicorn import repair_note
 
 RECORD = 'kill() { echo "kill $*" >> "$TRACE"; [ "$1" = -0 ] && command kill "$@"; }\n'
+# systemd is not here: the unit's cgroup is the one this test (and its fake masters) run in
+SYSTEMCTL = ('#!/bin/sh\ncase "$*" in *ControlGroup*) '
+             'cut -d: -f3- /proc/self/cgroup | head -n 1 ;; *) exit 1 ;; esac\n')
+
+
+def fake_systemctl(tmp_path):
+    bin_ = tmp_path / "bin"
+    bin_.mkdir(exist_ok=True)
+    if not (bin_ / "systemctl").exists():  # a test may have put its own
+        (bin_ / "systemctl").write_text(SYSTEMCTL)
+        (bin_ / "systemctl").chmod(0o755)
+    return bin_
 
 
 def handover(tmp_path, pid_text: str, oldbin: str | None = None, user: str | None = None):
@@ -25,9 +37,10 @@ def handover(tmp_path, pid_text: str, oldbin: str | None = None, user: str | Non
     log.write_text("")
     trace = tmp_path / "trace"
     trace.write_text("")
+    bin_ = fake_systemctl(tmp_path)
     # TIMEOUT past the 1 s after which a master that forked nothing counts as died (at 1 s
     # the two raced on a loaded machine: timeout, exit 5, instead of died, exit 4)
-    env = {"PATH": "/usr/bin:/bin", "PIDF": str(pidf), "LOG": str(log),
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "PIDF": str(pidf), "LOG": str(log),
            "UNIT": "railsfab-test-none.service", "WORKERS": "1", "TIMEOUT": "3",
            "CURRENT": str(tmp_path), "USER_": user or getpass.getuser(), "TRACE": str(trace)}
     r = subprocess.run(["bash", "-s"], input=RECORD + onhost.load("unicorn_handover.sh"),
@@ -115,7 +128,8 @@ def test_the_handover_goes_on_when_its_ssh_session_goes_away(tmp_path, fake_proc
     (tmp_path / "trace").write_text("")
     script = tmp_path / "handover.sh"
     script.write_text(RECORD + onhost.load("unicorn_handover.sh"))
-    env = {"PATH": "/usr/bin:/bin", "PIDF": str(tmp_path / "unicorn.pid"),
+    bin_ = fake_systemctl(tmp_path)
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "PIDF": str(tmp_path / "unicorn.pid"),
            "LOG": str(tmp_path / "unicorn.log"), "UNIT": "railsfab-test-none.service",
            "WORKERS": "1", "TIMEOUT": "2", "CURRENT": str(tmp_path),
            "USER_": getpass.getuser(), "TRACE": str(tmp_path / "trace")}
@@ -130,3 +144,14 @@ def test_the_handover_goes_on_when_its_ssh_session_goes_away(tmp_path, fake_proc
     p.send_signal(signal.SIGHUP)
     # it ran on to its own end (the fake master never forks a new one): "new-master-died"
     assert p.wait(timeout=30) == 4
+
+
+def test_a_master_of_the_apps_user_outside_the_units_cgroup_is_never_signalled(tmp_path,
+                                                                                fake_process):
+    # the app's user can start a process titled "unicorn master" elsewhere (and name it in
+    # the pid file): only the unit's own cgroup counts
+    pid = fake_process("unicorn master -c /srv/sample/unicorn.rb")
+    bin_ = fake_systemctl(tmp_path)
+    (bin_ / "systemctl").write_text('#!/bin/sh\necho /system.slice/sample-unicorn.service\n')
+    r, signals = handover(tmp_path, pid)
+    assert r.returncode == 3 and r.stdout.startswith("no-master") and signals == []
