@@ -108,6 +108,7 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         runs_ = list(session.runs.values())
         d = desired.settled(d, [r.facts for r in runs_])  # a joining host: the fleet's release
         migrator = next((r for r in runs_ if "migrate" in r.host.roles), None)
+        _some_host_migrates(inv)
         plans = {r.name: _plan(r, d, migrate=r is migrator) for r in runs_}
         attach.ensure(session, dry=dry_run)  # the app's security group before it serves
         artifact.upload(d, plans, rep, dry=dry_run)  # app.artifact: s3, once for every host
@@ -154,6 +155,20 @@ def _say_source(rep: Reporter, inv: Inventory, d: Desired) -> None:
     if src.uncommitted:
         rep.info("  [yellow]not shipped[/] " + escape(
             f"(not committed at {inv.stage.app.ref or 'HEAD'}): {', '.join(src.uncommitted)}"))
+
+
+def _some_host_migrates(inv: Inventory) -> None:
+    """A fleet from AWS names its migrate host (a listed one, or an instance tagged for it):
+    the migrations, and the secrets they need, never go to whichever instance is found."""
+    hf = inv.stage.hosts_from
+    if hf is None or any("migrate" in h.roles for h in inv.stage.hosts):
+        return
+    raise RailsfabError(
+        "no host may run the migrations: none listed with role migrate, no instance found "
+        f"tagged {hf.migrate_tag_said()}", step="hosts", state="nothing was changed",
+        fix=f"tag the instance that migrates {hf.migrate_tag_said()} (only one is chosen: "
+            f"the oldest), or list it under hosts with roles [web, migrate] in stage "
+            f"{inv.stage_name} of {inv.path.name}")
 
 
 def _plan(r: HostRun, d: Desired, *, migrate: bool) -> dict[str, Plan]:

@@ -28,7 +28,8 @@ class Instance(Host):
     """A web host found in AWS."""
 
     az: str = ""
-    launched: str = ""  # ISO time: the oldest instance migrates when no listed host does
+    launched: str = ""  # ISO time: the oldest tagged instance migrates when no listed host does
+    may_migrate: bool = False  # it carries hosts_from.migrate_tag
 
 
 def resolve(inv: Inventory, say: Callable[[str], None]) -> None:
@@ -143,16 +144,20 @@ def _instance(i: dict, address: str, inv: Inventory) -> Instance:
                 f"for stage {inv.stage_name} in {inv.path.name}, or reach it another way")
     name = tags.get("Name", "")
     launched = i.get("LaunchTime")
+    wanted = inv.stage.hosts_from.migrate_tag if inv.stage.hosts_from else {}
     return Instance(name=name if NAME.match(name) else i["InstanceId"], address=i[key],
                     roles=["web"], instance_id=i["InstanceId"],
                     az=i.get("Placement", {}).get("AvailabilityZone", ""),
-                    launched=launched.isoformat() if launched else "")
+                    launched=launched.isoformat() if launched else "",
+                    may_migrate=bool(wanted) and all(tags.get(k) == v
+                                                     for k, v in wanted.items()))
 
 
 def combine(listed: list[Host], found: list[Instance]) -> list[Host]:
     """The listed hosts, then the instances not listed (by instance id or address), named by
     their Name tag where it is a host name no other host has, else by instance id. When no
-    host has role migrate, the oldest instance (then by name) migrates."""
+    host has role migrate, the oldest instance carrying hosts_from.migrate_tag (then by name)
+    migrates; none other ever does."""
     by_id = {h.instance_id: i for i, h in enumerate(listed) if h.instance_id}
     by_address = {h.address: i for i, h in enumerate(listed)}
     hosts = list(listed)
@@ -166,8 +171,9 @@ def combine(listed: list[Host], found: list[Instance]) -> list[Host]:
     taken = [h.name for h in listed] + [i.name for i in new]
     new = [i if taken.count(i.name) == 1 else i.model_copy(update={"name": i.instance_id})
            for i in new]
-    if new and not any("migrate" in h.roles for h in hosts):
-        first = min(new, key=lambda i: (i.launched, i.name))
+    tagged = [i for i in new if i.may_migrate]
+    if tagged and not any("migrate" in h.roles for h in hosts):
+        first = min(tagged, key=lambda i: (i.launched, i.name))
         new = [i.model_copy(update={"roles": ["web", "migrate"]}) if i is first else i
                for i in new]
     return hosts + sorted(new, key=lambda i: _natural(i.name))
@@ -187,8 +193,11 @@ def line(inv: Inventory, hosts: list[Host]) -> str:
     said = f"  hosts    {hf.describe()} in {where}: {len(found)} found"
     said += f": {shown}" if found else ""
     said += f"; listed: {', '.join(listed)}" if listed else ""
-    migrator = next((h.name for h in found if "migrate" in h.roles), None)
-    return said + (f"; {migrator} migrates" if migrator else "")
+    migrator = next((h.name for h in hosts if "migrate" in h.roles), None)
+    if migrator is None:
+        return said + (f"; no host migrates (none listed with role migrate, none tagged "
+                       f"{hf.migrate_tag_said()})")
+    return said + (f"; {migrator} migrates" if migrator in {h.name for h in found} else "")
 
 
 def _fix_nothing(inv: Inventory) -> str:

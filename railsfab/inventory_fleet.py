@@ -46,6 +46,10 @@ class HostsFrom(BaseModel):
     # The address railsfab connects to: the private IP (from inside the VPC: a bastion, a
     # CI runner, a VPN) or the public one.
     address: Literal["private", "public"] = "private"
+    # Which found instance may run the migrations (and receive every secret for it) when no
+    # listed host has role migrate: the oldest carrying all these tags; never just any.
+    migrate_tag: dict[TagKey, TagValue] = Field(
+        default_factory=lambda: {"railsfab:migrate": "true"})
 
     @model_validator(mode="before")
     @classmethod
@@ -66,7 +70,13 @@ class HostsFrom(BaseModel):
                              f"keep one ({EXAMPLE})")
         if self.tag == {}:
             raise ValueError(f"tag: give at least one KEY: VALUE ({EXAMPLE})")
+        if self.migrate_tag == {}:
+            raise ValueError("migrate_tag: give at least one KEY: VALUE (e.g. "
+                             "{railsfab:migrate: 'true'}): any instance would migrate")
         return self
+
+    def migrate_tag_said(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.migrate_tag.items())
 
     @property
     def source(self) -> str:

@@ -45,9 +45,16 @@ def current_dangling(d: dict, ctx: Context) -> Finding | None:
                         "starts the app server)")
 
 
+# Linked only in releases made since railsfab links it (the app's caches): an older
+# release's own folder there is not a fault (the next release links it).
+LINKED_SINCE = ("tmp/cache",)
+
+
 def shared_dir_unusable(d: dict, ctx: Context) -> Finding | None:
     for x in release(d).get("linked", []):
         inside = f"{ctx.paths.current}/{x['name']}"
+        if x.get("link") is None and x["name"] in LINKED_SINCE:
+            continue
         if x.get("link") != x["shared"]:
             return (f"{inside} is not linked to {x['shared']} (it is "
                     f"{x.get('link') or 'no link'})", "fab deploy links the shared dirs")

@@ -44,6 +44,9 @@ def grant(denied: dict) -> str:
     """The smallest change that gives `denied['user']` what it lacks on `denied['path']`:
     its owner's, group's or (as the new owner) the owner's bit."""
     path, user, lacks = denied["path"], denied.get("user", "?"), denied.get("lacks", "")
+    if denied.get("link"):  # never a chown through it: that would hand over its target
+        return (f"sudo rm {path} (the link only, not {denied['link']}; fab deploy and the "
+                "app make it again)")
     if denied.get("missing"):
         return f"sudo install -d -o {user} {path}"
     if denied.get("owner") == user:
@@ -63,6 +66,8 @@ def denial(denied: dict) -> str:
     """Why `user` may not: "/srv/x is root:root 0755: deploy may not write it"."""
     if denied.get("missing"):
         return f"{denied['path']} does not exist"
+    if denied.get("link"):
+        return f"{denied['path']} is a link to {denied['link']}, where the app's own file belongs"
     wants = " or ".join(BITS.get(b, b) for b in denied.get("lacks", ""))
     return (f"{denied['path']} is {denied.get('owner')}:{denied.get('group')} "
             f"{denied.get('mode')}: {denied.get('user')} may not {wants} it")

@@ -228,8 +228,9 @@ def release_state(P: dict) -> dict:
         inside = f"{P['current']}/{name}"
         shared = f"{P['shared']}/{name}"
         linked.append({"name": name, "shared": shared, "link": readlink(inside),
-                       "node": node(shared), "app_user": may(shared, user, "wx")})
-    files = [{"path": p, "node": node(p), "app_user": may(p, user, "w")}
+                       "node": node(shared),
+                       "app_user": may(shared, user, "wx", link_ok=False)})
+    files = [{"path": p, "node": node(p), "app_user": may(p, user, "w", link_ok=False)}
              for p in P["app_writes"]]
     return {
         "link": link, "target": target,

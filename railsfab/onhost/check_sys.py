@@ -281,14 +281,19 @@ def _name(lookup, num: int) -> str:
 BITS = {"r": 4, "w": 2, "x": 1}
 
 
-def may(path: str, user: str, want: str) -> dict:
+def may(path: str, user: str, want: str, *, link_ok: bool = True) -> dict:
     """May `user` reach `path` (x on every directory above it) and have `want` ("w", "wx",
     ...) on it? {"ok": True} or the first path that says no, with what it lacks and its
-    owner, group and mode. A missing path needs `want` + x on its nearest directory."""
+    owner, group and mode. A missing path needs `want` + x on its nearest directory. With
+    `link_ok=False`, `path` itself being a link says no (with where it points): what the app
+    writes in its own folder is never a link, and a fix must not go through one."""
     try:
         u = pwd.getpwnam(user)
     except KeyError:
         return {"ok": False, "path": path, "lacks": want, "error": f"no user {user}"}
+    if not link_ok and os.path.islink(path):
+        return {"ok": False, "path": path, "lacks": want, "user": user,
+                "link": os.readlink(path)}
     if u.pw_uid == 0:
         return {"ok": True}
     groups = {_name(grp.getgrgid, g) for g in os.getgrouplist(user, u.pw_gid)}

@@ -15,6 +15,7 @@ printed:
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 
@@ -146,15 +147,17 @@ def test_a_master_the_app_started_outside_its_unit_is_never_signalled(stage, san
     """Its own user, its title, its pid in the pid file: still not the unit's (its cgroup)."""
     pidf = "/srv/sample/shared/tmp/pids/unicorn.pid"
     master = master_pid(sandbox, "web1")
-    fake = as_app(sandbox, "web1", "nohup sh -c 'exec -a \"unicorn master -c x\" sleep 300' "
-                                   ">/dev/null 2>&1 & echo $!")
+    ssh(sandbox, "web1", "sudo systemd-run -q --unit rf-fakemaster -p User=sample bash -c "
+                         "'exec -a \"unicorn master -c x\" sleep 300'")
+    fake = ssh(sandbox, "web1", "systemctl show -p MainPID --value rf-fakemaster")
     as_app(sandbox, "web1", f"echo {fake} > {pidf}")
     try:
         r = run_fab(stage, "restart-app", "--only", "web1")
         # USR2 or QUIT would have ended the sleep
-        assert ssh(sandbox, "web1", f"sudo kill -0 {fake} 2>/dev/null && echo alive") == "alive"
+        assert ssh(sandbox, "web1", f"sudo kill -0 {fake} 2>/dev/null && echo alive") == \
+            "alive", r.stdout + r.stderr
     finally:
-        ssh(sandbox, "web1", f"sudo kill {fake} 2>/dev/null; true")
+        ssh(sandbox, "web1", "sudo systemctl stop rf-fakemaster; true")
         as_app(sandbox, "web1", f"echo {master} > {pidf}")
     assert ssh(sandbox, "web1", f"sudo kill -0 {master} && echo alive") == "alive", \
         r.stdout + r.stderr
@@ -180,4 +183,8 @@ def test_fab_logs_shows_escapes_and_follows_no_link(stage, sandbox, inv):
     finally:
         as_app(sandbox, "web1", f"rm -f {log} && mv {log}.real {log}")
     for out in (r.stdout, checked.stdout + checked.stderr):
-        assert "root:" not in out and "deploy:" not in out and "sample:" not in out, out
+        assert not re.search(r"(root|deploy|sample):[!*$]", out), out  # a shadow line
+    said = " ".join(checked.stdout.split())
+    # the evidence names the link, and the fix removes the link: never a chown through it
+    assert "production.log is a link to /etc/shadow" in said, said
+    assert "sudo rm /srv/sample/shared/log/production.log" in said and "chown" not in said, said

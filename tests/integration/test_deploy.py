@@ -113,8 +113,12 @@ def test_host_layout_permissions_and_secrets(deployed, stage, sandbox):
     assert ssh(sandbox, "web1", "systemctl is-system-running") == "running"
     assert ssh(sandbox, "web1", "ls /etc/nginx/sites-enabled") == "sample"
     assert ssh(sandbox, "web1", "sudo stat -c '%U %a' /etc/railsfab/sample.env") == "root 600"
+    # The app runs as its own user (app.app_user, the app's name), not the deploy user.
     users = ssh(sandbox, "web1", "ps -o user= -C ruby,unicorn | sort -u")
-    assert users.split() == ["deploy"]
+    assert users.split() == ["sample"]
+    assert ssh(sandbox, "web1", "sudo stat -c '%U %G %a' /srv/sample/releases /srv/sample/shared "
+               "/srv/sample/shared/log /srv/sample/shared/config").splitlines() == [
+        "deploy deploy 711", "deploy deploy 711", "sample deploy 2770", "root deploy 750"]
     # nginx (www-data) may use the socket; other users cannot read the app's private files.
     assert ssh(sandbox, "web1", "sudo -u www-data test -r /srv/sample/current/public/500.html "
                "&& echo ok") == "ok"

@@ -2,7 +2,8 @@
 `app.artifact: s3`, with the sandbox's AWS endpoint (moto) as EC2, Auto Scaling and S3.
 
 The sandbox boots web1, web2 and web3 as unlisted instances (web1 and web2 tagged Role=web
-and in the group fleet-web, web3 untagged) and db as a listed host. The tests build on each
+and in the group fleet-web, web1 also railsfab:migrate=true, web3 untagged) and db as a
+listed host. The tests build on each
 other in order: the tagged hosts deploy, the archive is in the bucket once; a tampered
 archive is refused on the host that fetches it; web3, once tagged, comes up to the fleet's
 release alone. The sandbox is its own (10.<net>.64.0/18, inside the session sandbox's
@@ -39,7 +40,9 @@ def fleet_stage(folder: Path, hosts_from: dict) -> dict:
     return {
         "sandbox": {"bridge": f"rff{NET}", "subnet": f"10.{NET}.64.0/18", "gateway": GW,
                     "instances": [
-                        {"name": "web1", "address": ADDR["web1"], "tags": {"Role": "web"},
+                        # web1 may run the migrations (hosts_from.migrate_tag's default)
+                        {"name": "web1", "address": ADDR["web1"],
+                         "tags": {"Role": "web", "railsfab:migrate": "true"},
                          "auto_scaling_group": "fleet-web"},
                         {"name": "web2", "address": ADDR["web2"], "tags": {"Role": "web"},
                          "auto_scaling_group": "fleet-web"},

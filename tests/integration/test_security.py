@@ -68,7 +68,7 @@ def exposure(sandbox, host: str, unit: str) -> float:
 
 def test_the_unicorn_unit_is_sandboxed_and_the_app_still_serves(stage, sandbox, inv):
     for h in inv.hosts(role="web"):
-        assert exposure(sandbox, h.name, "sample-unicorn") <= 4.0
+        assert exposure(sandbox, h.name, "sample-unicorn") <= 2.0
         shown = ssh(sandbox, h.name, "systemctl show -p NoNewPrivileges -p ProtectSystem "
                                      "sample-unicorn")
         assert dict(ln.split("=", 1) for ln in shown.splitlines()) == {

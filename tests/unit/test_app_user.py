@@ -95,3 +95,18 @@ def test_adoption_reowns_the_deploy_users_files_and_never_follows_a_link(tmp_pat
     assert os.stat(top / "production.log").st_mode & 0o777 == 0o660
     assert os.lstat(top / "evil").st_uid == 0  # the link itself, not what it names
     assert os.stat(victim).st_mode & 0o777 == 0o600 and os.stat(tmp_path).st_uid == os.getuid()
+
+
+def test_a_link_where_the_apps_file_belongs_is_named_and_its_fix_removes_only_the_link(
+        tmp_path):
+    from railsfab.diagnose.evidence import denial, grant
+    from railsfab.onhost.check_sys import may
+
+    log = tmp_path / "production.log"
+    log.symlink_to("/etc/shadow")
+    denied = may(str(log), "root", "w", link_ok=False)
+    assert denied["ok"] is False and denied["link"] == "/etc/shadow"
+    assert denial(denied).endswith("is a link to /etc/shadow, where the app's own file belongs")
+    assert grant(denied).startswith(f"sudo rm {log} (the link only")
+    assert "chown" not in grant(denied)
+    assert may(str(log), "root", "w")["ok"]  # where links are fine (the default)

@@ -166,12 +166,12 @@ def test_fab_refuses_a_bad_hosts_from_with_exit_2(tmp_path):
 
 
 def inst(name: str, address: str, iid: str, launched: str = "2026-11-30T10:00:00",
-         az: str = "ap-northeast-1a") -> fleet.Instance:
+         az: str = "ap-northeast-1a", may_migrate: bool = True) -> fleet.Instance:
     return fleet.Instance(name=name, address=address, roles=["web"], instance_id=iid, az=az,
-                          launched=launched)
+                          launched=launched, may_migrate=may_migrate)
 
 
-def test_found_instances_join_the_listed_hosts_and_the_oldest_migrates():
+def test_found_instances_join_the_listed_hosts_and_the_oldest_tagged_one_migrates():
     db = Host(name="db", address="10.0.1.20", roles=["db"])
     found = [inst("web2", "10.0.1.12", "i-0000000000000002", "2026-11-30T09:00:00"),
              inst("web10", "10.0.1.13", "i-0000000000000003"),
@@ -179,6 +179,25 @@ def test_found_instances_join_the_listed_hosts_and_the_oldest_migrates():
     hosts = fleet.combine([db], found)
     assert [h.name for h in hosts] == ["db", "web1", "web2", "web10"]
     assert [h.name for h in hosts if "migrate" in h.roles] == ["web2"]
+
+
+def test_an_instance_without_the_migrate_tag_never_migrates(tmp_path):
+    """An instance anyone could start with the stage's tag would get every secret."""
+    db = Host(name="db", address="10.0.1.20", roles=["db"])
+    found = [inst("old", "10.0.1.12", "i-0000000000000002", "2020-01-01T00:00:00",
+                  may_migrate=False),
+             inst("web1", "10.0.1.11", "i-0000000000000001")]
+    assert [h.name for h in fleet.combine([db], found) if "migrate" in h.roles] == ["web1"]
+    hosts = fleet.combine([db], found[:1])
+    assert not any("migrate" in h.roles for h in hosts)
+    inv = inventory.load(write(tmp_path, FLEET))
+    assert fleet.line(inv, hosts).endswith(
+        "; no host migrates (none listed with role migrate, none tagged railsfab:migrate=true)")
+    record = {"InstanceId": "i-0abc0abc0abc0abc0", "PrivateIpAddress": "10.0.1.11",
+              "Tags": [{"Key": "railsfab:migrate", "Value": "true"}]}
+    assert fleet._instance(record, "private", inv).may_migrate
+    record["Tags"] = [{"Key": "railsfab:migrate", "Value": "yes"}]
+    assert not fleet._instance(record, "private", inv).may_migrate
 
 
 def test_a_listed_host_that_is_also_found_stays_as_listed_and_keeps_the_migration():
