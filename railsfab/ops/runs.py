@@ -49,11 +49,30 @@ def _systemctl(r: HostRun, server: AppServer, script: str) -> None:
         raise
 
 
+# Client connections to nginx still open (from anywhere but the host itself).
+CLIENTS = ("ss -Htn state established '( sport = :80 or sport = :443 )' | "
+           "grep -vcE ' (127\\.0\\.0\\.1|\\[::1\\]):[0-9]+ *$' || true")
+
+
+def _idle(r: HostRun, server: AppServer) -> None:
+    """Before a full restart (a gap) on a host drained from the target group: its last
+    clients' connections closed first, as the load balancer closes them once their requests
+    are answered (bounded by the deregistration delay). The target group saying "drained" is
+    not enough where it says so at once (an endpoint without draining, or the moment before
+    the balancer stops sending)."""
+    bound = int(r.marks.get("drained", 0) or 0) + 5
+    remote.sh(r.conn, f"end=$(( $(date +%s) + {bound} )); while [ \"$({CLIENTS})\" != 0 ] "
+              "&& [ \"$(date +%s)\" -lt \"$end\" ]; do sleep 0.1; done",
+              sudo=True, step=server.name, timeout=bound + 30, warn=True)
+
+
 def systemctl(server: AppServer, verb: str, enable: bool) -> Run:
     """`systemctl start` or `restart` the server's unit (enabling it first if need be); done
     only once the server answers."""
     def run(r: HostRun) -> None:
         unit = server.paths.unit_name
+        if verb == "restart" and "drained" in r.marks and server.app.nginx:
+            _idle(r, server)
         r.restarted = True
         _systemctl(r, server, (f"systemctl enable -q {unit} && " if enable else "")
                    + (f"{stop_failing(unit)} && " if verb == "start" else "")

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import run_fab
 from tests.integration.matrix import WEB, all_healthy, under_alb_load
-from tests.integration.test_deploy import ssh
+from tests.integration.test_deploy import get, ssh
 
 SHARED = "/srv/sample/shared"
 
@@ -22,7 +22,7 @@ def server_stage(request, stages):
     return request.param, path
 
 
-def as_before_app_user(sandbox, server: str) -> None:
+def as_before_app_user(sandbox, inv, server: str) -> None:
     """Each web host as railsfab left it before app.app_user: the unit runs the app as the
     deploy user, which owns shared/log, tmp and storage and what is in them; no app user."""
     unit = f"/etc/systemd/system/sample-{server}.service"
@@ -30,28 +30,31 @@ def as_before_app_user(sandbox, server: str) -> None:
         f"sed -i -e 's/^User=.*/User=deploy/' -e 's/^Group=.*/Group=deploy/' "
         f"-e '/^SupplementaryGroups=/d' -e 's/^UMask=.*/UMask=0027/' "
         f"-e 's|^ReadWritePaths=.*|ReadWritePaths=/srv/sample|' {unit} && "
-        f"systemctl stop sample-{server} && "
+        f"systemctl stop sample-{server} && rm -rf {SHARED}/tmp/cache && "
+        f"mkdir -p {SHARED}/storage/ab/cd && echo blob > {SHARED}/storage/ab/cd/old-upload && "
         f"chown -R deploy:deploy {SHARED}/log {SHARED}/tmp {SHARED}/storage && "
-        f"chgrp www-data {SHARED}/tmp/sockets && "
-        f"find {SHARED}/log {SHARED}/storage {SHARED}/tmp -type d -exec chmod 0750 {{}} + && "
+        f"find {SHARED}/log {SHARED}/storage -type d -exec chmod 0750 {{}} + && "
         f"find {SHARED}/log {SHARED}/storage -type f -exec chmod 0640 {{}} + && "
-        f"rm -rf {SHARED}/tmp/cache && mkdir -p {SHARED}/storage/ab/cd && "
-        f"echo blob > {SHARED}/storage/ab/cd/old-upload && "
-        f"chown -R deploy:deploy {SHARED}/storage/ab && "
+        # the modes railsfab gave them then (nginx passes through tmp to the socket)
+        f"chmod 0711 {SHARED}/tmp && chmod 0750 {SHARED}/tmp/pids && "
+        f"chgrp www-data {SHARED}/tmp/sockets && chmod 2750 {SHARED}/tmp/sockets && "
         f"userdel sample && systemctl daemon-reload && systemctl start sample-{server}")
     for h in WEB:
         ssh(sandbox, h, f"sudo sh -c {shlex.quote(script)}")
         assert ssh(sandbox, h, f"ps -o user= -p $(systemctl show -p MainPID --value "
                                f"sample-{server})") == "deploy"
+    for h in inv.hosts(role="web"):  # and it serves, as it did
+        assert get(h.address, "/")[0] == 200
 
 
 def test_a_host_where_the_app_ran_as_the_deploy_user_moves_to_the_apps_own_user(
         server_stage, sandbox, inv):
     server, stage = server_stage
     assert run_fab(stage, "deploy").returncode == 0
-    as_before_app_user(sandbox, server)
+    as_before_app_user(sandbox, inv, server)
     r, load = under_alb_load(inv, lambda: run_fab(stage, "deploy"))
     out = r.stdout + r.stderr
+    print(out)
     assert r.returncode == 0, out
     assert load.result.failed == 0, (load.result.errors, out)
     assert "created sample" in out and "full restart" in out, out
