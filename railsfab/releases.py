@@ -59,6 +59,20 @@ def spec(s: Serving) -> facts.Spec:
     return facts.Spec(user=s.app.deploy_user, units=(s.paths.unit_name,))
 
 
+def same_app_user(s: Serving, runs: list, command: str) -> None:
+    """A restart keeps the unit as it is: on a host whose unit still runs the app as another
+    user (railsfab before app.app_user), only a deploy moves it (its processes, signals and
+    logs are that user's)."""
+    for r in runs:
+        user = r.facts.unit(s.paths.unit_name).get("user") if r.facts else None
+        if user and user != s.app.run_user:
+            raise RailsfabError(
+                f"{s.paths.unit_name} runs the app as {user}, not {s.app.run_user} "
+                "(app.app_user)", host=r.name, step=command.removeprefix("fab "),
+                state="nothing was changed",
+                fix="`fab deploy` moves it to its own user (host by host, drained first)")
+
+
 def list_releases(inv: Inventory, only: str | None) -> dict[str, list[Release]]:
     with Session(inv, Reporter(quiet=True), only=only, command="fab releases",
                  locking=False) as session:
@@ -89,6 +103,7 @@ def rollback(inv: Inventory, rep: Reporter, *, only: str | None, to: str | None)
     s = Serving.of(inv.stage)
     with Session(inv, rep, only=only, command="fab rollback") as session:
         session.open(spec(s), target_group=True)
+        same_app_user(s, list(session.runs.values()), "fab rollback")
         # every host checked before any changes
         targets = {r.name: rollback_target(r.facts, to) for r in session.runs.values()}
         for r in session.runs.values():

@@ -12,6 +12,7 @@ from railsfab.ops import activate, runs
 from railsfab.ops.base import Change, Plan, Planned
 from railsfab.ops.desired import Serving
 from railsfab.publish import Publication, gate, publish
+from railsfab.releases import same_app_user
 from railsfab.report import Reporter
 from railsfab.session import Session
 
@@ -40,6 +41,7 @@ def restart(inv: Inventory, rep: Reporter, *, only: str | None, hot: bool = Fals
     with Session(inv, rep, only=only, command=command) as session:
         session.open(facts.Spec(user=s.app.deploy_user, units=(s.paths.unit_name,)),
                      target_group=True)
+        same_app_user(s, list(session.runs.values()), command)
         plans = {name: restart_plan(s, mode=mode, hard=hard) for name in session.runs}
         # A failed restart changes no release: going back means checking that it serves.
         check = gate(s)

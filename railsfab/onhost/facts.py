@@ -126,10 +126,11 @@ def releases(folder):
 
 
 def unit_states(names):
-    """ActiveState, UnitFileState, LoadState and MainPID of each unit, in one systemctl."""
+    """ActiveState, UnitFileState, LoadState, MainPID and User of each unit, in one
+    systemctl."""
     if not names:
         return {}
-    show = out("systemctl", "show", "-p", "Id,ActiveState,UnitFileState,LoadState,MainPID",
+    show = out("systemctl", "show", "-p", "Id,ActiveState,UnitFileState,LoadState,MainPID,User",
                *names)
     blocks = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
               for block in show.split("\n\n")]
@@ -140,7 +141,7 @@ def unit_states(names):
             enabled = "masked"
         states[name] = {"active": props.get("ActiveState", ""), "enabled": enabled,
                         "load": props.get("LoadState", ""),
-                        "main_pid": props.get("MainPID", "")}
+                        "main_pid": props.get("MainPID", ""), "user": props.get("User", "")}
     return states
 
 

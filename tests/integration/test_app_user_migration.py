@@ -52,9 +52,14 @@ def test_a_host_where_the_app_ran_as_the_deploy_user_moves_to_the_apps_own_user(
     server, stage = server_stage
     assert run_fab(stage, "deploy").returncode == 0
     as_before_app_user(sandbox, inv, server)
+    # a restart keeps the unit as it is: it says to deploy first, and changes nothing
+    refused = run_fab(stage, "restart-app")
+    said = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode == 1, said
+    assert f"sample-{server}.service runs the app as deploy, not sample" in said, said
+    assert "`fab deploy` moves it to its own user" in said, said
     r, load = under_alb_load(inv, lambda: run_fab(stage, "deploy"))
     out = r.stdout + r.stderr
-    print(out)
     assert r.returncode == 0, out
     assert load.result.failed == 0, (load.result.errors, out)
     assert "created sample" in out and "full restart" in out, out
