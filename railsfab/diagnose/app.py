@@ -178,6 +178,22 @@ def left_behind(d: dict, ctx: Context) -> list[dict]:
     return [h for h in held if h.get("unit") == ctx.paths.unit_name]
 
 
+def starts_in_wrong_rails_env(d: dict, ctx: Context) -> Finding | None:
+    """Not running, and what it starts with is another environment than the stage's (a
+    hand-edited env file): that is the cause to name, before what the failed boot said."""
+    srv, p = d["server"], ctx.paths
+    env = srv.get("start_rails_env")
+    if (srv["active"] == "active" and srv["main_proc"]) or env in (None, d["rails_env"]):
+        return None
+    unit = srv.get("unit") or {"ActiveState": srv["active"] or "missing"}
+    err = srv.get("error")
+    said = f"; first error since it was started ({err['source']}): {err['line']}" if err else ""
+    return (f"{p.unit_name} is {unit_summary(unit)}: it starts with RAILS_ENV={env} (from "
+            f"{p.env_file}), the stage says {d['rails_env']}{said}",
+            f"fab deploy (writes {p.env_file} with RAILS_ENV={d['rails_env']} and restarts "
+            f"{p.app_server})")
+
+
 def server_not_running(d: dict, ctx: Context) -> Finding | None:
     srv, code, p = d["server"], d["http"]["root"]["code"], ctx.paths
     if srv["active"] == "active" and srv["main_proc"]:
@@ -254,8 +270,8 @@ def not_listening(d: dict, ctx: Context) -> Finding | None:
 
 class AppServer(Layer):
     name = "app server"
-    checks = (half_done_handover, stale_pid_file, server_not_running, workers_hung,
-              wrong_rails_env, wrong_master, too_few_workers, not_listening)
+    checks = (half_done_handover, stale_pid_file, starts_in_wrong_rails_env, server_not_running,
+              workers_hung, wrong_rails_env, wrong_master, too_few_workers, not_listening)
 
     def healthy(self, d, ctx):
         main = d["server"]["main_proc"]

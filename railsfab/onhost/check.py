@@ -33,6 +33,7 @@ try:  # on the host, the other files' text comes first in the same program
         named_paths,
         nginx_test,
         nginx_user,
+        open_plain,
         readlink,
         release_state,
         since_start,
@@ -99,6 +100,16 @@ def read(path: str) -> str | None:
     try:
         with open(path, errors="replace") as f:
             return f.read()
+    except OSError:
+        return None
+
+
+def read_pid_file(path: str) -> str | None:
+    """A pid file's first bytes, never through a link (the app writes the folder it is in:
+    a link there to /etc/shadow must not put its first line in the report)."""
+    try:
+        with open_plain(path) as f:
+            return f.read(64).decode(errors="replace")
     except OSError:
         return None
 
@@ -228,10 +239,10 @@ def server(P: dict) -> dict:
     followed) and the first error there."""
     name = P["unit"]
     unit, own = unit_state(name)
-    pid_text = read(P["pid"])
+    pid_text = read_pid_file(P["pid"])
     pid_text = pid_text.strip() if pid_text is not None else None
     # unicorn's `.oldbin`: the master a USR2 handover has not (yet) retired
-    oldbin = (read(P["pid"] + ".oldbin") or "").strip() or None
+    oldbin = (read_pid_file(P["pid"] + ".oldbin") or "").strip() or None
     main = server_proc(unit.get("MainPID"))
     if main and main["rails_env"] is None:
         # Ruby 3.3's process title can overwrite what /proc shows of the environment: then
@@ -253,7 +264,9 @@ def server(P: dict) -> dict:
             "log": log[-20:], "journal": own[-20:],
             "error": {"line": error, "source": source,
                       "paths": named_paths(error, P["app_user"])} if error else None,
-            "oom": oom(unit, name), "env_keys": env_keys(P["env_file"])}
+            "oom": oom(unit, name), "env_keys": env_keys(P["env_file"]),
+            # what it starts with (its env file wins over the unit's Environment=)
+            "start_rails_env": unit_env(name, P["env_file"]).get("RAILS_ENV")}
 
 
 def listening(P: dict) -> dict:

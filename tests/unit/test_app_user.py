@@ -110,3 +110,19 @@ def test_a_link_where_the_apps_file_belongs_is_named_and_its_fix_removes_only_th
     assert grant(denied).startswith(f"sudo rm {log} (the link only")
     assert "chown" not in grant(denied)
     assert may(str(log), "root", "w")["ok"]  # where links are fine (the default)
+
+
+def test_a_server_that_cannot_start_in_the_wrong_rails_env_is_named_for_that():
+    """The app may not write its release: in development (which writes tmp/ and db/ there)
+    it does not start at all. The env file's RAILS_ENV is the cause named, with its fix."""
+    from tests.unit.test_diagnose import diagnose, unicorn_stopped
+
+    def dev(d):
+        unicorn_stopped(d)
+        d["server"]["start_rails_env"] = "development"
+    b = diagnose(dev)
+    assert b.layer == "app server"
+    assert "starts with RAILS_ENV=development (from /etc/railsfab/sample.env)" in b.detail
+    assert b.fix.startswith("fab deploy (writes /etc/railsfab/sample.env with "
+                            "RAILS_ENV=production")
+    assert "RAILS_ENV" not in diagnose(unicorn_stopped).detail
