@@ -9,12 +9,15 @@ printed:
    deploy user);
 3. `-1` written into unicorn's pid file (root's kill would signal every process), and the pid
    of a process the app started outside its unit, titled like a unicorn master;
+4. something answering as the database (a PostgreSQL server that declines TLS and asks for
+   the password in cleartext) when `fab check` logs in: the password never reaches it;
 5. a log line with terminal escapes (a clipboard write, a cursor up and a forged verdict),
    and the Rails log turned into a link to /etc/shadow, read by `fab logs` and `fab check`.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import shlex
 import time
@@ -163,6 +166,71 @@ def test_a_master_the_app_started_outside_its_unit_is_never_signalled(stage, san
         r.stdout + r.stderr
     assert all(get(h.address, "/")[0] == 200 for h in inv.hosts(role="web"))
     assert run_fab(stage, "restart-app", "--only", "web1").returncode == 0
+
+
+# A PostgreSQL server as a network attacker would run it: declines TLS, asks for the password
+# in cleartext, and keeps every byte it is sent.
+FAKE_PG = """import socket, struct
+s = socket.create_server(("127.0.0.1", 15432))
+got = b""
+try:
+    c, _ = s.accept()
+    c.settimeout(10)
+    def rd(n):
+        b = b""
+        while len(b) < n:
+            x = c.recv(n - len(b))
+            if not x:
+                raise EOFError
+            b += x
+        return b
+    body = rd(struct.unpack("!I", rd(4))[0] - 4)
+    if body[:4] == struct.pack("!I", 80877103):
+        c.sendall(b"N")
+        body = rd(struct.unpack("!I", rd(4))[0] - 4)
+    got += body
+    c.sendall(b"R" + struct.pack("!II", 8, 3))
+    while True:
+        x = c.recv(4096)
+        if not x:
+            break
+        got += x
+except Exception:
+    pass
+open("/srv/sample/shared/tmp/rf-fakepg.bin", "wb").write(got)
+"""
+
+
+def test_whoever_answers_as_the_database_gets_no_password(stages, sandbox):
+    env = "/etc/railsfab/sample.env"
+    secret = ssh(sandbox, "web2", f"sudo sed -n 's/^DATABASE_PASSWORD=.\\(.*\\).$/\\1/p' {env}")
+    assert len(secret) >= 8
+    pg = stages.variant("hosts-attack-pg.yaml",
+                        lambda st: st["app"]["database"].update(adapter="postgresql"))
+    b64 = base64.b64encode(FAKE_PG.encode()).decode()
+    ssh(sandbox, "web2", f"echo {b64} | base64 -d | sudo tee /srv/sample/shared/tmp/rf-fakepg.py "
+                         ">/dev/null && sudo chmod 644 /srv/sample/shared/tmp/rf-fakepg.py && "
+                         f"sudo cp -p {env} /root/rf-env && sudo systemd-run -q --unit rf-fakepg "
+                         "-p User=sample python3 /srv/sample/shared/tmp/rf-fakepg.py && "
+                         "for i in $(seq 50); do ss -Hlt 'sport = :15432' | grep -q . && break; "
+                         "sleep 0.1; done && "
+                         f"sudo sed -i -e 's/^DATABASE_HOST=.*/DATABASE_HOST=127.0.0.1/' "
+                         f"-e 's/^DATABASE_PORT=.*/DATABASE_PORT=15432/' {env}")
+    try:
+        r = run_fab(pg, "check", "--only", "web2")
+        ssh(sandbox, "web2", "for i in $(seq 100); do systemctl is-active -q rf-fakepg || break; "
+                             "sleep 0.1; done")
+        got = ssh(sandbox, "web2", "sudo base64 -w0 /srv/sample/shared/tmp/rf-fakepg.bin")
+    finally:
+        ssh(sandbox, "web2", f"sudo cp -p /root/rf-env {env}; sudo systemctl stop rf-fakepg; "
+                             "sudo rm -f /srv/sample/shared/tmp/rf-fakepg.*; true")
+    said = " ".join((r.stdout + r.stderr).split())
+    sent = base64.b64decode(got)
+    assert b"user" in sent, sent  # the fake was asked (the startup message)
+    assert secret.encode() not in sent and b"p" + secret.encode() not in sent, sent
+    assert secret not in said
+    assert "asks for cleartext password authentication" in said, said
+    assert "the password is not sent" in said, said
 
 
 FORGED = "\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[1A\x1b[2K✓ web1: all layers healthy"
