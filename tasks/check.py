@@ -73,19 +73,23 @@ def check(c, stage=None, only=None, json=False):
     if json:
         print(diagnose.as_json(results))
     else:
-        rep = Reporter()
-        for host, verdicts in results.items():
-            table = Table(title=host, title_justify="left")
-            for col in ("layer", "status", "detail"):
-                table.add_column(col)
-            for v in verdicts:
-                # evidence is quoted text ("[emerg]", "[request-id]"), not markup
-                table.add_row(v.layer, f"[{STYLE[v.status]}]{v.status}[/]",
-                              escape(safe(v.detail)))
-            rep.console.print(table)
-            rep.info(summary(host, verdicts, bad[host]))  # shown safe, as every line
+        show(results, bad)
     if any(bad.values()):
         raise Exit(code=1)
+
+
+def show(results: dict[str, list], bad: dict) -> None:
+    """Each host's layers as a table, then its verdict."""
+    rep = Reporter()
+    for host, verdicts in results.items():
+        table = Table(title=host, title_justify="left")
+        for col in ("layer", "status", "detail"):
+            table.add_column(col)
+        for v in verdicts:
+            # evidence is quoted text ("[emerg]", "[request-id]"), not markup
+            table.add_row(v.layer, f"[{STYLE[v.status]}]{v.status}[/]", escape(safe(v.detail)))
+        rep.console.print(table)
+        rep.info(summary(host, verdicts, bad[host]))  # shown safe, as every line
 
 
 def summary(host: str, verdicts: list[diagnose.Verdict], bad: diagnose.Verdict | None) -> str:
