@@ -92,7 +92,7 @@ FAULTS = {
         f"chmod 2700 {SOCKDIR}", f"chmod 2750 {SOCKDIR}", "socket", "may not connect",
         f"chmod g+x {SOCKDIR}"),
     "stale pid file": Fault(
-        f"systemctl stop {UNIT} && echo 999999 > {PID} && chown deploy: {PID}",
+        f"systemctl stop {UNIT} && echo 999999 > {PID} && chown sample: {PID}",
         f"rm -f {PID} && systemctl start {UNIT}", "app server", "stale pid file",
         f"rm {PID}"),
     "Rails host authorization blocks the ALB": Fault(
@@ -166,8 +166,8 @@ FAULTS = {
     "the log dir not writable by the app user": Fault(
         f"chown -R root:root {LOG} && chmod 755 {LOG} && chmod 644 {LOG}/* && "
         f"(systemctl restart {UNIT}{MAY_FAIL})",
-        f"chown -R deploy:deploy {LOG} && chmod 750 {LOG} && chmod 640 {LOG}/*; {RESTART}",
-        "release", f"may not write {LOG}", f"chown deploy {LOG}"),
+        f"chown -R sample:deploy {LOG} && chmod 2770 {LOG} && chmod 660 {LOG}/*; {RESTART}",
+        "release", f"may not write {LOG}", f"chown sample {LOG}"),
     # what a deploy whose migrate did not run leaves: code that needs a column, and the
     # migration that adds it, which schema_migrations does not list
     "a migration left pending": Fault(
