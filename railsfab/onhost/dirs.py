@@ -1,10 +1,12 @@
 """Make the app's directories, as root, without following a link anyone else put there.
 
 Each path is walked from / one component at a time with O_NOFOLLOW (openat), so a symlink
-planted anywhere on the way (the app user owns deploy_to and could swap a folder for a link
-to /etc) ends the walk instead of redirecting it; owner and mode are set through the open
-directory's descriptor. A directory that exists and belongs to another user than the one
-wanted is never re-owned: that is reported, not changed. Prints a JSON list of problems.
+planted anywhere on the way (the deploy user owns deploy_to, the app's user the folders it
+writes: either could swap a folder for a link to /etc) ends the walk instead of redirecting
+it; owner and mode are set through the open directory's descriptor. A directory that exists
+and belongs to another user than the one wanted is never re-owned (that is reported, not
+changed), except the deploy user's folders the app's user takes over (`adopt`: the app ran as
+the deploy user before app.app_user). Prints a JSON list of problems.
 """
 
 import grp

@@ -135,8 +135,9 @@ def directories(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
             wrong.append([path, owner, group, mode, adopt])
     if not wrong:
         return NoChange(f"{d.paths.deploy_to} layout and permissions")
-    # Made from / down without following links (onhost/dirs.py): the app user owns
-    # deploy_to and could have swapped a folder for a link to /etc.
+    # Made from / down without following links (onhost/dirs.py): the deploy user owns
+    # deploy_to and shared/, the app's user shared/log, tmp and storage; either could have
+    # swapped a folder for a link to /etc.
     return Change(f"fix {len(wrong)}: " + ", ".join(path for path, *_ in wrong),
                   done=f"{len(wrong)} fixed: " + ", ".join(path for path, *_ in wrong),
                   disturbs=False, run=runs.ensure_dirs(wrong))
