@@ -40,8 +40,8 @@ def credentials(monkeypatch):
 
 @pytest.fixture(scope="module")
 def fleet_in_aws(endpoint):
-    """web1, web2 (Role=web, in the group and the target group), web3 untagged, web4 tagged
-    but stopped."""
+    """web1, web2 (Role=web, in the group and the target group; web2 also tagged to run the
+    migrations), web3 untagged, web4 tagged but stopped."""
     def client(name):
         return boto3.client(name, region_name=REGION, endpoint_url=endpoint,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -54,6 +54,8 @@ def fleet_in_aws(endpoint):
                                ("web4", 14, True)):
         tags = [{"Key": "Name", "Value": name}] + ([{"Key": "Role", "Value": "web"}]
                                                    if tagged else [])
+        if name == "web2":  # hosts_from.migrate_tag's default
+            tags.append({"Key": "railsfab:migrate", "Value": "true"})
         ids[name] = ec2.run_instances(
             ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=subnet,
             PrivateIpAddress=f"10.9.1.{last}",
@@ -101,14 +103,14 @@ ALL = [f"10.9.1.{n}" for n in (11, 12, 13, 14)]
 def test_a_tag_finds_the_running_tagged_instances(tmp_path, endpoint, fleet_in_aws):
     hosts, said = resolved(stage_file(tmp_path, endpoint, {"tag": {"Role": "web"}}, known=ALL))
     assert [(h.name, h.address, h.roles) for h in hosts] == [
-        ("db", "10.9.1.20", ["db"]), ("web1", "10.9.1.11", ["web", "migrate"]),
-        ("web2", "10.9.1.12", ["web"])]
+        ("db", "10.9.1.20", ["db"]), ("web1", "10.9.1.11", ["web"]),
+        ("web2", "10.9.1.12", ["web", "migrate"])]
     ids = fleet_in_aws["ids"]
     assert [h.instance_id for h in hosts[1:]] == [ids["web1"], ids["web2"]]
     assert hosts[1].az == f"{REGION}c"
     assert said == [f"  hosts    tag Role=web in {endpoint}: 2 found: web1 ({ids['web1']}, "
                     f"10.9.1.11, {REGION}c), web2 ({ids['web2']}, 10.9.1.12, {REGION}c); "
-                    "listed: db; web1 migrates"]
+                    "listed: db; web2 migrates"]  # the oldest tagged for it, not web1
 
 
 def test_an_instance_with_the_tag_in_another_vpc_is_refused_and_named(tmp_path, endpoint,
