@@ -100,6 +100,7 @@ def plan(f: facts.Facts, d: Desired, *, migrate: bool = False) -> dict[str, Plan
 def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
            dry_run: bool = False) -> list[str]:
     """Deploy; returns the names of the hosts deployed. Raises RailsfabError."""
+    _some_host_migrates(inv)  # the fleet was read when the command started
     d = desired.build(inv)  # everything local is checked before the first SSH connection
     _say_source(rep, inv, d)
     ex = Executor(rep, dry=dry_run)
@@ -108,7 +109,6 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         runs_ = list(session.runs.values())
         d = desired.settled(d, [r.facts for r in runs_])  # a joining host: the fleet's release
         migrator = next((r for r in runs_ if "migrate" in r.host.roles), None)
-        _some_host_migrates(inv)
         plans = {r.name: _plan(r, d, migrate=r is migrator) for r in runs_}
         attach.ensure(session, dry=dry_run)  # the app's security group before it serves
         artifact.upload(d, plans, rep, dry=dry_run)  # app.artifact: s3, once for every host

@@ -32,6 +32,8 @@ class HostRun:
     # a zero-downtime restart of it failed halfway (puma still reloading, its new workers
     # failing): only a full re-exec (hot) gets it out of that
     restart_failed: bool = False
+    # drained from the target group in this run: its deregistration delay (s)
+    drained: int | None = None
     error: RailsfabError | None = None
     progress: Callable[[str], None] | None = None  # the running step's live line
 

@@ -147,7 +147,7 @@ def _deregister(tg: TargetGroup, rep, batch: list[HostRun], targets: dict) -> No
         elif out:
             tg.deregister(out)
             for r in batch:  # a full restart there first waits for its last clients
-                r.marks["drained"] = tg.delay
+                r.drained = tg.delay
             s.change(f"drained (deregistration delay {tg.delay} s)")
         else:
             s.ok("not registered yet")

@@ -284,13 +284,6 @@ def lock_only(req):
     print(json.dumps(take_lock(req)))
 
 
-def exists(name):
-    try:
-        return bool(name) and bool(pwd.getpwnam(name))
-    except KeyError:
-        return False
-
-
 def groups_of(name):
     """A user's groups (primary first), or None when there is no such user."""
     try:
@@ -308,7 +301,8 @@ def main(P):
         current = os.path.basename(os.readlink(P["current"]))
     except OSError:
         pass
-    user, app_user = exists(P.get("user") or ""), groups_of(P.get("app_user") or "")
+    user = groups_of(P.get("user") or "") is not None
+    app_user = groups_of(P.get("app_user") or "")
     lists = [os.path.getmtime(p) for p in glob.glob("/var/lib/apt/lists/*_Packages*")]
     found = installed(P.get("packages", []))
     units = unit_states(P.get("units", []))

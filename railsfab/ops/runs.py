@@ -60,7 +60,7 @@ def _idle(r: HostRun, server: AppServer) -> None:
     are answered (bounded by the deregistration delay). The target group saying "drained" is
     not enough where it says so at once (an endpoint without draining, or the moment before
     the balancer stops sending)."""
-    bound = int(r.marks.get("drained", 0) or 0) + 5
+    bound = (r.drained or 0) + 5
     remote.sh(r.conn, f"end=$(( $(date +%s) + {bound} )); while [ \"$({CLIENTS})\" != 0 ] "
               "&& [ \"$(date +%s)\" -lt \"$end\" ]; do sleep 0.1; done",
               sudo=True, step=server.name, timeout=bound + 30, warn=True)
@@ -71,7 +71,7 @@ def systemctl(server: AppServer, verb: str, enable: bool) -> Run:
     only once the server answers."""
     def run(r: HostRun) -> None:
         unit = server.paths.unit_name
-        if verb == "restart" and "drained" in r.marks and server.app.nginx:
+        if verb == "restart" and r.drained is not None and server.app.nginx:
             _idle(r, server)
         r.restarted = True
         _systemctl(r, server, (f"systemctl enable -q {unit} && " if enable else "")

@@ -363,3 +363,18 @@ def test_with_an_artifact_the_release_step_fetches_instead_of_uploading(d):
     assert change.what == "create release 20261201000000 from its archive in " \
                           "s3://shop-uploads/releases/"
     assert change.scripts == () and change.run is not None
+
+
+def test_a_deploy_with_no_host_to_migrate_stops_before_any_connection(tmp_path):
+    from railsfab.deploy import _some_host_migrates
+
+    inv = inventory.load(write(tmp_path, FLEET))
+    inv.stage = inv.stage.model_copy(update={"hosts": fleet.combine(
+        inv.stage.hosts, [inst("web1", "10.0.1.11", "i-0000000000000001", may_migrate=False)])})
+    with pytest.raises(fleet.RailsfabError) as exc:
+        _some_host_migrates(inv)
+    assert "no instance found tagged railsfab:migrate=true" in exc.value.message
+    assert "roles [web, migrate]" in exc.value.fix
+    inv.stage = inv.stage.model_copy(update={"hosts": fleet.combine(
+        inv.stage.hosts[:1], [inst("web1", "10.0.1.11", "i-0000000000000001")])})
+    _some_host_migrates(inv)  # the tagged one migrates
