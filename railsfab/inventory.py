@@ -17,13 +17,15 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from railsfab.errors import ConfigError
 from railsfab.inventory_errors import describe, read_yaml, suggest
 from railsfab.inventory_fleet import HostsFrom, check_stage
-from railsfab.inventory_parts import SSH, Database, Host, own_folder
+from railsfab.inventory_parts import SSH, Database, Host, LinkedFile, own_folder, plain_env
 from railsfab.inventory_sandbox import Sandbox
 from railsfab.inventory_shapes import (
     BUCKET_NAME,
     Arn,
     Bucket,
     Domain,
+    EnvName,
+    EnvValue,
     GitRef,
     HostPath,
     Name,
@@ -87,6 +89,12 @@ class App(_Model):
     bundle_without: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*(:[a-z_][a-z0-9_]*)*$")] = \
         "development:test"
     secrets_file: str | None = None
+    # Plain settings (not secret: hosts.yaml is committed) for the app's env file.
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    # Files kept in shared/ and linked into every release (Capistrano's linked_files):
+    # `config/database.yml` (put there by you), or {path, from: a local file} or
+    # {path, secret: a key of the secrets file} (uploaded by the deploy).
+    linked_files: list[LinkedFile] = Field(default_factory=list)
     database: Database | None = None
     # How the release reaches the hosts: uploaded to each over SSH, or built once, put in the
     # stage's bucket (releases/<sha256>) and fetched by each host with a presigned URL.
@@ -96,6 +104,11 @@ class App(_Model):
     @classmethod
     def _app_folder(cls, v: str) -> str:
         return own_folder(v)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, v: Any) -> Any:
+        return plain_env(v)
 
     @field_validator("writable")
     @classmethod

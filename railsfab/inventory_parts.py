@@ -4,15 +4,17 @@ own. railsfab.inventory re-exports them."""
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from railsfab.commands import SECRET_NAME
 from railsfab.inventory_shapes import (
     SYSTEM_DIRS,
     TOP_LEVEL_ONLY,
     Address,
     DbIdent,
+    EnvName,
     InstanceId,
     Name,
     User,
@@ -74,3 +76,46 @@ def own_folder(v: str) -> str:
         raise ValueError(f"{normal} is a system directory, or inside one: the app user "
                          "would own it; use a folder of its own, e.g. /srv/myapp")
     return normal
+
+
+def plain_env(v: Any) -> Any:
+    """app.env's values as the env file writes them: YAML's numbers and booleans as text."""
+    if not isinstance(v, dict):
+        return v
+    secret = [k for k in v if isinstance(k, str) and SECRET_NAME.search(k)]
+    if secret:
+        raise ValueError(f"{', '.join(secret)} looks secret, and hosts.yaml is committed: put "
+                         "it in the secrets file (app.secrets_file) instead")
+    return {k: (str(x).lower() if isinstance(x, bool) else str(x))
+            if isinstance(x, (bool, int, float)) else x for k, x in v.items()}
+
+
+ReleaseFile = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")]
+
+
+class LinkedFile(_Model):
+    """A file kept in shared/<path> and linked into every release at <path>. Uploaded from
+    a local file (`from`) or a key of the secrets file (`secret`), or put there by you."""
+
+    path: ReleaseFile
+    from_: str | None = Field(None, alias="from")
+    secret: EnvName | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain(cls, data: Any) -> Any:
+        return {"path": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LinkedFile:
+        if posixpath.normpath(self.path) != self.path or ".." in self.path.split("/"):
+            raise ValueError(f"{self.path}: a path inside the release, written plainly "
+                             "(e.g. config/database.yml)")
+        if self.from_ and self.secret:
+            raise ValueError(f"{self.path}: give `from` (a local file) or `secret` (a key of "
+                             "the secrets file), not both")
+        if self.path.startswith(("shared/", "releases/", "public/")) or self.path in (
+                "Gemfile", "Gemfile.lock", "config.ru"):
+            raise ValueError(f"{self.path}: a linked file is config the app reads (e.g. "
+                             "config/database.yml, config/master.key), not code or public/")
+        return self

@@ -43,6 +43,10 @@ Domain = _text(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-
                r"[A-Za-z0-9])?)+$", "a domain name")
 Word = _text(r"^[A-Za-z0-9-]+$", "letters, digits and '-'")
 InstanceId = _text(r"^i-[0-9a-f]{8,17}$", "an EC2 instance id (i-...)")
+EnvName = _text(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", "an environment variable name (letters, "
+                "digits, '_')")
+EnvValue = _text(r"^[^'\x00-\x1f\x7f]*$", "a value without single quotes, newlines or control "
+                 "characters")
 PATTERNS.update(FLEET_PATTERNS)  # hosts_from's shapes
 # deploy_to may not be, or be inside, these (after normalising): the app user would own
 # them. /var and /home themselves are refused, their app folders (/var/www/x, /home/u/x) not.

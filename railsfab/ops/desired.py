@@ -6,11 +6,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import time
 from dataclasses import dataclass, field
 
-from railsfab import appserver, gems, render
+from railsfab import appenv, appserver, gems, render
 from railsfab.appserver import AppServer
 from railsfab.artifact import Artifact
 from railsfab.errors import ConfigError
@@ -62,6 +61,7 @@ class Desired(Serving):
     files: dict[str, str]  # server_config, unit and (behind nginx) site
     storage_yml: str | None  # rendered into the release (the app has no S3 service)
     storage_note: str | None  # what the deploy says about config/storage.yml
+    env_note: str  # names the app's config reads that nothing sets (a warning)
     release: str  # the id a new release gets
     digests: Digests
     ruby: tuple[str, ...] | None = None  # the Gemfile's ruby requirement
@@ -89,55 +89,57 @@ class Desired(Serving):
         return self.source.archive(extra)
 
 
-def s3_service(storage_yml: str | None) -> str | None:
-    """The name of the first S3 service in an app's config/storage.yml (ERB and all)."""
-    name = None
-    for line in (storage_yml or "").splitlines():
-        top = re.match(r"^([A-Za-z_][\w-]*):\s*(#.*)?$", line)
-        if top:
-            name = top.group(1)
-        elif name and re.match(r"""^\s+service:\s*["']?S3["']?\s*(#.*)?$""", line):
-            return name
-    return None
-
-
-def app_env(inv: Inventory, secrets: dict[str, str], service: str = "amazon") -> dict[str, str]:
-    """The app's environment: RAILS_ENV explicit, the database, S3, then the secrets."""
-    app, a = inv.stage.app, inv.stage.aws
-    env = {"RAILS_ENV": app.rails_env, "RACK_ENV": app.rails_env}
-    if app.database:
-        db = app.database
-        env.update(DATABASE_HOST=db.host, DATABASE_PORT=str(db.port),
-                   DATABASE_NAME=db.name, DATABASE_USERNAME=db.user)
-    if a.bucket:
-        # ActiveStorage on S3. On EC2 the SDK takes credentials from the instance role:
-        # no keys on disk. The sandbox's endpoint takes dummy keys, via this 0600 file.
-        env.update(ACTIVE_STORAGE_SERVICE=service, S3_BUCKET=a.bucket, AWS_REGION=a.region)
-        if a.endpoint_url:
-            env["AWS_ENDPOINT_URL"] = a.endpoint_url
-        if inv.stage.sandbox:
-            env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    env.update(secrets)
-    return env
-
-
-def _storage(inv: Inventory, templates, source: Source) -> tuple[str | None, str | None, str]:
+def _storage(inv: Inventory, templates, source: Source) -> Storage:
     """The app's own config/storage.yml wins when it has an S3 service: railsfab supplies only
-    the env (bucket, region, endpoint). Else railsfab renders one into the release, and says
-    so. Returns (rendered text or None, what to say, the ActiveStorage service to use)."""
+    the env (bucket, region, endpoint), under the names that service reads. Else railsfab
+    renders one into the release, and says so."""
     a = inv.stage.aws
     if not a.bucket:
-        return None, None, "amazon"
+        return Storage(None, None, "amazon", {})
     envs = "S3_BUCKET, AWS_REGION" + (", AWS_ENDPOINT_URL" if a.endpoint_url else "")
-    own = s3_service(source.text("config/storage.yml"))
+    own_yml = source.text("config/storage.yml")
+    own = appenv.s3_service(own_yml)
     if own:
-        return None, (f"the app's own config/storage.yml is kept (S3 service {own!r}); "
-                      f"railsfab supplies {envs} and ACTIVE_STORAGE_SERVICE={own} in the env "
-                      "file"), own
+        names = appenv.storage_names(own_yml, own)
+        return Storage(None, (f"the app's own config/storage.yml is kept (S3 service {own!r}"
+                              f"{appenv.mapped_note(names)}); railsfab supplies {envs} and "
+                              f"ACTIVE_STORAGE_SERVICE={own} in the env file"), own, names, True)
     text = render.render(templates, "storage.yml.j2", app=inv.stage.app, aws=a,
                          stage=inv.stage_name)
-    return text, (f"config/storage.yml rendered by railsfab into each release (S3 service "
-                  f"'amazon', bucket {a.bucket}): the app has none with an S3 service"), "amazon"
+    return Storage(text, (f"config/storage.yml rendered by railsfab into each release (S3 "
+                          f"service 'amazon', bucket {a.bucket}): the app has none with an S3 "
+                          "service"), "amazon", {})
+
+
+@dataclass(frozen=True)
+class Storage:
+    text: str | None  # rendered into the release (the app has no S3 service)
+    note: str | None  # what the deploy says about config/storage.yml
+    service: str  # ACTIVE_STORAGE_SERVICE
+    names: dict[str, str]  # the app's own S3 service: {key: the env name it reads}
+    own: bool = False  # the app's own storage.yml's S3 service is used
+
+
+def _env(inv: Inventory, source: Source, storage: Storage) -> tuple[str, str]:
+    """(the env file, a warning): names the app reads without a default that the env file
+    will not set fail here, before any host is touched."""
+    app = inv.stage.app
+    secrets_file = inv.resolve(app.secrets_file) if app.secrets_file else None
+    env = appenv.app_env(inv, app_secrets(secrets_file), storage.service, storage.names)
+    config = {e.rel: e.data.decode(errors="replace") for e in source.files
+              if e.rel.startswith("config/") and not e.rel.startswith("config/locales/")
+              and e.rel.endswith((".rb", ".yml", ".yaml"))}
+    skip = {"config/database.yml"} if app.database else set()
+    if not storage.own:
+        skip.add("config/storage.yml")
+    uses = appenv.env_uses(config, app.rails_env, skip_yml=skip,
+                           used={"config/storage.yml": storage.service})
+    error, warning = appenv.preflight(uses, set(env), inv.path.name)
+    if error:
+        raise ConfigError(f"{app.source}: {error}", fix=(
+            f"set it in stages.{inv.stage_name}.app.env of {inv.path.name} (or in the secrets "
+            "file, if it is secret), or give it a default in the app"))
+    return env_file_text(env), warning
 
 
 def _gems(inv: Inventory, templates, paths: Paths,
@@ -167,9 +169,9 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
     server = appserver.for_app(app, paths, https=inv.stage.https)
     source = Source(inv.resolve(app.source), ref=app.ref)
     templates = render.environment(inv.root)
-    storage_yml, storage_note, service = _storage(inv, templates, source)
-    secrets_file = inv.resolve(app.secrets_file) if app.secrets_file else None
-    env_text = env_file_text(app_env(inv, app_secrets(secrets_file), service))
+    storage = _storage(inv, templates, source)
+    storage_yml = storage.text
+    env_text, env_note = _env(inv, source, storage)
     files = server.files(templates, notify=server.notify(source.root))
     front = ("nginx",) if app.nginx else ()
     gemfile, bundle_config, build = _gems(inv, templates, paths, source)
@@ -181,7 +183,7 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
         app=app, paths=paths, server=server, https=inv.stage.https,
         retired=tuple(appserver.others(app, paths, https=inv.stage.https)),
         packages=packages, apt_proxy=inv.stage.apt_proxy, env_text=env_text, files=files,
-        storage_yml=storage_yml, storage_note=storage_note,
+        storage_yml=storage_yml, storage_note=storage.note, env_note=env_note,
         release=release or time.strftime("%Y%m%d%H%M%S", time.gmtime()),
         digests=digests, source=source,
         ruby=tuple(gems.ruby_requirement(source) or ()) or None, gemfile=gemfile,

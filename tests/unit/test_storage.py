@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from railsfab import inventory
+from railsfab import appenv, inventory
 from railsfab.deploy import plan
 from railsfab.ops import desired
 from railsfab.ops.base import Change
@@ -19,10 +19,10 @@ SAMPLE_STORAGE = (ROOT / "examples/sample_app/config/storage.yml").read_text()
 
 
 def test_the_s3_service_is_found_in_an_erb_storage_yml():
-    assert desired.s3_service(SAMPLE_STORAGE) == "amazon"
-    assert desired.s3_service("local:\n  service: Disk\n") is None
-    assert desired.s3_service('s3_main: # uploads\n  service: "S3"\n  bucket: x\n') == "s3_main"
-    assert desired.s3_service(None) is None
+    assert appenv.s3_service(SAMPLE_STORAGE) == "amazon"
+    assert appenv.s3_service("local:\n  service: Disk\n") is None
+    assert appenv.s3_service('s3_main: # uploads\n  service: "S3"\n  bucket: x\n') == "s3_main"
+    assert appenv.s3_service(None) is None
 
 
 def build(tmp_path, monkeypatch, storage: str | None) -> desired.Desired:
