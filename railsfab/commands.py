@@ -51,14 +51,15 @@ class Cmd:
         return self.script(masked=True)
 
 
-def rails(paths: Paths, release_dir: str, user: str, rails_env: str, *task: str) -> Cmd:
+def rails(paths: Paths, release_dir: str, user: str, rails_env: str, *task: str,
+          extra_env: Mapping[str, str] | None = None) -> Cmd:
     """bin/rails TASK in a release, as the deploy user, RAILS_ENV always explicit, with the
     release's Gemfile.railsfab. Umask 0007: what it writes in the shared folders (the log,
     caches) stays writable by the app's user, through their common group; the release itself
     is read-only to the app (its unit's ReadWritePaths) and public/ is closed after."""
     return Cmd(argv=("bin/rails", *task), user=user, cwd=release_dir,
                env={"RAILS_ENV": rails_env, "RACK_ENV": rails_env,
-                    **paths.bundler_env(release_dir)},
+                    **paths.bundler_env(release_dir), **(extra_env or {})},
                env_file=paths.env_file, umask="0007")
 
 

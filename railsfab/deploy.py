@@ -152,6 +152,8 @@ def _say_source(rep: Reporter, inv: Inventory, d: Desired) -> None:
                  + escape(f"(secrets never ship): {', '.join(src.left_out)}"))
     if d.storage_note:
         rep.info(escape(f"  storage  {d.storage_note}"))
+    if d.env_note:
+        rep.info("  [yellow]env[/]      " + escape(d.env_note))
     if src.uncommitted:
         rep.info("  [yellow]not shipped[/] " + escape(
             f"(not committed at {inv.stage.app.ref or 'HEAD'}): {', '.join(src.uncommitted)}"))

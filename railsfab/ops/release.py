@@ -141,10 +141,18 @@ def assets(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
 def migrate(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
     if not p.changes("release") or f.current_meta.get("migrations") == d.digests.migrations:
         return NoChange("migrations unchanged")
-    cmd = commands.rails(d.paths, d.paths.release(d.release), d.app.deploy_user,
-                         d.app.rails_env, "db:migrate")
-    return Change(f"RAILS_ENV={d.app.rails_env} db:migrate", disturbs=False, scripts=(
-        Script(str(cmd), fix="fix the migration, then deploy again (no host switched release)"),))
+    rel, env = d.paths.release(d.release), d.app.rails_env
+    db = d.app.database
+    if db is None:  # the stage names no database: the app's own config decides
+        cmd = commands.rails(d.paths, rel, d.app.deploy_user, env, "db:migrate")
+        return Change(f"RAILS_ENV={env} db:migrate", disturbs=False, scripts=(
+            Script(str(cmd), fix="fix the migration, then deploy again (no host switched "
+                                 "release)"),))
+    # One Rails boot: the release says which database it will use, then migrates it.
+    cmd = commands.rails(d.paths, rel, d.app.deploy_user, env, "runner", "eval($stdin.read)",
+                         extra_env={"RAILSFAB_DATABASE": f"{db.host} {db.name} {db.user}"})
+    return Change(f"RAILS_ENV={env} db:migrate (on {db.user}@{db.host}/{db.name})",
+                  disturbs=False, run=runs.migrate(str(cmd), d.app.database, d.app.name))
 
 
 def finalize(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:

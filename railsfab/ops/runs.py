@@ -16,6 +16,7 @@ from railsfab.errors import RailsfabError
 from railsfab.text import printable, printable_lines
 
 if TYPE_CHECKING:
+    from railsfab.inventory import Database
     from railsfab.executor import HostRun
 
 Run = Callable[["HostRun"], str | None]
@@ -189,6 +190,49 @@ def bundle(script: str, release: str, *, debian: str) -> Run:
             exc.message, exc.fix = gems.missing_gems_message(out, release=debian)
             raise
     return run
+
+
+def migrate(script: str, db: Database, app: str) -> Run:
+    """The release's own Rails says which database it will migrate (onhost/migrate.rb) and
+    migrates it; when that is not the stage's, the failure says which file decides it."""
+    def run(r: HostRun) -> None:
+        try:
+            remote.sh(r.conn, script, sudo=True, step="migrate", on_line=r.progress,
+                      stdin=onhost.load("migrate.rb").encode())
+        except RailsfabError as exc:
+            exc.message, exc.fix = migrate_failure(exc.message, db, app)
+            exc.state = "no host switched release"
+            raise
+    return run
+
+
+def migrate_failure(message: str, db: Database, app: str) -> tuple[str, str]:
+    """(message, fix) of a failed migrate step, from what the release printed."""
+    said = next((line.split(":", 1)[1] for line in message.splitlines()
+                 if line.startswith("railsfab-database:")), None)
+    if said is None:
+        return message, "fix the migration, then deploy again (no host switched release)"
+    try:
+        got = json.loads(said)
+        host, name, user = (printable(str(x)) for x in got["got"])
+        file, env = printable(str(got["file"])), printable(str(got["env"]))
+    except (ValueError, KeyError, TypeError):
+        return message, "fix the migration, then deploy again (no host switched release)"
+    stage = f"{db.user}@{db.host}/{db.name}"
+    message = (f"the release would migrate {user or '(no user)'}@{host or '(local socket)'}/"
+               f"{name or '(no database)'}, not the stage's database {stage}: {file} decides "
+               f"it (its {env} entry); nothing was migrated")
+    if file.startswith("config/database.yml ("):
+        fix = (f"correct the linked file {file.split('a link to ', 1)[1].rstrip(')')} "
+               "(app.linked_files) or database: in hosts.yaml")
+    elif file == "config/database.yml":
+        fix = (f"let {app}'s config/database.yml {env} entry take DATABASE_URL (which railsfab "
+               "sets from database: in hosts.yaml; Rails merges it over host, database and "
+               "username, but not over a `url:` of the entry), or correct database: in "
+               "hosts.yaml")
+    else:
+        fix = "set DATABASE_URL for the stage's database, or correct database: in hosts.yaml"
+    return message, fix
 
 
 def bundle_deployment(script: str, source: str) -> Run:

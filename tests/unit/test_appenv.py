@@ -161,3 +161,22 @@ def test_app_env_may_not_set_what_the_stage_sets_nor_secrets(tmp_path, monkeypat
     shutil.rmtree(tmp_path / "app")
     with pytest.raises(ConfigError, match="STRIPE_SECRET looks secret"):
         build(tmp_path, monkeypatch, app={"env": {"STRIPE_SECRET": "sk"}})
+
+
+def test_a_release_that_would_migrate_another_database_is_named_with_the_file_that_decides():
+    from railsfab.ops.runs import migrate_failure
+    db = Database(adapter="postgresql", host="db.internal", name="shop", user="shop")
+    said = ('`bin/rails runner ...` exited 3:\nrailsfab-database: {"file":"config/database.yml",'
+            '"env":"production","name":"primary","got":["db.internal","shop_prod","postgres"]}')
+    message, fix = migrate_failure(said, db, "shop")
+    assert message == ("the release would migrate postgres@db.internal/shop_prod, not the "
+                       "stage's database shop@db.internal/shop: config/database.yml decides it "
+                       "(its production entry); nothing was migrated")
+    assert fix.startswith("let shop's config/database.yml production entry take DATABASE_URL")
+    linked = said.replace('"config/database.yml"', '"config/database.yml (a link to '
+                          '/srv/shop/shared/config/database.yml)"')
+    assert migrate_failure(linked, db, "shop")[1].startswith(
+        "correct the linked file /srv/shop/shared/config/database.yml (app.linked_files)")
+    other = "`bin/rails runner ...` exited 1:\nPG::UndefinedTable: relation \"x\" does not exist"
+    assert migrate_failure(other, db, "shop") == (
+        other, "fix the migration, then deploy again (no host switched release)")
