@@ -40,6 +40,7 @@ PREPARE = Phase("prepare", (
     ("directories", host.directories),
     ("env file", host.env_file),
     ("bundle config", host.bundle_config),
+    ("linked files", host.linked_files),
     ("release", release.release),
     ("stock unicorn", host.stock_unit),
     ("bundle", release.bundle),
@@ -47,7 +48,8 @@ PREPARE = Phase("prepare", (
 ))
 # What needs none of the packages, so it is done while apt installs them (the release comes
 # with curl when it is fetched from the bucket: then it waits).
-ALONGSIDE_APT = ("deploy user", "app user", "directories", "env file", "bundle config", "release")
+ALONGSIDE_APT = ("deploy user", "app user", "directories", "env file", "bundle config",
+                 "linked files", "release")
 
 
 def alongside_apt(d: Desired) -> frozenset[str]:
@@ -77,9 +79,10 @@ def facts_spec(d: Desired) -> facts.Spec:
     dirs = tuple(x[0] for x in host.dirs(d))
     return facts.Spec(
         packages=d.packages, user=d.app.deploy_user, app_user=d.app.run_user,
-        nodes=(*dirs, p.nginx_site_enabled, p.nginx_site, *p.nginx_default_sites, p.env_file),
+        nodes=(*dirs, p.nginx_site_enabled, p.nginx_site, *p.nginx_default_sites, p.env_file,
+               *(x.shared for x in d.linked)),
         files=(host.APT_PROXY_FILE, p.env_file, p.server_config, p.unit, p.nginx_site,
-               f"{p.bundle_config}/config"),
+               f"{p.bundle_config}/config", *(x.shared for x in d.linked if x.data is not None)),
         texts=(p.server_config, p.unit, p.nginx_site),
         units=(p.unit_name, "nginx", host.STOCK_UNIT, *(s.paths.unit_name for s in d.retired)),
         bundle=p.bundle if d.app.gems == "bundler" else "",
@@ -152,6 +155,8 @@ def _say_source(rep: Reporter, inv: Inventory, d: Desired) -> None:
                  + escape(f"(secrets never ship): {', '.join(src.left_out)}"))
     if d.storage_note:
         rep.info(escape(f"  storage  {d.storage_note}"))
+    if d.linked:
+        rep.info(escape("  linked   " + ", ".join(f"{x.path} ({x.origin})" for x in d.linked)))
     if d.env_note:
         rep.info("  [yellow]env[/]      " + escape(d.env_note))
     if src.uncommitted:

@@ -72,9 +72,10 @@ def shipped_path(rel: str) -> bool:
 
 
 class Source:
-    def __init__(self, root: Path, ref: str | None = None) -> None:
+    def __init__(self, root: Path, ref: str | None = None, linked: tuple[str, ...] = ()) -> None:
         self.root = root
         self.ref = ref
+        self.linked = linked  # app.linked_files: the hosts' own, never shipped
         self.left_out: list[str] = []  # secrets found and not shipped
         self.uncommitted: list[str] = []  # a git source's changes that do not ship
         self._archive: bytes | None = None
@@ -105,6 +106,8 @@ class Source:
         return sorted(entries, key=lambda e: e.rel)
 
     def _keep(self, rel: str) -> bool:
+        if rel in self.linked:
+            return False
         if is_secret(rel):
             self.left_out.append(rel)
             return False

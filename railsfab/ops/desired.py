@@ -9,12 +9,13 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from railsfab import appenv, appserver, gems, render
+from railsfab import appenv, appserver, gems, linked, render
 from railsfab.appserver import AppServer
 from railsfab.artifact import Artifact
 from railsfab.errors import ConfigError
 from railsfab.facts import Facts
 from railsfab.inventory import App, Inventory, Stage
+from railsfab.linked import Linked
 from railsfab.paths import GEMFILE, META, Paths
 from railsfab.secrets import app_secrets, env_file_text
 from railsfab.source import Source
@@ -62,6 +63,7 @@ class Desired(Serving):
     storage_yml: str | None  # rendered into the release (the app has no S3 service)
     storage_note: str | None  # what the deploy says about config/storage.yml
     env_note: str  # names the app's config reads that nothing sets (a warning)
+    linked: tuple[Linked, ...]  # app.linked_files: kept in shared/, linked into each release
     release: str  # the id a new release gets
     digests: Digests
     ruby: tuple[str, ...] | None = None  # the Gemfile's ruby requirement
@@ -120,12 +122,12 @@ class Storage:
     own: bool = False  # the app's own storage.yml's S3 service is used
 
 
-def _env(inv: Inventory, source: Source, storage: Storage) -> tuple[str, str]:
+def _env(inv: Inventory, source: Source, storage: Storage,
+         secrets: dict[str, str]) -> tuple[str, str]:
     """(the env file, a warning): names the app reads without a default that the env file
     will not set fail here, before any host is touched."""
     app = inv.stage.app
-    secrets_file = inv.resolve(app.secrets_file) if app.secrets_file else None
-    env = appenv.app_env(inv, app_secrets(secrets_file), storage.service, storage.names)
+    env = appenv.app_env(inv, secrets, storage.service, storage.names)
     config = {e.rel: e.data.decode(errors="replace") for e in source.files
               if e.rel.startswith("config/") and not e.rel.startswith("config/locales/")
               and e.rel.endswith((".rb", ".yml", ".yaml"))}
@@ -167,16 +169,20 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
     app = inv.stage.app
     paths = Paths.of(app)
     server = appserver.for_app(app, paths, https=inv.stage.https)
-    source = Source(inv.resolve(app.source), ref=app.ref)
+    source = Source(inv.resolve(app.source), ref=app.ref,
+                    linked=tuple(lf.path for lf in app.linked_files))
     templates = render.environment(inv.root)
     storage = _storage(inv, templates, source)
     storage_yml = storage.text
-    env_text, env_note = _env(inv, source, storage)
+    secrets = app_secrets(inv.resolve(app.secrets_file) if app.secrets_file else None)
+    env_text, env_note = _env(inv, source, storage, secrets)
+    linked_files = linked.resolve(inv, secrets, paths.shared)
     files = server.files(templates, notify=server.notify(source.root))
     front = ("nginx",) if app.nginx else ()
     gemfile, bundle_config, build = _gems(inv, templates, paths, source)
     packages = tuple(dict.fromkeys(front + BASE_PACKAGES + tuple(app.packages) + build))
-    digests = Digests(release=sha(source.digest + (storage_yml or "") + gemfile),
+    digests = Digests(release=sha(source.digest + (storage_yml or "") + gemfile
+                                  + "".join(x.path + x.digest for x in linked_files)),
                       gems=sha(source.gems_digest + gemfile + bundle_config),
                       assets=source.assets_digest, migrations=source.migrations_digest)
     return Desired(
@@ -184,6 +190,7 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
         retired=tuple(appserver.others(app, paths, https=inv.stage.https)),
         packages=packages, apt_proxy=inv.stage.apt_proxy, env_text=env_text, files=files,
         storage_yml=storage_yml, storage_note=storage.note, env_note=env_note,
+        linked=linked_files,
         release=release or time.strftime("%Y%m%d%H%M%S", time.gmtime()),
         digests=digests, source=source,
         ruby=tuple(gems.ruby_requirement(source) or ()) or None, gemfile=gemfile,

@@ -3,12 +3,13 @@ touches what is being served."""
 
 from __future__ import annotations
 
-from railsfab import commands, gems
+from railsfab import commands, gems, linked
 from railsfab.errors import RailsfabError
 from railsfab.facts import Facts
 from railsfab.ops import runs
 from railsfab.ops.base import Change, NoChange, Plan, Script
 from railsfab.ops.desired import Desired, sha
+from railsfab.ops.release import as_deploy_user
 
 APT_PROXY_FILE = "/etc/apt/apt.conf.d/80railsfab-proxy"
 APT_LISTS_MAX_AGE = 6 * 3600
@@ -156,6 +157,35 @@ def env_file(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
                   scripts=(Script(f"umask 077 && cat > {path}.new && chown root:root "
                                   f"{path}.new && mv {path}.new {path}",
                                   stdin=d.env_text.encode()),))
+
+
+def linked_files(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
+    """app.linked_files: uploaded ones written (by the deploy user, 0640) when they differ;
+    the hosts' own must be there before a release links them."""
+    if not d.linked:
+        return None
+    write, missing = [], []
+    for x in d.linked:
+        n = f.node(x.shared)
+        if x.data is None:
+            if not n:
+                missing.append(x)
+        elif f.file_sha(x.shared) != x.digest or not n or n["link"] or \
+                (n["owner"], n["mode"]) != (d.app.deploy_user, linked.MODE):
+            write.append(x)
+    if not write and not missing:
+        return NoChange(", ".join(x.path for x in d.linked))
+    scripts = tuple(Script(as_deploy_user(d, (
+        f"umask 027 && mkdir -p $(dirname {x.shared}) && rm -f {x.shared}.new && "
+        f"cat > {x.shared}.new && chmod {linked.MODE} {x.shared}.new && "
+        f"mv -f {x.shared}.new {x.shared}")), stdin=x.data) for x in write)
+    scripts += tuple(Script(f"test -e {x.shared}", fix=(
+        f"put the file there (as {d.app.deploy_user}, mode {linked.MODE}), or give "
+        f"{x.path} a `from:` (a local file) or `secret:` in app.linked_files")) for x in missing)
+    said = [f"{x.path} ({x.origin})" for x in write] + [
+        f"{x.path}: {x.shared} is missing" for x in missing]
+    return Change("write " + ", ".join(said) if not missing else "check " + ", ".join(said),
+                  done="wrote " + ", ".join(said), disturbs=False, scripts=scripts)
 
 
 def bundle_config(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:

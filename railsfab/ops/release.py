@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from railsfab import artifact, commands
+from railsfab import artifact, commands, linked
 from railsfab.facts import Facts
 from railsfab.ops import runs
 from railsfab.ops.base import Change, Diff, NoChange, Plan, Script
@@ -15,7 +15,7 @@ from railsfab.ops.desired import Desired
 from railsfab.paths import GEMFILE, LINKED_DIRS, META
 
 
-def _as_deploy_user(d: Desired, script: str) -> str:
+def as_deploy_user(d: Desired, script: str) -> str:
     """Inside a release (which the app's own code may change), root never writes: the
     deploy user does."""
     return f"runuser -u {d.app.deploy_user} -- sh -c {shlex.quote(script)}"
@@ -24,7 +24,7 @@ def _as_deploy_user(d: Desired, script: str) -> str:
 def write_meta(d: Desired, release: str, state: str) -> Script:
     path = f"{d.paths.release(release)}/{META}"
     meta = json.dumps({"id": release, **d.meta(state)})
-    return Script(_as_deploy_user(d, f"umask 022 && cat > {path}.new && mv {path}.new {path}"),
+    return Script(as_deploy_user(d, f"umask 022 && cat > {path}.new && mv {path}.new {path}"),
                   stdin=meta.encode())
 
 
@@ -40,7 +40,7 @@ def release(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
         rendered = "; config/storage.yml rendered by railsfab"
     if d.artifact is not None:  # built once, in the stage's bucket; each host fetches it
         def unpack(digest: str) -> str:  # the archive, once its digest is checked
-            return _as_deploy_user(d, _unpack(d, rel, artifact.ARCHIVE) + (
+            return as_deploy_user(d, _unpack(d, rel, artifact.ARCHIVE) + (
                 f" && rm -f {artifact.ARCHIVE} && echo {digest} > {artifact.DIGEST_FILE}"))
         return Change(f"create release {d.release} from its archive in "
                       f"{d.artifact.where}{rendered}", disturbs=False, diff=diff,
@@ -48,7 +48,7 @@ def release(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
     # One round trip: the archive carries what railsfab adds (Gemfile.railsfab, the ledger
     # entry, config/storage.yml when rendered). The folder is made by the deploy user (its
     # releases/): a link planted at that name makes mkdir fail, root never follows it.
-    scripts = (Script(_as_deploy_user(d, f"mkdir -m 0711 {rel} && {_unpack(d, rel, '-')}"),
+    scripts = (Script(as_deploy_user(d, f"mkdir -m 0711 {rel} && {_unpack(d, rel, '-')}"),
                       stdin=d.release_archive),)
     return Change(f"create release {d.release}{rendered}", disturbs=False, scripts=scripts,
                   diff=diff, done=f"{d.release} uploaded ({len(d.source.files)} files){rendered}")
@@ -59,6 +59,8 @@ def _unpack(d: Desired, rel: str, archive: str) -> str:
     in; only public/ is opened up to nginx."""
     links = " && ".join(f"rm -rf {x} && mkdir -p $(dirname {x}) && ln -s {d.paths.shared}/{x} {x}"
                         for x in LINKED_DIRS)
+    if d.linked:
+        links += " && " + linked.links_script(d.linked)
     return (f"umask 027 && cd {rel} && tar -xzf {archive} && {links} && "
             "(test ! -d public || chmod -R o+rX public)")
 
@@ -86,7 +88,7 @@ def bundle(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
     if prev and f.current_meta.get("gems") == d.digests.gems and not p.changes("packages"):
         # Same Gemfile, same gem packages: the resolved lock of the running release holds.
         lock = f"{GEMFILE}.lock"
-        reuse = Script(_as_deploy_user(d, f"test -f {prev}/{lock} && cp -p {prev}/{lock} "
+        reuse = Script(as_deploy_user(d, f"test -f {prev}/{lock} && cp -p {prev}/{lock} "
                                           f"{rel}/{lock}") + f" || {install}")
         return NoChange(f"Gemfile unchanged, lock reused from {f.current}", scripts=(reuse,))
     without = d.app.bundle_without.replace(":", ", ")
@@ -122,7 +124,7 @@ def assets(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
                         "*bundling-rails in its Gemfile): nothing to precompile")
     rel, prev = d.paths.release(d.release), _previous(f, d)
     if prev and f.current_meta.get("assets") == d.digests.assets:
-        reuse = Script(_as_deploy_user(d, f"test -d {prev}/public/assets && "
+        reuse = Script(as_deploy_user(d, f"test -d {prev}/public/assets && "
                                           f"cp -al {prev}/public/assets {rel}/public/assets"))
         return NoChange(f"asset inputs unchanged, reused from {f.current}", scripts=(reuse,))
     env = d.app.rails_env
@@ -131,7 +133,7 @@ def assets(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
            "locally), then deploy again")
     return Change(f"RAILS_ENV={env} assets:precompile", disturbs=False, scripts=(
         Script(str(cmd), fix=fix),
-        Script(_as_deploy_user(d, open_public(rel)), fix=(
+        Script(as_deploy_user(d, open_public(rel)), fix=(
             "the release's own code replaced public/ with a link during assets:precompile "
             "(a gem, the Rakefile): find what does it; railsfab follows no link it did not "
             "make")),
@@ -173,7 +175,7 @@ def finalize(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
     scripts = [write_meta(d, current, "good")] if mark else []
     if remove:
         # by the deploy user, whose releases they are (root would follow a planted link)
-        scripts.append(Script(_as_deploy_user(d, f"cd {d.paths.releases} && rm -rf -- "
+        scripts.append(Script(as_deploy_user(d, f"cd {d.paths.releases} && rm -rf -- "
                                               + " ".join(shlex.quote(n) for n in remove))))
     gone = f", removed {' '.join(remove)}" if remove else ""
     return Change(f"mark {current} good{gone.replace('removed', 'remove')}", disturbs=False,

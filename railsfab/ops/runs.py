@@ -16,8 +16,8 @@ from railsfab.errors import RailsfabError
 from railsfab.text import printable, printable_lines
 
 if TYPE_CHECKING:
-    from railsfab.inventory import Database
     from railsfab.executor import HostRun
+    from railsfab.inventory import Database
 
 Run = Callable[["HostRun"], str | None]
 

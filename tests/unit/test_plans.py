@@ -313,9 +313,9 @@ def test_phases_list_every_step_in_order(d):
     steps = [s(d) if callable(s) else s for ph in (PREPARE, MIGRATE, ACTIVATE, FINALIZE)
              for s, _ in ph.ops]
     assert steps == ["ruby", "apt proxy", "packages", "deploy user", "app user", "directories",
-                     "env file", "bundle config", "release", "stock unicorn", "bundle", "assets",
-                     "migrate", "unicorn config", "unicorn unit", "nginx site", "switch",
-                     "unicorn", "nginx", "verify", "retire puma", "releases"]
+                     "env file", "bundle config", "linked files", "release", "stock unicorn",
+                     "bundle", "assets", "migrate", "unicorn config", "unicorn unit", "nginx site",
+                     "switch", "unicorn", "nginx", "verify", "retire puma", "releases"]
 
 
 def test_dry_run_prints_the_plan_and_runs_nothing(d):
