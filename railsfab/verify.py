@@ -89,6 +89,21 @@ def force_ssl_fix(s) -> str:
             "config.ssl_options = { redirect: { exclude: ->(r) { r.path == \"/up\" } } }")
 
 
+def alb_health_fix(s) -> str:
+    """The ALB's health check is redirected. `s`: the check's Context (`.https`, and
+    `.front.nginx`: nginx's site treats a request without X-Forwarded-Proto as https in HTTPS
+    stages)."""
+    if s.https and s.front.nginx:
+        return ("`fab deploy`: railsfab's nginx site passes X-Forwarded-Proto: https for "
+                "requests that come without one (only the ALB's health check does); this "
+                "host's site is not that one")
+    if s.https:
+        return ("with Puma alone in front (app.nginx: false) the ALB asks the app directly: add "
+                "config.assume_ssl = true (Rails >= 7.1) or exclude the health path: "
+                "config.ssl_options = { redirect: { exclude: ->(r) { r.path == \"/up\" } } }")
+    return force_ssl_fix(s)
+
+
 def no_health_route_fix(path: str) -> str:
     return (f"the app has no route {path}: add `get \"up\" => \"rails/health#show\"` (Rails >= "
             f"7.1), or for older Rails `get \"up\", to: proc {{ [200, {{}}, [\"OK\"]] }}` in "

@@ -51,7 +51,7 @@ class AppServer(ABC):
     def files(self, templates, *, notify: bool) -> dict[str, str]:
         """server_config, unit and (behind nginx) the site, all from the same paths."""
         ctx = {"app": self.app, "paths": self.paths, "upstream": f"{self.app.name}_app",
-               "notify": notify}
+               "notify": notify, "https": self.https}
         out = {
             "server_config": render.render(templates, f"{self.name}.rb.j2", **ctx),
             "unit": render.render(templates, f"{self.name}.service.j2", **ctx),

@@ -316,8 +316,9 @@ def up_fails(d: dict, ctx: Context) -> Finding | None:
     up = d["http"]["up"]
     code = up["code"]
     if code in ("301", "302", "307", "308") and up.get("location", "").startswith("https://"):
-        return (f"{ctx.health} answers {code}, a redirect to https: the app forces SSL "
-                "(config.force_ssl)", verify.force_ssl_fix(ctx))
+        return (f"{ctx.health} answers {code} to the ALB's health check (plain HTTP, no "
+                "X-Forwarded-Proto), a redirect to https: the app forces SSL (config.force_ssl)"
+                " and the target group counts only 200 as healthy", verify.alb_health_fix(ctx))
     if code == "404":
         return (f"{ctx.health} answers 404: the app has no such route",
                 verify.no_health_route_fix(ctx.health))

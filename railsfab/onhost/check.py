@@ -302,7 +302,8 @@ def requests(P: dict, pool: ThreadPoolExecutor, rid: str) -> dict:
     as_user = nginx_user() if P["nginx"] else None
     jobs = {
         "root": pool.submit(http, local + "/", proto=proto, rid=rid + "-root"),
-        "up": pool.submit(http, local + health, proto=proto, rid=rid + "-up"),
+        # as the ALB's health check asks it: plain HTTP, no X-Forwarded-Proto
+        "up": pool.submit(http, local + health, rid=rid + "-up"),
         "alb_host": pool.submit(http, local + "/", host=P["alb_host"], proto=proto,
                                 rid=rid + "-alb"),
         "asset": pool.submit(http, local + asset, proto=proto) if asset else None,

@@ -23,7 +23,7 @@ FILES = {"unicorn.rb.j2": "unicorn.rb", "unicorn.service.j2": "unicorn.service",
 
 def rendered(template: str) -> str:
     env = render.environment()
-    return render.render(env, template, app=APP, paths=PATHS, upstream="shop_app")
+    return render.render(env, template, app=APP, paths=PATHS, upstream="shop_app", https=False)
 
 
 @pytest.mark.parametrize("template", FILES)
@@ -34,6 +34,17 @@ def test_golden_render(template):
     if os.environ.get("RAILSFAB_UPDATE_GOLDEN"):
         golden.write_text(text)
     assert text == golden.read_text()
+
+
+def test_in_https_stages_a_request_without_a_scheme_is_https_to_the_app():
+    """Only the ALB's own health check comes without X-Forwarded-Proto when clients come
+    through TLS: an app that forces SSL must not redirect it (the target group wants 200)."""
+    env = render.environment()
+    site = render.render(env, "nginx-site.conf.j2", app=APP, paths=PATHS, upstream="shop_app",
+                         https=True)
+    assert re.search(r'map \$http_x_forwarded_proto \$shop_app_proto \{\s+default '
+                     r'\$http_x_forwarded_proto;\s+""\s+https;', site)
+    assert '""      $scheme;' in rendered("nginx-site.conf.j2")
 
 
 def test_nginx_upstream_is_unicorns_listen_socket():
