@@ -62,6 +62,22 @@ def read(inv: Inventory) -> tuple[str | None, dict[str, str]]:
                                for o in st.get("Outputs") or []}
 
 
+def users_url(inv: Inventory) -> str | None:
+    """The address users type: the certificate's domain, or the ALB's DNS name (https when
+    the ALB ends TLS); None without a stack. Never fails a finished deploy."""
+    a = inv.stage.aws
+    if not a.stack_name:
+        return None
+    scheme = "https" if a.certificate_arn or a.certificate_domain else "http"
+    try:
+        dns = read(inv)[1].get("AlbDnsName")
+    except Exception:  # noqa: BLE001 - the deploy is done: a missing URL is no failure
+        dns = None
+    if a.certificate_domain:
+        return f"https://{a.certificate_domain}/" + (f" (the ALB: {dns})" if dns else "")
+    return f"{scheme}://{dns}/" if dns else None
+
+
 def required(inv: Inventory, keys: tuple[str, ...] | None = None) -> dict[str, str]:
     """The stack's outputs, holding every one of `keys` (default: what the stage's commands
     read); RailsfabError naming the stack, the missing outputs and the fix otherwise."""

@@ -30,6 +30,11 @@ def deploy(c, stage=None, only=None, dry_run=False):
         rep.info(f"{n} would change" if n else "nothing would change")
         return
     rep.info(f"{n} changed" if n else "0 changed: everything was already in place")
+    from railsfab.outputs import users_url
+
+    url = users_url(inv)
+    if url:
+        rep.info(f"  users: {url}")
     port = "" if app.http_port == 80 else f":{app.http_port}"
-    for h in inv.hosts(role="web", only=only):
-        rep.info(f"  http://{h.address}{port}/")
+    hosts = [f"http://{h.address}{port}/" for h in inv.hosts(role="web", only=only)]
+    rep.info(("  hosts (plain HTTP, for the ALB): " if url else "  ") + " ".join(hosts))
