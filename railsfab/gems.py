@@ -55,6 +55,7 @@ def satisfies(version: str, requirements: list[str]) -> bool:
     return True
 
 
+PINNED = re.compile(r"Could not find gem '([\w.-]+) \(([^)']*)\)'")
 MISSING = re.compile(r"Could not find (?:gem '([\w.-]+)|([\w.-]+?)-\d[\w.]* in)")
 
 
@@ -65,22 +66,49 @@ def missing_gems(bundler_output: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def missing_gems_message(query_output: str, *, release: str) -> tuple[str, str]:
+def pinned(bundler_output: str) -> dict[str, tuple[str, list[str]]]:
+    """{gem: (the Gemfile's requirement, the versions installed)} for the gems Bundler could
+    not find in the version asked (`Could not find gem 'rails (= 7.1.3.2)' ... The source
+    contains the following gems matching 'rails': * rails-7.2.2.2`)."""
+    out = {}
+    for gem, req in PINNED.findall(bundler_output):
+        block = re.search(r"matching '" + re.escape(gem) + r"':\n((?:\s*\* .*\n?)+)",
+                          bundler_output)
+        have = re.findall(r"\* " + re.escape(gem) + r"-(\d[\w.]*)", block.group(1)) if block \
+            else []
+        if have:
+            out[gem] = (req, have)
+    return out
+
+
+def missing_gems_message(query_output: str, *, release: str,
+                         bundler_output: str = "") -> tuple[str, str]:
     """(message, fix) from onhost/gem_packages.sh's answer: which Debian package provides
-    each missing gem, or that none does."""
+    each missing gem, or that none does; a gem installed in another version than the
+    Gemfile pins is named as a pin (adding its package again would change nothing)."""
+    pins = pinned(bundler_output)
     provided, unpackaged = [], []
     for line in query_output.strip().splitlines():
         gem, _, found = line.partition(" ")
+        if gem in pins:
+            continue
         if found == "-" or not found:
             unpackaged.append(gem)
         else:
             package, _, version = found.partition(" ")
             provided.append((gem, package, version))
-    said = [f"gem {g!r} is not installed: Debian package {p} ({v}) provides it"
-            for g, p, v in provided]
+    said = [f"the Gemfile pins {g} {req}; {release} has {', '.join(have)}"
+            for g, (req, have) in pins.items()]
+    said += [f"gem {g!r} is not installed: Debian package {p} ({v}) provides it"
+             for g, p, v in provided]
     said += [f"gem {g!r} is not installed and no {release} package provides it"
              for g in unpackaged]
     fixes = []
+    if pins:
+        fixes.append("loosen the pin of " + ", ".join(pins) + " in the Gemfile (e.g. "
+                     + "; ".join(f'gem "{g}", "~> {".".join(have[0].split(".")[:2])}"'
+                                 for g, (_, have) in pins.items())
+                     + "), or use gems: bundler with the app's Gemfile.lock")
     if provided:
         fixes.append("add " + " ".join(p for _, p, _ in provided) + " to app.packages in "
                      "hosts.yaml")
@@ -89,6 +117,26 @@ def missing_gems_message(query_output: str, *, release: str) -> tuple[str, str]:
                      "a group in app.bundle_without), or install gems from rubygems.org "
                      "instead of Debian's packages")
     return "bundle install --local: " + "; ".join(said), "; ".join(fixes)
+
+
+def server_gem_missing(gemfile: str, server: str, without: str) -> bool:
+    """The app server's gem is not in the Gemfile outside the groups left out (Bundler
+    would not load it: `bundle exec unicorn` fails at boot with a LoadError)."""
+    skip, stack = set(without.split(":")), []
+    for line in gemfile.splitlines():
+        code = line.split("#", 1)[0]
+        group = re.match(r"\s*group\s*\(?\s*(.*?)\)?\s+do\b", code)
+        if group:
+            stack.append(set(re.findall(r":(\w+)", group.group(1))))
+        elif re.match(r"\s*end\s*$", code) and stack:
+            stack.pop()
+        elif re.match(r"""\s*gem\s*\(?\s*["']""" + re.escape(server) + r"""["']""", code):
+            groups = set().union(*stack) if stack else set()
+            inline = set(re.findall(r"(?:group|groups):\s*\[?([^\]]*)", code))
+            groups |= set(re.findall(r":(\w+)", " ".join(inline)))
+            if not groups or groups - skip:
+                return False
+    return True
 
 
 # --- app.gems: bundler ----------------------------------------------------------------------

@@ -114,8 +114,8 @@ class LinkedFile(_Model):
         if self.from_ and self.secret:
             raise ValueError(f"{self.path}: give `from` (a local file) or `secret` (a key of "
                              "the secrets file), not both")
-        if self.path.startswith(("shared/", "releases/", "public/")) or self.path in (
-                "Gemfile", "Gemfile.lock", "config.ru"):
-            raise ValueError(f"{self.path}: a linked file is config the app reads (e.g. "
-                             "config/database.yml, config/master.key), not code or public/")
+        if not self.path.startswith("config/") or self.path.endswith(".rb"):
+            raise ValueError(f"{self.path}: a linked file is a setting the app reads under "
+                             "config/ (e.g. config/database.yml, config/master.key), kept in "
+                             "shared/config, which only root writes; not code")
         return self

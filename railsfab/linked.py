@@ -6,13 +6,16 @@ deploy fails before the release when one is missing. They never ship in the rele
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 
 from railsfab.errors import ConfigError
 from railsfab.inventory import Inventory
 
 MAX_SIZE = 1 << 20
-MODE = "0640"  # the deploy user's; the app's user reads it through the deploy user's group
+# root's, in shared/config (root's): the deploy user (Rails commands) and the app's user
+# (a member of the deploy user's group) read it through that group; neither may change it.
+MODE = "0640"
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,13 @@ class Linked:
 
     @property
     def digest(self) -> str:
+        """What the host's copy must hash to (compared with the facts, never stored)."""
         return hashlib.sha256(self.data).hexdigest() if self.data is not None else ""
+
+    def mark(self, key: bytes) -> str:
+        """Its contents in a release's digests (which the ledger keeps on the hosts), keyed:
+        a file with a password in it cannot be guessed from them."""
+        return hmac.new(key, self.data, "sha256").hexdigest() if self.data is not None else ""
 
 
 def resolve(inv: Inventory, secrets: dict[str, str], shared: str) -> tuple[Linked, ...]:

@@ -164,6 +164,24 @@ def _gems(inv: Inventory, templates, paths: Paths,
     return "", config, tuple(gems.build_packages(lock))
 
 
+def _server_gem(inv: Inventory, source: Source) -> None:
+    """`bundle exec unicorn` (or puma) loads only what the Gemfile lists."""
+    app = inv.stage.app
+    gemfile = source.text("Gemfile") or ""
+    if not gems.server_gem_missing(gemfile, app.app_server, app.bundle_without):
+        return
+    other = "puma" if app.app_server == "unicorn" else "unicorn"
+    has = "" if gems.server_gem_missing(gemfile, other, app.bundle_without) else \
+        f" (it has {other})"
+    raise ConfigError(
+        f"{app.source}: app_server is {app.app_server}, but the Gemfile has no "
+        f"`gem \"{app.app_server}\"`{has} outside the groups left out "
+        f"({app.bundle_without}): the app server could not start",
+        fix=f"add `gem \"{app.app_server}\"` to the Gemfile"
+            + (f", or set app_server: {other} in stage {inv.stage_name} of {inv.path.name}"
+               if has else ""))
+
+
 def build(inv: Inventory, *, release: str | None = None) -> Desired:
     """Everything local is read and checked here, before any SSH connection."""
     app = inv.stage.app
@@ -179,12 +197,24 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
     linked_files = linked.resolve(inv, secrets, paths.shared)
     files = server.files(templates, notify=server.notify(source.root))
     front = ("nginx",) if app.nginx else ()
+    _server_gem(inv, source)
     gemfile, bundle_config, build = _gems(inv, templates, paths, source)
     packages = tuple(dict.fromkeys(front + BASE_PACKAGES + tuple(app.packages) + build))
-    digests = Digests(release=sha(source.digest + (storage_yml or "") + gemfile
-                                  + "".join(x.path + x.digest for x in linked_files)),
+    # Linked files' contents count keyed with the secrets: a ledger on the hosts holds these
+    # digests, and a linked file may hold a password.
+    key = "".join(f"{k}={v}\n" for k, v in sorted(secrets.items())).encode()
+    marks = "".join(x.path + x.mark(key) for x in linked_files)
+    # What decides the database the release uses: when it changes, the migrate step (which
+    # asks the release) runs even without a new migration.
+    db = app.database
+    database = (source.text("config/database.yml") or "") + \
+        "".join(x.mark(key) for x in linked_files if x.path == "config/database.yml") + \
+        (f"{db.adapter} {db.host} {db.port} {db.name} {db.user}" if db else "")
+    digests = Digests(release=sha(source.digest + (storage_yml or "") + gemfile + marks),
                       gems=sha(source.gems_digest + gemfile + bundle_config),
-                      assets=source.assets_digest, migrations=source.migrations_digest)
+                      assets=source.assets_digest,
+                      migrations=sha(source.migrations_digest + database) if db
+                      else source.migrations_digest)
     return Desired(
         app=app, paths=paths, server=server, https=inv.stage.https,
         retired=tuple(appserver.others(app, paths, https=inv.stage.https)),

@@ -9,7 +9,6 @@ from railsfab.facts import Facts
 from railsfab.ops import runs
 from railsfab.ops.base import Change, NoChange, Plan, Script
 from railsfab.ops.desired import Desired, sha
-from railsfab.ops.release import as_deploy_user
 
 APT_PROXY_FILE = "/etc/apt/apt.conf.d/80railsfab-proxy"
 APT_LISTS_MAX_AGE = 6 * 3600
@@ -160,8 +159,8 @@ def env_file(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
 
 
 def linked_files(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
-    """app.linked_files: uploaded ones written (by the deploy user, 0640) when they differ;
-    the hosts' own must be there before a release links them."""
+    """app.linked_files: uploaded ones written (root:deploy 0640, in shared/config) when they
+    differ; the hosts' own must be there before a release links them."""
     if not d.linked:
         return None
     write, missing = [], []
@@ -171,16 +170,20 @@ def linked_files(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
             if not n:
                 missing.append(x)
         elif f.file_sha(x.shared) != x.digest or not n or n["link"] or \
-                (n["owner"], n["mode"]) != (d.app.deploy_user, linked.MODE):
+                (n["owner"], n["group"], n["mode"]) != ("root", d.app.deploy_user, linked.MODE):
             write.append(x)
     if not write and not missing:
         return NoChange(", ".join(x.path for x in d.linked))
-    scripts = tuple(Script(as_deploy_user(d, (
-        f"umask 027 && mkdir -p $(dirname {x.shared}) && rm -f {x.shared}.new && "
-        f"cat > {x.shared}.new && chmod {linked.MODE} {x.shared}.new && "
-        f"mv -f {x.shared}.new {x.shared}")), stdin=x.data) for x in write)
+    # Root writes them: shared/config and what it makes inside are root's, so no link there
+    # can steer it.
+    g = d.app.deploy_user
+    scripts = tuple(Script(
+        f"install -d -o root -g {g} -m 0750 $(dirname {x.shared}) && umask 077 && "
+        f"cat > {x.shared}.new && chown root:{g} {x.shared}.new && "
+        f"chmod {linked.MODE} {x.shared}.new && mv -f {x.shared}.new {x.shared}",
+        stdin=x.data) for x in write)
     scripts += tuple(Script(f"test -e {x.shared}", fix=(
-        f"put the file there (as {d.app.deploy_user}, mode {linked.MODE}), or give "
+        f"put the file there (root:{d.app.deploy_user}, mode {linked.MODE}), or give "
         f"{x.path} a `from:` (a local file) or `secret:` in app.linked_files")) for x in missing)
     said = [f"{x.path} ({x.origin})" for x in write] + [
         f"{x.path}: {x.shared} is missing" for x in missing]

@@ -187,7 +187,8 @@ def bundle(script: str, release: str, *, debian: str) -> Run:
             out = remote.sh(r.conn, f"GEMS={shlex.quote(' '.join(missing))} sh -s",
                             step="bundle", stdin=onhost.load("gem_packages.sh").encode(),
                             warn=True).stdout
-            exc.message, exc.fix = gems.missing_gems_message(out, release=debian)
+            exc.message, exc.fix = gems.missing_gems_message(
+                out, release=debian, bundler_output=exc.message)
             raise
     return run
 

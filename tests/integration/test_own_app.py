@@ -74,7 +74,7 @@ def test_a_database_yml_naming_another_database_is_refused_before_any_switch(sta
     assert re.search(r"linked files\s+\S+\s+wrote config/database.yml \(from ", r.stdout)
     got = ssh(sandbox, "web1", "cd /srv/sample/current && readlink config/database.yml && "
                                "sudo stat -c '%U %a' /srv/sample/shared/config/database.yml")
-    assert got.split() == ["/srv/sample/shared/config/database.yml", "deploy", "640"]
+    assert got.split() == ["/srv/sample/shared/config/database.yml", "root", "640"]
     again = run_fab(path, "deploy")
     assert again.returncode == 0 and re.search(r"linked files\s+ok", again.stdout), again.stdout
 

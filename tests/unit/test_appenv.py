@@ -180,3 +180,15 @@ def test_a_release_that_would_migrate_another_database_is_named_with_the_file_th
     other = "`bin/rails runner ...` exited 1:\nPG::UndefinedTable: relation \"x\" does not exist"
     assert migrate_failure(other, db, "shop") == (
         other, "fix the migration, then deploy again (no host switched release)")
+
+
+def test_an_app_server_the_gemfile_does_not_list_is_named_before_any_host(tmp_path,
+                                                                          monkeypatch):
+    src = ROOT / "examples/sample_app/Gemfile"
+    gemfile = src.read_text().replace('gem "unicorn"', 'gem "puma"')
+    with pytest.raises(ConfigError) as e:
+        build(tmp_path, monkeypatch, files={"Gemfile": gemfile})
+    assert "app_server is unicorn, but the Gemfile has no `gem \"unicorn\"` (it has puma)" \
+        in str(e.value)
+    assert e.value.fix == ('add `gem "unicorn"` to the Gemfile, or set app_server: puma in '
+                           "stage prod of hosts.yaml")

@@ -156,3 +156,33 @@ def test_bundler_output_read_back():
                    "longer be\nfound in that source.")
     assert unavailable_message(bundler_2_3, "the mirror").startswith(
         "the Gemfile.lock pins rack-cors 9.9.9, which the mirror does not have")
+
+
+def test_a_gemfile_pin_debian_cannot_meet_is_named_as_a_pin_not_a_missing_package():
+    from railsfab.gems import missing_gems_message, pinned
+    out = ("`bundle install --local` exited 7:\nCould not find gem 'rails (= 7.1.3.2)' in "
+           "locally installed gems.\n\nThe source contains the following gems matching "
+           "'rails':\n  * rails-7.2.2.2\n")
+    assert pinned(out) == {"rails": ("= 7.1.3.2", ["7.2.2.2"])}
+    message, fix = missing_gems_message("rails ruby-rails 2:7.2.2.2+dfsg-1\n", release="Debian 13",
+                                        bundler_output=out)
+    assert message == ("bundle install --local: the Gemfile pins rails = 7.1.3.2; Debian 13 "
+                       "has 7.2.2.2")
+    assert fix == ('loosen the pin of rails in the Gemfile (e.g. gem "rails", "~> 7.2"), or use '
+                   "gems: bundler with the app's Gemfile.lock")
+    assert "app.packages" not in fix
+
+
+@pytest.mark.parametrize("gemfile,missing", [
+    ('gem "rails"\ngem "puma", ">= 5.0"\n', True),
+    ('gem "rails"\ngem "unicorn"\n', False),
+    ("gem 'unicorn', '~> 6.1'  # the app server\n", False),
+    ('group :development do\n  gem "unicorn"\nend\n', True),
+    ('group :production, :development do\n  gem "unicorn"\nend\n', False),
+    ('gem "unicorn", group: :development\n', True),
+    ('# gem "unicorn"\n', True),
+])
+def test_the_app_servers_gem_must_be_in_the_gemfile_outside_the_groups_left_out(gemfile,
+                                                                               missing):
+    from railsfab.gems import server_gem_missing
+    assert server_gem_missing(gemfile, "unicorn", "development:test") is missing
