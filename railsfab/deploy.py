@@ -16,11 +16,13 @@ Nothing restarts unless something it depends on changed; a second run changes no
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 
 from rich.markup import escape
 
 from railsfab import artifact, attach, facts
+from railsfab import build as js_build
 from railsfab.errors import RailsfabError
 from railsfab.executor import Executor, HostRun, parallel
 from railsfab.inventory import Inventory
@@ -106,6 +108,7 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
     _some_host_migrates(inv)  # the fleet was read when the command started
     d = desired.build(inv)  # everything local is checked before the first SSH connection
     _say_source(rep, inv, d)
+    d = _build(inv, rep, d, dry_run)
     ex = Executor(rep, dry=dry_run)
     with Session(inv, rep, only=only, command="fab deploy", locking=not dry_run) as session:
         session.open(facts_spec(d), target_group=not dry_run)
@@ -145,6 +148,23 @@ def _health_path(session: Session, dry_run: bool) -> None:
     tg = None if dry_run else session.target_group()
     if tg is not None:
         tg.ensure_health_path(session.rep)
+
+
+def _build(inv: Inventory, rep: Reporter, d: Desired, dry_run: bool) -> Desired:
+    """app.build, here, before any host is asked: its files go into the release archive."""
+    if d.build is None:
+        return d
+    if dry_run:
+        rep.info(escape(f"  build    would run {d.build.said} here (unless built before)"))
+        return d
+    cache = inv.state_dir / "build" / inv.stage_name
+    with rep.step("local", "build") as s:
+        before = (cache / f"{d.build.key}.tar").is_file()
+        files = js_build.output(d.build, d.source, cache, offline=inv.stage.sandbox is not None)
+        said = f"{len(files)} files in {js_build.OUTPUT}"
+        s.ok(f"{said}, built before (asset inputs unchanged)") if before else \
+            s.change(f"{d.build.said}: {said}")
+    return dataclasses.replace(d, built=files)
 
 
 def _say_source(rep: Reporter, inv: Inventory, d: Desired) -> None:

@@ -99,6 +99,9 @@ class App(_Model):
     # How the release reaches the hosts: uploaded to each over SSH, or built once, put in the
     # stage's bucket (releases/<sha256>) and fetched by each host with a presigned URL.
     artifact: Literal["upload", "s3"] = "upload"
+    # The JavaScript/CSS build (package.json's build and build:css scripts, as jsbundling-rails
+    # and cssbundling-rails set them up): run on this machine once per release (auto), or not.
+    build: Literal["auto", "none"] = "auto"
 
     @field_validator("deploy_to")
     @classmethod

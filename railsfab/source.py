@@ -39,7 +39,8 @@ GEM_INPUTS = ("Gemfile", "Gemfile.lock")
 ASSET_INPUTS = ("app/assets/", "lib/assets/", "vendor/assets/", "app/javascript/",
                 "Gemfile", "Gemfile.lock", "config/initializers/assets.rb",
                 "config/application.rb", "config/environments/", "package.json",
-                "yarn.lock")
+                "yarn.lock", "package-lock.json", "esbuild.config.", "postcss.config.",
+                "tailwind.config.", "bun.config.")
 MIGRATION_INPUTS = ("db/migrate/", "db/schema.rb", "db/structure.sql")
 # Gems that give an app `assets:precompile` (Rails < 7 apps get sprockets-rails from "rails",
 # and have app/assets/config/manifest.js).
@@ -195,7 +196,7 @@ class Source:
         e = next((e for e in self.files if e.rel == rel), None)
         return e.data.decode(errors="replace") if e else None
 
-    def archive(self, extra: dict[str, str] | None = None) -> bytes:
+    def archive(self, extra: dict[str, str | bytes] | None = None) -> bytes:
         """One gzip'd tar of the release (gzip level 1: the link, not the CPU, is the limit),
         with `extra` files (what railsfab renders into a release) in place of the app's of
         the same name; built once however many hosts ask for it."""
@@ -204,9 +205,10 @@ class Source:
                 self._archive = self._build_archive(extra or {})
             return self._archive
 
-    def _build_archive(self, extra: dict[str, str]) -> bytes:
+    def _build_archive(self, extra: dict[str, str | bytes]) -> bytes:
         buf = io.BytesIO()
-        added = [FileEntry(rel, False, text.encode(), 0) for rel, text in extra.items()]
+        added = [FileEntry(rel, False, text.encode() if isinstance(text, str) else text, 0)
+                 for rel, text in extra.items()]
         # Reproducible: the same files give the same bytes (gzip's header time is 0), so an
         # archive is addressed by its content (app.artifact: s3).
         with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=1, mtime=0) as gz, \

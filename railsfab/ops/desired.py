@@ -10,8 +10,10 @@ import time
 from dataclasses import dataclass, field
 
 from railsfab import appenv, appserver, gems, linked, render
+from railsfab import build as js_build
 from railsfab.appserver import AppServer
 from railsfab.artifact import Artifact
+from railsfab.build import Build
 from railsfab.errors import ConfigError
 from railsfab.facts import Facts
 from railsfab.inventory import App, Inventory, Stage
@@ -72,6 +74,8 @@ class Desired(Serving):
     source: Source | None = field(default=None, repr=False, compare=False)
     # app.artifact: s3: the archive goes through the stage's bucket (railsfab.artifact)
     artifact: Artifact | None = field(default=None, repr=False, compare=False)
+    build: Build | None = None  # app.build: the JavaScript/CSS build, run here once
+    built: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     def meta(self, state: str) -> dict:
         """The release's ledger entry (.railsfab-release.json)."""
@@ -83,7 +87,8 @@ class Desired(Serving):
     def release_archive(self) -> bytes:
         """The app's files plus what railsfab puts into a release: Gemfile.railsfab,
         config/storage.yml (when rendered) and the ledger entry, state `prepared`."""
-        extra = {META: json.dumps({"id": self.release, **self.meta("prepared")})}
+        extra: dict[str, str | bytes] = {
+            **self.built, META: json.dumps({"id": self.release, **self.meta("prepared")})}
         if self.gemfile:
             extra[GEMFILE] = self.gemfile
         if self.storage_yml:
@@ -225,6 +230,7 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
         digests=digests, source=source,
         ruby=tuple(gems.ruby_requirement(source) or ()) or None, gemfile=gemfile,
         bundle_config=bundle_config, artifact=Artifact(inv) if app.artifact == "s3" else None,
+        build=js_build.planned(source, app.build, f"stage {inv.stage_name} of {inv.path.name}"),
     )
 
 

@@ -8,6 +8,7 @@ import json
 import shlex
 
 from railsfab import artifact, commands, linked
+from railsfab import build as js_build
 from railsfab.facts import Facts
 from railsfab.ops import runs
 from railsfab.ops.base import Change, Diff, NoChange, Plan, Script
@@ -128,7 +129,9 @@ def assets(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
                                           f"cp -al {prev}/public/assets {rel}/public/assets"))
         return NoChange(f"asset inputs unchanged, reused from {f.current}", scripts=(reuse,))
     env = d.app.rails_env
-    cmd = commands.rails(d.paths, rel, d.app.deploy_user, env, "assets:precompile")
+    # app.build's output is in the release: jsbundling/cssbundling must not build again
+    cmd = commands.rails(d.paths, rel, d.app.deploy_user, env, "assets:precompile",
+                         extra_env=js_build.SKIP_ENV if d.build else None)
     fix = (f"fix the asset error above (try `RAILS_ENV={env} bin/rails assets:precompile` "
            "locally), then deploy again")
     return Change(f"RAILS_ENV={env} assets:precompile", disturbs=False, scripts=(

@@ -72,7 +72,7 @@ def test_a_database_yml_naming_another_database_is_refused_before_any_switch(sta
     r = run_fab(path, "deploy")
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"linked files\s+\S+\s+wrote config/database.yml \(from ", r.stdout)
-    got = ssh(sandbox, "web1", "cd /srv/sample/current && readlink config/database.yml && "
+    got = ssh(sandbox, "web1", "sudo readlink /srv/sample/current/config/database.yml && "
                                "sudo stat -c '%U %a' /srv/sample/shared/config/database.yml")
     assert got.split() == ["/srv/sample/shared/config/database.yml", "root", "640"]
     again = run_fab(path, "deploy")
