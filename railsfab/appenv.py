@@ -98,6 +98,9 @@ def app_env(inv: Inventory, secrets: dict[str, str], service: str = "amazon",
         if inv.stage.sandbox:
             env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
         env.update({name: s3[key] for key, name in (storage or {}).items() if s3.get(key)})
+    if inv.stage.sandbox:  # the sandbox's mail sink (fab sandbox.mail): nothing is sent
+        env.update(SMTP_ADDRESS=inv.stage.sandbox.gateway,
+                   SMTP_PORT=str(inv.stage.sandbox.smtp_port))
     taken = sorted(set(app.env) & set(env))
     if taken:
         raise ConfigError(

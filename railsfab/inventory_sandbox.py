@@ -35,6 +35,8 @@ class Sandbox(Model):
     gateway: str
     proxy_port: int = Field(8888, ge=1, le=65535)
     aws_port: int = Field(5055, ge=1, le=65535)
+    # The mail sink on the gateway (SMTP_ADDRESS/SMTP_PORT in the app's env): `fab sandbox.mail`
+    smtp_port: int = Field(2525, ge=1, le=65535)
     # The Debian release of the stage's hosts: 12 "bookworm" (Rails 6.1) or 13 "trixie"
     # (Ruby 3.3, Rails 7.2); one cached base image each.
     debian: Literal[12, 13] = 12

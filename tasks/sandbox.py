@@ -51,4 +51,33 @@ def status(c, stage=None):
     rep.console.print(table)
 
 
-ns = Collection("sandbox", up, down, status)
+@command(name="sandbox.mail", help={"stage": STAGE_HELP,
+                                   "show": "print message N in full (1 = the oldest; -1 = the "
+                                           "newest)"})
+def mail(c, stage=None, show=None):
+    """List the mail the stage's app sent (kept by the sandbox's mail sink; none is sent)."""
+    from rich.markup import escape
+
+    from railsfab.sandbox.core import Sandbox
+    from railsfab.sandbox.mail import messages
+
+    inv = load_stage(stage, hosts=False)
+    rep = Reporter()
+    found = messages(Sandbox(inv, rep).maildir)
+    if show is not None:
+        m = found[int(show) - 1 if int(show) > 0 else int(show)] if found else None
+        if m is None:
+            rep.info("no mail")
+            return
+        rep.info(escape(f"From: {m.sender}\nTo: {m.to}\nDate: {m.date}\nSubject: {m.subject}"
+                        f"\n\n{m.body}"))
+        return
+    table = Table(title=f"mail sent by stage {inv.stage_name}", title_justify="left")
+    for col in ("#", "date", "from", "to", "subject"):
+        table.add_column(col)
+    for i, m in enumerate(found, 1):
+        table.add_row(str(i), *(escape(x) for x in (m.date, m.sender, m.to, m.subject)))
+    rep.console.print(table)
+
+
+ns = Collection("sandbox", up, down, status, mail)

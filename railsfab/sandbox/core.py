@@ -28,7 +28,7 @@ from railsfab.sandbox import database, fleet, gem_mirror, image, network
 from railsfab.sandbox.boot import Booter
 from railsfab.sandbox.gem_mirror import GemMirror
 from railsfab.sandbox.machine import Machine
-from railsfab.sandbox.services import AptProxy, AwsEndpoint, DebCache, Service
+from railsfab.sandbox.services import AptProxy, AwsEndpoint, DebCache, Service, SmtpSink
 from railsfab.secrets import ensure_generated
 
 REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "tinyproxy", "ip", "ssh-keygen", "cp")
@@ -77,6 +77,8 @@ class Sandbox:
         self.aws = AwsEndpoint("aws endpoint", gw, self.cfg.aws_port,
                                PidFile(run_dir / "moto.pid"),
                                log_dir / "moto.log")
+        self.smtp = SmtpSink("mail sink", gw, self.cfg.smtp_port, PidFile(run_dir / "smtp.pid"),
+                             log_dir / "smtp.log")
         mirror = self.cfg.gem_mirror
         self.gems = GemMirror("gem mirror", gw, mirror.port, PidFile(run_dir / "gems.pid"),
                               log_dir / "gems.log") if mirror else None
@@ -93,8 +95,8 @@ class Sandbox:
             for i, h in enumerate(self.hosts)
         }
         self.booter = Booter(self)
-        ports = {self.cfg.aws_port: "aws_port", **({mirror.port: "gem_mirror.port"}
-                                                   if mirror else {})}
+        ports = {self.cfg.aws_port: "aws_port", self.cfg.smtp_port: "smtp_port",
+                 **({mirror.port: "gem_mirror.port"} if mirror else {})}
         if self.cfg.proxy_port + 1 in ports:
             raise ConfigError(
                 f"{inv.path.name}: stages.{inv.stage_name}.sandbox.proxy_port: "
@@ -141,6 +143,9 @@ class Sandbox:
                 self.aws.stop()
                 self.aws.start()
                 s.change(self.aws.url)
+        self._ensure_service(self.smtp, lambda: self.smtp.start(self.maildir),
+                             f"SMTP on {self.smtp.address}:{self.smtp.port}, messages kept in "
+                             f"{self._rel(self.maildir)} (fab sandbox.mail)")
         if self.gems is not None:
             with rep.step("local", "gem mirror") as s:
                 s.set(*gem_mirror.ensure_served(self.gems, self.suite,
@@ -227,7 +232,7 @@ class Sandbox:
 
         with ThreadPoolExecutor(max_workers=len(self.machines)) as pool:
             list(pool.map(host_down, self.machines.values()))
-        for svc in (self.aws, self.debs, self.proxy, self.gems):
+        for svc in (self.aws, self.smtp, self.debs, self.proxy, self.gems):
             if svc is not None:
                 with self.rep.step("local", svc.name) as s:
                     s.set(svc.stop(), "stopped")
@@ -272,6 +277,10 @@ class Sandbox:
             return json.loads(self.aws_ids_file.read_text()).get("instances", {}).get(name)
         except (OSError, ValueError):
             return None
+
+    @property
+    def maildir(self) -> Path:
+        return self.dir / "mail"
 
     @property
     def ssh_config(self) -> Path:

@@ -105,6 +105,18 @@ class AwsEndpoint(Service):
         self.wait_ready()
 
 
+class SmtpSink(Service):
+    """An SMTP server on the gateway that delivers nothing: every message the apps send is
+    kept in a Maildir (aiosmtpd's Mailbox handler), read with `fab sandbox.mail`."""
+
+    def start(self, maildir: Path) -> None:
+        maildir.parent.mkdir(parents=True, exist_ok=True)
+        start_daemon([sys.executable, "-m", "aiosmtpd", "-n", "-l",
+                      f"{self.address}:{self.port}", "-c", "aiosmtpd.handlers.Mailbox",
+                      str(maildir)], pidfile=self.pidfile, log=self.log)
+        self.wait_ready()
+
+
 def mirror_hosts() -> list[str]:
     """Host names the sandbox may fetch packages from: the Debian mirror this machine uses."""
     mirror = local_debian_mirror()

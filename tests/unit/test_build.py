@@ -20,8 +20,10 @@ FAKE_NPM = """#!/bin/sh
 # a fake npm: `ci` records it ran; `run build` writes the bundle; `run build:css` the CSS
 echo "$*" >> "$FAKE_LOG"
 case "$1 $2" in
-  "ci --prefer-offline") test -z "$FAIL_CI" || { echo "npm ERR! 404 Not Found - esbuild" >&2; exit 1; } ;;
-  "run build") mkdir -p app/assets/builds && echo "console.log(1)" > app/assets/builds/application.js ;;
+  "ci --prefer-offline")
+    test -z "$FAIL_CI" || { echo "npm ERR! 404 Not Found - esbuild" >&2; exit 1; } ;;
+  "run build")
+    mkdir -p app/assets/builds && echo "console.log(1)" > app/assets/builds/application.js ;;
   "run build:css") echo "body{}" > app/assets/builds/application.css ;;
 esac
 """
