@@ -1,0 +1,4 @@
+// Entry point for the build script in your package.json
+import { attachCounters } from "./counter"
+
+document.addEventListener("DOMContentLoaded", () => attachCounters(document))

@@ -1,0 +1,4 @@
+class ApplicationMailer < ActionMailer::Base
+  default from: "Pinboard <hello@pinboard.example>"
+  layout "mailer"
+end
