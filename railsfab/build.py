@@ -121,11 +121,16 @@ def _run(cmd: tuple[str, ...], cwd: Path, env: dict, source: Source) -> None:
                             step="build", state="nothing was changed",
                             fix=f"run it in {source.root} and see where it waits") from None
     if p.returncode != 0:
-        tail = "\n".join((p.stderr.strip() or p.stdout.strip()).splitlines()[-8:])
+        said = p.stderr.strip() or p.stdout.strip()
+        tail = "\n".join(said.splitlines()[-8:])
+        fix = (f"run `{' '.join(cmd)}` in {source.root}, fix what it says, commit, deploy "
+               "again")
+        if "ENOTCACHED" in said or "offline mode" in said:
+            fix = (f"a sandbox stage builds offline, from npm's cache on this machine: fetch "
+                   f"the packages once (`npm ci` in {source.root}, or scripts/setup for the "
+                   "examples), then deploy again")
         raise RailsfabError(f"app.build: `{' '.join(cmd)}` exited {p.returncode}:\n{tail}",
-                            step="build", state="nothing was changed",
-                            fix=f"run `{' '.join(cmd)}` in {source.root}, fix what it says, "
-                                "commit, deploy again")
+                            step="build", state="nothing was changed", fix=fix)
 
 
 def _write(path: Path, files: dict[str, bytes]) -> None:
