@@ -307,7 +307,9 @@ def requests(P: dict, pool: ThreadPoolExecutor, rid: str) -> dict:
         "alb_host": pool.submit(http, local + "/", host=P["alb_host"], proto=proto,
                                 rid=rid + "-alb"),
         "asset": pool.submit(http, local + asset, proto=proto) if asset else None,
-        "connect": pool.submit(connect, address, health, as_user, DEADLINE, rid + "-sock"),
+        # as nginx passes it (in HTTPS stages nginx says https for every request)
+        "connect": pool.submit(connect, address, health, as_user, DEADLINE, rid + "-sock",
+                               proto=proto if P["nginx"] else None),
     }
     done = {k: f.result() if f else None for k, f in jobs.items()}
     return {"asset": asset, "connect": done.pop("connect"), "http": done}

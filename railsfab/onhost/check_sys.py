@@ -240,11 +240,12 @@ say("answered" if data else "closed", status=data.split(b"\r\n", 1)[0].decode("l
 
 
 def connect(address: str, path: str, as_user: str | None, deadline: float,
-            request_id: str, python: str = sys.executable) -> dict:
-    """GET `path` on `address` ("unix:/path.sock" or "tcp:127.0.0.1:3000") as `as_user`:
+            request_id: str, python: str = sys.executable, proto: str | None = None) -> dict:
+    """GET `path` on `address` ("unix:/path.sock" or "tcp:127.0.0.1:3000") as `as_user`
+    (with nginx's X-Forwarded-Proto `proto`):
     {"result": answered | denied | missing | refused | no answer | closed | error, ...}."""
     request = (f"GET {path} HTTP/1.0\r\nHost: localhost\r\nX-Request-Id: {request_id}\r\n"
-               "\r\n")
+               + (f"X-Forwarded-Proto: {proto}\r\n" if proto else "") + "\r\n")
     kw = {}
     if as_user:
         try:
