@@ -34,6 +34,7 @@ def live_state(inv: Inventory) -> tuple[dict | None, dict | None, str | None]:
             tg = rolling.TargetGroup(inv, outputs if outputs.get("TargetGroupArn") else None)
         except RailsfabError:  # the stack lacks its target group: drawn as not provisioned
             return outputs, None, None
+        outputs = {**outputs, "_front": _front(aws.clients(inv).elbv2, tg.arn)}
         states = tg.health()
         health = {}
         for h in inv.hosts(role="web"):
@@ -47,3 +48,21 @@ def live_state(inv: Inventory) -> tuple[dict | None, dict | None, str | None]:
     except (BotoCoreError, ClientError, ResponseParserError, OSError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         return None, None, f"AWS not reached ({aws.clients(inv).endpoint_url or a.region}): {first}"
+
+
+def _front(elbv2, tg_arn: str) -> dict:
+    """What the ALB does in front of the target group, as AWS says: its listeners (protocol,
+    port, forward or redirect) and the target group's health check path."""
+    tg = elbv2.describe_target_groups(TargetGroupArns=[tg_arn])["TargetGroups"][0]
+    listeners = []
+    for lb in tg.get("LoadBalancerArns") or []:
+        for ls in elbv2.describe_listeners(LoadBalancerArn=lb)["Listeners"]:
+            act = (ls.get("DefaultActions") or [{}])[0]
+            if act.get("Type") == "redirect":
+                r = act.get("RedirectConfig") or {}
+                what = f"redirect to {r.get('Protocol', '')} :{r.get('Port', '')}"
+            else:
+                what = act.get("Type", "forward")
+            listeners.append((ls["Port"], f"{ls['Protocol']} :{ls['Port']} → {what}"))
+    return {"health_path": tg.get("HealthCheckPath") or "/",
+            "listeners": [said for _, said in sorted(listeners, reverse=True)]}

@@ -136,7 +136,9 @@ def _network(m: Model, k: _Known) -> tuple[str, str]:
         return _VPC, _VPC
     m.groups.append(Group("sg-alb", "security_group", k.tag(
         f"ALB security group {out.get('AlbSecurityGroupId', '')}".rstrip()
-        + "\nHTTP :80 from anywhere"), parent=_VPC))
+        + ("\nHTTPS :443, HTTP :80 from anywhere" if a.certificate_arn or a.certificate_domain
+           else "\nHTTP :80 from anywhere")),
+        parent=_VPC))
     ssh = f", SSH from {a.admin_cidr}" if a.admin_cidr else ""
     m.groups.append(Group("sg-app", "security_group", k.tag(
         f"app security group {out.get('AppSecurityGroupId', '')}".rstrip()
@@ -161,10 +163,22 @@ def _clients_and_alb(m: Model, k: _Known, alb_sg: str) -> None:
     else:
         m.nodes.append(Node("alb", "alb", "ALB\n(not managed by railsfab)", group=_VPC))
         tg_name = _arn_name(k.inv.stage.aws.target_group_arn)
+    front = k.out.get("_front") or _front_of(k.inv.stage)  # the stack's, when it was read
     m.nodes.append(Node("tg", "target_group", k.tag(
-        f"target group {tg_name}\nHTTP :80, health check /up"), group=_VPC))
-    m.edges.append(Edge("client", "alb", "HTTP :80"))
-    m.edges.append(Edge("alb", "tg", "listener HTTP :80 → forward"))
+        f"target group {tg_name}\nHTTP :80, health check {front['health_path']}"), group=_VPC))
+    https = any(x.startswith("HTTPS") for x in front["listeners"])
+    m.edges.append(Edge("client", "alb", "HTTPS :443" + (", HTTP :80" if len(
+        front["listeners"]) > 1 else "") if https else "HTTP :80"))
+    m.edges.append(Edge("alb", "tg", "listeners " + "; ".join(front["listeners"])))
+
+
+def _front_of(st: Stage) -> dict:
+    """What `fab aws.provision` makes of the stage: HTTPS at the ALB with a redirect from :80
+    when it has a certificate."""
+    a = st.aws
+    listeners = (["HTTPS :443 → forward", "HTTP :80 → redirect to HTTPS :443"]
+                 if a.certificate_arn or a.certificate_domain else ["HTTP :80 → forward"])
+    return {"health_path": st.app.health_path, "listeners": listeners}
 
 
 def _s3(m: Model, k: _Known) -> str | None:

@@ -57,6 +57,17 @@ def test_targets_show_their_health_in_label_and_colour(inv):
     assert [e.health for e in m.edges if e.target == "target-web2"] == ["unhealthy"]
 
 
+def test_the_listeners_and_health_path_are_the_stacks_as_read(inv):
+    """An HTTPS stage: 443 forwards, 80 redirects, and the health check is the stack's."""
+    front = {"health_path": "/healthz", "listeners": [
+        "HTTPS :443 → forward", "HTTP :80 → redirect to HTTPS :443"]}
+    m = diagram.model(inv, {**OUTPUTS, "_front": front}, {"web1": "healthy"})
+    assert edge_labels(m, "client", "alb") == ["HTTPS :443, HTTP :80"]
+    assert edge_labels(m, "alb", "tg") == [
+        "listeners HTTPS :443 → forward; HTTP :80 → redirect to HTTPS :443"]
+    assert "health check /healthz" in m.node("tg").label
+
+
 def test_a_host_missing_from_the_target_group_is_shown_not_registered(inv):
     m = diagram.model(inv, OUTPUTS, {"web1": "healthy"})
     assert m.node("target-web2").label.endswith("— not registered")
@@ -65,7 +76,7 @@ def test_a_host_missing_from_the_target_group_is_shown_not_registered(inv):
 def test_request_path_edges_carry_ports_and_the_socket(inv):
     m = diagram.model(inv, OUTPUTS, {"web1": "healthy", "web2": "healthy"})
     assert edge_labels(m, "client", "alb") == ["HTTP :80"]
-    assert edge_labels(m, "alb", "tg") == ["listener HTTP :80 → forward"]
+    assert edge_labels(m, "alb", "tg") == ["listeners HTTP :80 → forward"]
     assert edge_labels(m, "tg", "target-web1") == ["HTTP :80"]
     assert edge_labels(m, "nginx-web1", "app-web1") == [
         "unix:/srv/sample/shared/tmp/sockets/unicorn.sock"]
