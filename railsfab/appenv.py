@@ -112,6 +112,17 @@ def app_env(inv: Inventory, secrets: dict[str, str], service: str = "amazon",
     return env
 
 
+def delivery(source, rails_env: str) -> str:
+    """How the app serves its uploads, as its own config says (Rails' default: redirect)."""
+    texts = [source.text("config/application.rb") or "",
+             source.text(f"config/environments/{rails_env}.rb") or ""]
+    proxy = any(re.search(r"^\s*config\.active_storage\.resolve_model_to_route\s*=\s*"
+                          r":rails_storage_proxy", t, re.M) for t in texts)
+    return ("uploads served through the app (its config: resolve_model_to_route = "
+            ":rails_storage_proxy)" if proxy else "uploads served by redirects to presigned S3 "
+            "URLs (Rails' default; a bucket policy limited to the VPC endpoint refuses them)")
+
+
 def mapped_note(storage: dict[str, str]) -> str:
     """What the deploy says of the names it mapped for the app's storage.yml."""
     own = {k: v for k, v in storage.items()

@@ -106,16 +106,18 @@ def _storage(inv: Inventory, templates, source: Source) -> Storage:
     envs = "S3_BUCKET, AWS_REGION" + (", AWS_ENDPOINT_URL" if a.endpoint_url else "")
     own_yml = source.text("config/storage.yml")
     own = appenv.s3_service(own_yml)
+    served = "; " + appenv.delivery(source, inv.stage.app.rails_env)
     if own:
         names = appenv.storage_names(own_yml, own)
         return Storage(None, (f"the app's own config/storage.yml is kept (S3 service {own!r}"
                               f"{appenv.mapped_note(names)}); railsfab supplies {envs} and "
-                              f"ACTIVE_STORAGE_SERVICE={own} in the env file"), own, names, True)
+                              f"ACTIVE_STORAGE_SERVICE={own} in the env file{served}"),
+                       own, names, True)
     text = render.render(templates, "storage.yml.j2", app=inv.stage.app, aws=a,
                          stage=inv.stage_name)
     return Storage(text, (f"config/storage.yml rendered by railsfab into each release (S3 "
                           f"service 'amazon', bucket {a.bucket}): the app has none with an S3 "
-                          "service"), "amazon", {})
+                          f"service{served}"), "amazon", {})
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from email.message import Message
 
 import pytest
 
@@ -59,13 +60,13 @@ def web(stage):
     return {h.name: h.address for h in inv.hosts(role="web")}
 
 
-def get(url: str, headers: dict | None = None) -> tuple[int, str, dict]:
+def get(url: str, headers: dict | None = None) -> tuple[int, str, Message]:
     req = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.build_opener(NoRedirect).open(req, timeout=15) as r:
-            return r.status, r.read().decode(errors="replace"), dict(r.headers)
+            return r.status, r.read().decode(errors="replace"), r.headers
     except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace"), dict(e.headers)
+        return e.code, e.read().decode(errors="replace"), e.headers
 
 
 def test_deploys_from_git_with_its_build_and_its_own_names(deployed):

@@ -192,3 +192,13 @@ def test_an_app_server_the_gemfile_does_not_list_is_named_before_any_host(tmp_pa
         in str(e.value)
     assert e.value.fix == ('add `gem "unicorn"` to the Gemfile, or set app_server: puma in '
                            "stage prod of hosts.yaml")
+
+
+def test_how_uploads_are_served_is_said_from_the_apps_own_config(tmp_path, monkeypatch):
+    d = build(tmp_path, monkeypatch)  # the sample app sets proxy mode
+    assert "uploads served through the app (its config: resolve_model_to_route" in d.storage_note
+    prod = (ROOT / "examples/sample_app/config/environments/production.rb").read_text()
+    shutil.rmtree(tmp_path / "app")
+    d = build(tmp_path, monkeypatch, files={"config/environments/production.rb": prod.replace(
+        "config.active_storage.resolve_model_to_route", "# config.active_storage.x")})
+    assert "uploads served by redirects to presigned S3 URLs (Rails' default" in d.storage_note
