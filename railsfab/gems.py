@@ -119,6 +119,15 @@ def missing_gems_message(query_output: str, *, release: str,
     return "bundle install --local: " + "; ".join(said), "; ".join(fixes)
 
 
+LINUX = ("ruby", "x86_64-linux", "x86_64-linux-gnu", "aarch64-linux", "aarch64-linux-gnu")
+
+
+def lock_platforms(lock: str) -> list[str]:
+    """The PLATFORMS a Gemfile.lock was resolved for."""
+    m = re.search(r"^PLATFORMS\n((?:  \S.*\n?)+)", lock, re.M)
+    return [x.strip() for x in m.group(1).splitlines()] if m else []
+
+
 def server_gem_missing(gemfile: str, server: str, without: str) -> bool:
     """The app server's gem is not in the Gemfile outside the groups left out (Bundler
     would not load it: `bundle exec unicorn` fails at boot with a LoadError)."""

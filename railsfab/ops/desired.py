@@ -166,6 +166,13 @@ def _gems(inv: Inventory, templates, paths: Paths,
             f"{app.source} has no Gemfile.lock that ships",
             fix="commit the Gemfile.lock Bundler wrote (and keep it out of .gitignore), or "
                 "use gems: debian")
+    platforms = gems.lock_platforms(lock)
+    if platforms and not set(platforms) & set(gems.LINUX):
+        raise ConfigError(
+            f"{app.source}/Gemfile.lock was resolved for {', '.join(platforms)} only: Bundler "
+            "in deployment mode refuses it on Linux hosts",
+            fix="`bundle lock --add-platform x86_64-linux` (aarch64-linux for Graviton hosts), "
+                "commit the Gemfile.lock, deploy again")
     config = gems.bundle_config(path=paths.bundle, without=app.bundle_without,
                                 mirror=app.gem_source_mirror)
     return "", config, tuple(gems.build_packages(lock))

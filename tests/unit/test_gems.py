@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -186,3 +188,31 @@ def test_the_app_servers_gem_must_be_in_the_gemfile_outside_the_groups_left_out(
                                                                                missing):
     from railsfab.gems import server_gem_missing
     assert server_gem_missing(gemfile, "unicorn", "development:test") is missing
+
+
+def test_a_lockfile_without_a_linux_platform_is_named_before_any_host(tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+
+    from railsfab import inventory
+    from railsfab.errors import ConfigError
+    from railsfab.gems import lock_platforms
+    from railsfab.ops import desired
+
+    root = Path(__file__).resolve().parents[2]
+    src = tmp_path / "app"
+    shutil.copytree(root / "examples/sample_app", src)
+    lock = (src / "Gemfile.lock").read_text()
+    assert "x86_64-linux" in lock_platforms(lock)
+    (src / "Gemfile.lock").write_text(re.sub(r"^PLATFORMS\n(  .*\n)+", "PLATFORMS\n  "
+                                             "arm64-darwin-23\n", lock, flags=re.M))
+    monkeypatch.setenv("SECRET_KEY_BASE", "k" * 64)
+    doc = {"default_stage": "p", "stages": {"p": {
+        "hosts": [{"name": "web1", "address": "198.51.100.7"}],
+        "app": {"name": "shop", "source": str(src), "deploy_to": "/srv/shop",
+                "gems": "bundler"}}}}
+    (tmp_path / "hosts.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match="resolved for arm64-darwin-23 only") as e:
+        desired.build(inventory.load(tmp_path / "hosts.yaml"))
+    assert e.value.fix.startswith("`bundle lock --add-platform x86_64-linux`")
