@@ -47,6 +47,26 @@ def migrations_pending(d: dict, ctx: Context) -> Finding | None:
             f"fab rails{only} -- db:migrate (runs them from this host's release)")
 
 
+def db_user_cannot_write(d: dict, ctx: Context) -> Finding | None:
+    """The app's user logged in but may not read and write the app's tables (a read-only
+    user: every form that saves answers 500)."""
+    missing = (d["db"].get("privileges") or {}).get("missing")
+    if not missing:
+        return None
+    where = d["db"].get("where", "")
+    user = where.split("@", 1)[0]
+    db = where.rsplit("/", 1)[-1]
+    if d["db"].get("adapter") == "postgresql":
+        fix = (f"as the database's owner: GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN "
+               f"SCHEMA public TO {user}; (and ALTER DEFAULT PRIVILEGES for tables to come), or "
+               "point database.user in hosts.yaml at the user that owns them")
+    else:
+        fix = (f"as an admin: GRANT SELECT, INSERT, UPDATE, DELETE ON `{db}`.* TO '{user}'@'%'; "
+               "or point database.user in hosts.yaml at a user that has them")
+    return (f"the app's database user {user} may not write the app's data ({where}): lacks "
+            + "; ".join(missing), fix)
+
+
 def db_errors_break_app(d: dict, ctx: Context) -> Finding | None:
     err = db_error(d)
     if d["http"]["root"]["code"] == "500" and err:
@@ -56,19 +76,24 @@ def db_errors_break_app(d: dict, ctx: Context) -> Finding | None:
 
 class Database(Layer):
     name = "database"
-    checks = (db_unreachable, db_login_refused, migrations_pending, db_errors_break_app)
+    checks = (db_unreachable, db_login_refused, migrations_pending, db_user_cannot_write,
+              db_errors_break_app)
 
     def applies(self, ctx):
         return ctx.database
 
     def skip_reason(self, ctx):
-        return "no DATABASE_HOST in the env file"
+        return "no DATABASE_URL or DATABASE_HOST in the env file"
 
     def healthy(self, d, ctx):
-        login = d["db"].get("login")
+        login, db = d["db"].get("login"), d["db"]
+        source = f", as {db['source']} says" if db.get("source") else ""
+        if db.get("config_error"):
+            source = (f", from the env file (the release's own settings could not be read: "
+                      f"{db['config_error']})")
         if login and login.get("ok"):
-            return (f"logged in as {d['db']['where']} ({login.get('server', '?')}, "
-                    f"{login.get('ms', '?')} ms)")
+            return (f"logged in as {db['where']} ({login.get('server', '?')}, "
+                    f"{login.get('ms', '?')} ms){source}")
         if login and login.get("stage") == "insecure":
             return f"reachable on its port; the login was not tried: {login.get('error', '')}"
         return "reachable on its port"

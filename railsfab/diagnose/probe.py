@@ -10,7 +10,8 @@ from railsfab.inventory import Host, Inventory
 from railsfab.paths import LINKED_DIRS, Paths
 
 # one program: check.py calls the others (dblogin.login and its dbquery, check_sys, check_app)
-PROGRAM = ("dblogin.py", "dbquery.py", "check_sys.py", "check_app.py", "check.py")
+PROGRAM = ("dblogin.py", "dbquery.py", "check_db.py", "check_sys.py", "check_app.py",
+           "check.py")
 
 
 def params(inv: Inventory, paths: Paths) -> dict:
@@ -44,6 +45,9 @@ def params(inv: Inventory, paths: Paths) -> dict:
                        paths.rails_log(app.rails_env)],
         "nginx": app.nginx,
         "port": app.http_port,
+        # the database settings the release uses, asked of its own Ruby and activerecord
+        "dbconfig_rb": onhost.load("dbconfig.rb"),
+        "bundle_env": paths.bundler_env(paths.current),
     }
 
 

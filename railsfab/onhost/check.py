@@ -40,6 +40,7 @@ try:  # on the host, the other files' text comes first in the same program
         size,
         tail_bytes,
     )
+    from railsfab.onhost.check_db import database
     from railsfab.onhost.check_sys import (
         biggest,
         children,
@@ -54,8 +55,6 @@ try:  # on the host, the other files' text comes first in the same program
         proc,
         unit_state,
     )
-    from railsfab.onhost.dblogin import login
-    from railsfab.onhost.dbquery import question
 except ImportError:  # pragma: no cover
     pass
 
@@ -166,42 +165,6 @@ def asset_pipeline(release: str) -> bool:
     gems = (read(release + "/Gemfile") or "") + (read(release + "/Gemfile.lock") or "")
     return bool(PIPELINE.search(gems)) or os.path.exists(
         release + "/app/assets/config/manifest.js")
-
-
-DEFAULT_PORTS = {"mysql2": 3306, "trilogy": 3306, "postgresql": 5432}
-
-
-def database(env: dict[str, str], adapter: str, release: str) -> dict | None:
-    """A login with the app's own credentials from the env file (the login's stage and the
-    server's words when it fails), and in its session which of the release's migrations
-    have run; None when the env file names no DATABASE_HOST."""
-    host = env.get("DATABASE_HOST")
-    if not host:
-        return None
-    port = int(env.get("DATABASE_PORT") or DEFAULT_PORTS.get(adapter, 3306))
-    result = login(adapter, host, port, env.get("DATABASE_USERNAME", ""),
-                   env.get("DATABASE_PASSWORD", ""), env.get("DATABASE_NAME", ""),
-                   after=question(adapter))
-    answer = result.pop("answer", None)
-    reachable = result.get("ok") or result.get("stage") != "connect"
-    return {"reachable": bool(reachable), "error": result.get("error"), "login": result,
-            "where": f"{env.get('DATABASE_USERNAME', '')}@{host}:{port}/"
-                     f"{env.get('DATABASE_NAME', '')}",
-            "migrations": migrations(release, answer) if result.get("ok") else None}
-
-
-def migrations(release: str, answer: dict | None) -> dict:
-    """The release's migration files whose version schema_migrations does not list."""
-    try:
-        files = sorted(f for f in os.listdir(release + "/db/migrate") if f.endswith(".rb"))
-    except OSError:
-        files = []
-    if not answer or "rows" not in answer:
-        return {"files": len(files), "error": (answer or {}).get("error", "not asked")}
-    ran = {row[0] for row in answer["rows"] if row}
-    pending = [f for f in files if f.split("_", 1)[0].isdigit() and f.split("_", 1)[0] not in ran]
-    return {"files": len(files), "ran": len(ran), "pending": pending[:10],
-            "count": len(pending)}
 
 
 def is_socket(path: str) -> bool | None:
@@ -326,8 +289,7 @@ def main(P: dict) -> None:
         slow = {"nginx": pool.submit(nginx_state), "server": pool.submit(server, P),
                 "listeners": pool.submit(listening, P), "host": pool.submit(host_state, P),
                 "release": pool.submit(release_state, P),
-                "db": pool.submit(database, read_env(P["env_file"]),
-                                  P.get("adapter", "mysql2"), P["current"])}
+                "db": pool.submit(database, P, read_env(P["env_file"]))}
         asked = requests(P, pool, rid)
         got = {k: f.result() for k, f in slow.items()}
     n, srv, sock, listeners = got["nginx"], got["server"], P["socket"], got["listeners"]

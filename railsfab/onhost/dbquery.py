@@ -24,6 +24,27 @@ except ImportError:  # pragma: no cover
     pass
 
 MIGRATIONS = "SELECT version FROM schema_migrations"
+# The app's tables the user may not read and write (PostgreSQL: per table; has_table_privilege
+# with several privileges is true if any one is held, so each is asked), or the write
+# privileges it lacks on the database (MySQL/MariaDB: database-wide and global grants).
+_PG_EACH = "".join(f"CASE WHEN NOT has_table_privilege(c.oid, '{p}') THEN ',{p}' ELSE '' END || "
+                   for p in ("SELECT", "INSERT", "UPDATE", "DELETE"))
+PRIVILEGES = {
+    "postgresql": (
+        f"SELECT c.relname || ': ' || substr({_PG_EACH}'', 2) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
+        "AND n.nspname = current_schema() AND c.relname NOT IN ('schema_migrations', "
+        "'ar_internal_metadata') AND NOT (has_table_privilege(c.oid, 'SELECT') AND "
+        "has_table_privilege(c.oid, 'INSERT') AND has_table_privilege(c.oid, 'UPDATE') AND "
+        "has_table_privilege(c.oid, 'DELETE')) ORDER BY 1"),
+    "mysql2": (
+        "SELECT CONCAT('(the database): ', p.priv) FROM (SELECT 'SELECT' AS priv UNION ALL "
+        "SELECT 'INSERT' UNION ALL SELECT 'UPDATE' UNION ALL SELECT 'DELETE') p WHERE "
+        "p.priv NOT IN (SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES "
+        "WHERE DATABASE() LIKE TABLE_SCHEMA) AND p.priv NOT IN (SELECT PRIVILEGE_TYPE FROM "
+        "information_schema.USER_PRIVILEGES)"),
+}
+PRIVILEGES["trilogy"] = PRIVILEGES["mysql"] = PRIVILEGES["mysql2"]
 
 
 def _lenenc(p: bytes, i: int) -> tuple[int | None, int]:
@@ -86,6 +107,15 @@ def _pg_query(wire, sql: str) -> dict:
 
 _QUERY = {"mysql2": _my_query, "trilogy": _my_query, "mysql": _my_query,
           "postgresql": _pg_query, "postgis": _pg_query}
+
+
+def questions(adapter: str, sqls: dict[str, str]):
+    """dblogin.login's `after` asking several queries in one session: {name: answer}."""
+    asks = {name: question(adapter, sql) for name, sql in sqls.items() if sql}
+
+    def ask(wire) -> dict:
+        return {name: one(wire) for name, one in asks.items()}
+    return ask
 
 
 def question(adapter: str, sql: str = MIGRATIONS):

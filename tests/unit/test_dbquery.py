@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from railsfab.onhost import check, dblogin, dbquery
+from railsfab.onhost import check_db, dblogin, dbquery
 
 SQL = dbquery.MIGRATIONS.encode()
 
@@ -88,7 +88,7 @@ def release(tmp_path):
 
 def test_migrations_the_database_has_not_run(release):
     ran = {"rows": [["20260101000000"], ["20250101000000"]]}
-    assert check.migrations(release, ran) == {
+    assert check_db.migrations(release, ran) == {
         "files": 2, "ran": 2, "pending": ["20260102000000_b.rb"], "count": 1}
-    assert check.migrations(release, {"error": "no table"}) == {"files": 2, "error": "no table"}
-    assert check.migrations(release + "/none", {"rows": []})["count"] == 0
+    assert check_db.migrations(release, {"error": "no table"}) == {"files": 2, "error": "no table"}
+    assert check_db.migrations(release + "/none", {"rows": []})["count"] == 0

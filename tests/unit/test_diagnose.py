@@ -229,7 +229,7 @@ BARE_SKIPS = {  # what a stage without nginx, database, bucket or target group s
     "nginx": "no nginx in this stage: puma answers on :3000 itself",
     "site config": "no nginx in this stage: puma answers on :3000 itself",
     "socket": "no nginx in this stage: puma answers on :3000 itself",
-    "database": "no DATABASE_HOST in the env file",
+    "database": "no DATABASE_URL or DATABASE_HOST in the env file",
     "S3": "no bucket configured",
     "load balancer": "no target group in this stage (aws.stack_name, aws.target_group_arn)",
     "security groups": "no stack in this stage: no security groups to check",
