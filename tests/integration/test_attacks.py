@@ -215,7 +215,9 @@ def test_whoever_answers_as_the_database_gets_no_password(stages, sandbox):
                          "for i in $(seq 50); do ss -Hlt 'sport = :15432' | grep -q . && break; "
                          "sleep 0.1; done && "
                          f"sudo sed -i -e 's/^DATABASE_HOST=.*/DATABASE_HOST=127.0.0.1/' "
-                         f"-e 's/^DATABASE_PORT=.*/DATABASE_PORT=15432/' {env}")
+                         f"-e 's/^DATABASE_PORT=.*/DATABASE_PORT=15432/' "
+                         "-e \"s#^DATABASE_URL='[a-z0-9]*://\\(.*\\)@[^/]*/#DATABASE_URL="
+                         f"'postgresql://\\1@127.0.0.1:15432/#\" {env}")
     try:
         r = run_fab(pg, "check", "--only", "web2")
         ssh(sandbox, "web2", "for i in $(seq 100); do systemctl is-active -q rf-fakepg || break; "

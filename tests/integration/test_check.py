@@ -178,9 +178,10 @@ FAULTS = {
         f"rm {MIGRATION} && cp /root/rf-view {VIEW} && rm /root/rf-view; {RESTART}",
         "database", "20990101000000_add_caption_to_photos.rb",
         "fab rails --only web2 -- db:migrate"),
+    # the password the app uses: DATABASE_URL's (Rails merges it over database.yml)
     "the database refuses the app's password": Fault(
-        f"cp {ENV} /root/rf-env && sed -i \"s/^DATABASE_PASSWORD=.*/DATABASE_PASSWORD='wrong'/\""
-        f" {ENV} && (systemctl restart {UNIT}{MAY_FAIL})",
+        f"cp {ENV} /root/rf-env && sed -i \"s#^DATABASE_URL='\\([a-z0-9]*\\)://\\([^:]*\\):"
+        f"[^@]*@#DATABASE_URL='\\1://\\2:wrong@#\" {ENV} && (systemctl restart {UNIT}{MAY_FAIL})",
         f"cp /root/rf-env {ENV} && rm /root/rf-env; {RESTART}",
         "database", "Access denied", "DATABASE_PASSWORD"),
 }
@@ -276,6 +277,26 @@ def test_database_unreachable_is_the_database_layer(healthy, sandbox):
     for host in ("web1", "web2"):
         broken = first_broken(result[host])
         assert broken["layer"] == "database", broken
+
+
+def test_a_database_user_that_may_only_read_is_named_with_the_grant(healthy, sandbox, inv):
+    db = inv.stage.app.database
+    ssh(sandbox, "db", f"mysql -e \"REVOKE INSERT, UPDATE, DELETE ON \\`{db.name}\\`.* FROM "
+                       f"'{db.user}'@'%'\"")
+    try:
+        code, result = verdicts(healthy)
+    finally:
+        ssh(sandbox, "db", f"mysql -e \"GRANT ALL PRIVILEGES ON \\`{db.name}\\`.* TO "
+                           f"'{db.user}'@'%'\"")
+    assert code != 0
+    for host in ("web1", "web2"):
+        broken = first_broken(result[host])
+        assert broken["layer"] == "database", broken
+        assert (f"the app's database user {db.user} may not write the app's data" in
+                broken["detail"]) and "(the database): INSERT" in broken["detail"], broken
+        assert broken["fix"].startswith(f"as an admin: GRANT SELECT, INSERT, UPDATE, DELETE ON "
+                                        f"`{db.name}`.* TO '{db.user}'@'%'"), broken
+    assert verdicts(healthy)[0] == 0, "the grant was not given back"
 
 
 def test_spec_runs_with_plain_pytest_and_testinfra(healthy, sandbox, inv):
