@@ -14,7 +14,7 @@ from railsfab.errors import ConfigError
 from railsfab.inventory import Database, Inventory
 
 # Set by the app server's unit (templates/*.service.j2) or always there in a process.
-UNIT_NAMES = frozenset({"RAILS_ENV", "RACK_ENV", "BUNDLE_GEMFILE", "BUNDLE_APP_CONFIG",
+UNIT_NAMES = frozenset({"RAILS_ENV", "RACK_ENV", "BUNDLE_GEMFILE", "BUNDLE_APP_CONFIG", "GEM_HOME",
                         "RAILS_MAX_THREADS", "RAILS_SERVE_STATIC_FILES", "PATH", "LANG",
                         "INVOCATION_ID", "JOURNAL_STREAM"})
 NAME = r"""["']([A-Za-z_][A-Za-z0-9_]*)["']"""

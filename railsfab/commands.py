@@ -70,7 +70,8 @@ def bundle_install(paths: Paths, release_dir: str, user: str) -> Cmd:
     if paths.gems == "bundler":
         return Cmd(argv=("bundle", "install"), user=user, cwd=release_dir,
                    env=paths.bundler_env(release_dir), umask="0027")
-    return Cmd(argv=("bundle", "install", "--local"), user=user, cwd=release_dir,
+    # --no-cache: an app's vendor/cache is read, never written (Debian keeps no .gem files)
+    return Cmd(argv=("bundle", "install", "--local", "--no-cache"), user=user, cwd=release_dir,
                env={"BUNDLE_FROZEN": "false", **paths.bundler_env(release_dir)}, umask="0027")
 
 

@@ -66,11 +66,20 @@ class Paths:
         groups left out, mirror), read by Bundler in every command and the app server."""
         return f"{self.shared_config}/bundle"
 
+    @property
+    def gem_home(self) -> str:
+        """GEM_HOME with app.gems: debian: where Bundler installs what Debian's packages do
+        not hold (gems from the app's vendor/cache, path and git gems' executables), shared
+        by every release; Debian's gems stay visible (GEM_PATH is left to RubyGems)."""
+        return f"{self.shared}/gems"
+
     def bundler_env(self, release_dir: str) -> dict[str, str]:
         """What every Bundler-run command in `release_dir` needs in its environment."""
         env = {"BUNDLE_GEMFILE": self.gemfile_in(release_dir)}
         if self.gems == "bundler":
             env["BUNDLE_APP_CONFIG"] = self.bundle_config
+        else:
+            env["GEM_HOME"] = self.gem_home
         return env
 
     @property

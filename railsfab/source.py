@@ -35,7 +35,7 @@ EXCLUDE_NAMES = {".DS_Store", "__pycache__"}
 # Secrets: never shipped, whatever git or .gitignore say; named in the deploy's output.
 SECRETS = ("config/master.key", "config/credentials/*.key", ".env*", "*/.env*")
 
-GEM_INPUTS = ("Gemfile", "Gemfile.lock")
+GEM_INPUTS = ("Gemfile", "Gemfile.lock", "vendor/cache/")
 ASSET_INPUTS = ("app/assets/", "lib/assets/", "vendor/assets/", "app/javascript/",
                 "Gemfile", "Gemfile.lock", "config/initializers/assets.rb",
                 "config/application.rb", "config/environments/", "package.json",
@@ -174,7 +174,10 @@ class Source:
 
     @cached_property
     def gems_digest(self) -> str:
-        return self._digest(GEM_INPUTS)
+        """The Gemfile, its lock, the app's vendor/cache and its path gems' folders."""
+        paths = re.findall(r"""\bpath:\s*["']([^"'#]+)["']""", self.text("Gemfile") or "")
+        return self._digest(GEM_INPUTS + tuple(p.strip("./").rstrip("/") + "/"
+                                               for p in paths if ".." not in p))
 
     @cached_property
     def assets_digest(self) -> str:

@@ -41,7 +41,7 @@ def dirs(d: Desired) -> list[tuple[str, str, str, str]]:
         (p.shared_config, "root", u, "0750"),
         ("/etc/railsfab", "root", "root", "0700"),
     ] + ([(p.bundle, u, u, "0750"), (p.bundle_config, "root", u, "0750")]
-         if d.app.gems == "bundler" else [])
+         if d.app.gems == "bundler" else [(p.gem_home, u, u, "0750")])
 
 
 def ruby(f: Facts, d: Desired, p: Plan) -> NoChange | None:

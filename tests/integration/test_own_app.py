@@ -93,3 +93,58 @@ def test_a_setting_only_app_env_gives_is_named_before_any_host_then_read(stages,
     path = stages.reach(stages.variant("hosts-app-env.yaml", env))
     r = run_fab(path, "rails", "--", "runner", "puts Rails.configuration.x.shop_name")
     assert r.returncode == 0 and "Bolts & Nuts" in r.stdout, r.stdout + r.stderr
+
+
+GREETER_SPEC = """Gem::Specification.new do |s|
+  s.name = "greeter"
+  s.version = "0.1.0"
+  s.summary = "a path gem with an executable"
+  s.authors = ["t"]
+  s.files = ["lib/greeter.rb", "exe/greet"]
+  s.bindir = "exe"
+  s.executables = ["greet"]
+end
+"""
+STAMP_SPEC = """Gem::Specification.new do |s|
+  s.name = "stamp"
+  s.version = "0.1.0"
+  s.summary = "a gem only the app's vendor/cache has"
+  s.authors = ["t"]
+  s.files = ["lib/stamp.rb"]
+end
+"""
+
+
+def stamp_gem(sandbox) -> bytes:
+    """stamp-0.1.0.gem, built by the hosts' own RubyGems (as `bundle cache` keeps gems)."""
+    import base64
+
+    files = {"stamp.gemspec": STAMP_SPEC,
+             "lib/stamp.rb": 'module Stamp\n  X = "stamped from vendor/cache"\nend\n'}
+    script = "set -e; d=$(mktemp -d); cd $d; mkdir lib; " + "; ".join(
+        f"echo {base64.b64encode(t.encode()).decode()} | base64 -d > {n}"
+        for n, t in files.items()) + "; gem build -q stamp.gemspec >/dev/null 2>&1; " \
+        "base64 -w0 stamp-0.1.0.gem; rm -rf $d"
+    return base64.b64decode(ssh(sandbox, "web1", script))
+
+
+def test_path_gems_with_executables_and_the_apps_vendor_cache_install(stages, app, sandbox):
+    """gems: debian: what Debian's packages do not hold installs into shared/gems (GEM_HOME):
+    a path gem's executable, and a gem from the app's vendor/cache (no gem source)."""
+
+    gem = app / "vendor/gems/greeter"
+    (gem / "lib").mkdir(parents=True)
+    (gem / "exe").mkdir()
+    (gem / "greeter.gemspec").write_text(GREETER_SPEC)
+    (gem / "lib/greeter.rb").write_text('module Greeter\n  HI = "hello from a path gem"\nend\n')
+    (gem / "exe/greet").write_text("#!/usr/bin/env ruby\nputs Greeter::HI\n")
+    (gem / "exe/greet").chmod(0o755)
+    (app / "vendor/cache").mkdir(parents=True)
+    (app / "vendor/cache/stamp-0.1.0.gem").write_bytes(stamp_gem(sandbox))
+    with (app / "Gemfile").open("a") as f:
+        f.write('\ngem "greeter", path: "vendor/gems/greeter"\ngem "stamp"\n')
+    path = stages.reach(stages.variant("hosts-vendored.yaml", lambda st: None))
+    r = run_fab(path, "rails", "--", "runner", "puts Greeter::HI, Stamp::X")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "hello from a path gem" in r.stdout and "stamped from vendor/cache" in r.stdout
+    assert ssh(sandbox, "web1", "sudo ls /srv/sample/shared/gems/bin") == "greet"

@@ -18,7 +18,8 @@ def test_rails_task_runs_as_deploy_user_with_explicit_env():
     assert str(cmd) == (
         "umask 0007 && cd /srv/shop/releases/1 && set -a && . /etc/railsfab/shop.env && "
         "set +a && exec runuser -u deploy -- env RAILS_ENV=production RACK_ENV=production "
-        "BUNDLE_GEMFILE=/srv/shop/releases/1/Gemfile.railsfab bin/rails assets:precompile"
+        "BUNDLE_GEMFILE=/srv/shop/releases/1/Gemfile.railsfab GEM_HOME=/srv/shop/shared/gems "
+        "bin/rails assets:precompile"
     )
 
 

@@ -173,7 +173,7 @@ CASES = [
     ("no deploy user", fresh, "deploy user", Change, r"^create deploy$"),
     ("deploy user exists", deployed, "deploy user", NoChange, r"^deploy$"),
     # directories
-    ("no directories", fresh, "directories", Change, r"^fix 12: /srv/shop, "),
+    ("no directories", fresh, "directories", Change, r"^fix 13: /srv/shop, "),
     ("directories in place", deployed, "directories", NoChange, r"layout and permissions"),
     ("socket dir lost nginx's group", edit(deployed, node_of(
         lambda d: f"{d.paths.shared}/tmp/sockets", group="deploy")), "directories", Change,
