@@ -114,6 +114,7 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         session.open(facts_spec(d), target_group=not dry_run)
         runs_ = list(session.runs.values())
         d = desired.settled(d, [r.facts for r in runs_])  # a joining host: the fleet's release
+        d = desired.settled_puma(d, [r.facts for r in runs_])
         migrator = next((r for r in runs_ if "migrate" in r.host.roles), None)
         plans = {r.name: _plan(r, d, migrate=r is migrator) for r in runs_}
         attach.ensure(session, dry=dry_run)  # the app's security group before it serves

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -76,6 +77,8 @@ class Desired(Serving):
     artifact: Artifact | None = field(default=None, repr=False, compare=False)
     build: Build | None = None  # app.build: the JavaScript/CSS build, run here once
     built: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    # gems: debian with puma: the files for hosts whose puma speaks systemd's notify (>= 6)
+    notify_files: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     def meta(self, state: str) -> dict:
         """The release's ledger entry (.railsfab-release.json)."""
@@ -210,6 +213,13 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
     env_text, env_note = _env(inv, source, storage, secrets)
     linked_files = linked.resolve(inv, secrets, paths.shared)
     files = server.files(templates, notify=server.notify(source.root))
+    # gems: debian: the puma the hosts will run is Debian's (5 on Debian 12, 6 on 13), not
+    # the lockfile's: Type=notify is chosen from the hosts' facts (settled_puma)
+    notify_files = None
+    if app.gems == "debian" and app.app_server == "puma" and \
+            not re.search(r"""^\s*gem\s+["']sd_notify["']""", source.text("Gemfile") or "", re.M):
+        files = server.files(templates, notify=False)
+        notify_files = server.files(templates, notify=True)
     front = ("nginx",) if app.nginx else ()
     _server_gem(inv, source)
     gemfile, bundle_config, build = _gems(inv, templates, paths, source)
@@ -240,7 +250,27 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
         ruby=tuple(gems.ruby_requirement(source) or ()) or None, gemfile=gemfile,
         bundle_config=bundle_config, artifact=Artifact(inv) if app.artifact == "s3" else None,
         build=js_build.planned(source, app.build, f"stage {inv.stage_name} of {inv.path.name}"),
+        notify_files=notify_files,
     )
+
+
+def puma_notifies(f: Facts) -> bool:
+    """Does the host's puma (Debian's package: installed, or the one its release ships)
+    speak systemd's notify protocol (>= 6)?"""
+    version = (f.raw.get("installed") or {}).get("puma")
+    if isinstance(version, str) and version[:1].isdigit():
+        return int(re.match(r"(\d+)", version.split(":")[-1]).group(1)) >= 6
+    o = f.raw.get("os") or {}
+    release = re.match(r"(\d+)", str(o.get("version") or ""))
+    major = int(release.group(1)) if release else 0
+    return (o.get("id") == "debian" and major >= 13) or (o.get("id") == "ubuntu" and major >= 24)
+
+
+def settled_puma(d: Desired, hosts: list[Facts]) -> Desired:
+    """gems: debian with puma: Type=notify when every host's puma speaks it."""
+    if d.notify_files is None or not hosts or not all(puma_notifies(f) for f in hosts):
+        return d
+    return dataclasses.replace(d, files=d.notify_files, notify_files=None)
 
 
 def settled(d: Desired, hosts: list[Facts]) -> Desired:

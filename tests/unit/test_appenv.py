@@ -202,3 +202,13 @@ def test_how_uploads_are_served_is_said_from_the_apps_own_config(tmp_path, monke
     d = build(tmp_path, monkeypatch, files={"config/environments/production.rb": prod.replace(
         "config.active_storage.resolve_model_to_route", "# config.active_storage.x")})
     assert "uploads served by redirects to presigned S3 URLs (Rails' default" in d.storage_note
+
+
+def test_pumas_notify_follows_the_hosts_puma_with_debians_gems():
+    from railsfab.facts import Facts
+    from railsfab.ops.desired import puma_notifies
+    assert puma_notifies(Facts({"installed": {"puma": "6.6.0-4"}}))
+    assert not puma_notifies(Facts({"installed": {"puma": "5.6.5-3+deb12u2"}}))
+    assert puma_notifies(Facts({"installed": {}, "os": {"id": "debian", "version": "13"}}))
+    assert not puma_notifies(Facts({"installed": {}, "os": {"id": "debian", "version": "12"}}))
+    assert puma_notifies(Facts({"os": {"id": "ubuntu", "version": "24.04"}}))
