@@ -15,6 +15,8 @@ from railsfab.inventory_shapes import Address, Model, Name, Package
 class GemMirror(Model):
     packages: list[Package] = Field(min_length=1)  # ruby-* packages repacked as gems
     port: int = Field(9292, ge=1, le=65535)
+    # a folder of .gem files served beside Debian's (gems Debian does not package)
+    extra: str | None = None
 
 
 class SandboxInstance(Model):

@@ -148,8 +148,10 @@ class Sandbox:
                              f"{self._rel(self.maildir)} (fab sandbox.mail)")
         if self.gems is not None:
             with rep.step("local", "gem mirror") as s:
-                s.set(*gem_mirror.ensure_served(self.gems, self.suite,
-                                                self.cfg.gem_mirror.packages, self.dir))
+                extra = self.cfg.gem_mirror.extra
+                s.set(*gem_mirror.ensure_served(
+                    self.gems, self.suite, self.cfg.gem_mirror.packages, self.dir,
+                    self.inv.resolve(extra) if extra else None))
         with rep.step("local", "aws records") as s:
             s.set(*fleet.aws_records(self.inv, self.hosts, self.aws_ids_file))
         domain = self.inv.stage.aws.certificate_domain

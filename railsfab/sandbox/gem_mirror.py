@@ -138,10 +138,14 @@ class GemMirror(Service):
 
 
 def ensure_served(svc: GemMirror, suite: str, packages: list[str],
-                  state: Path) -> tuple[bool, str]:
-    """The mirror built (or cached) and served by `svc`; restarted when it serves another
-    build (the stage's package list changed)."""
+                  state: Path, extra: Path | None = None) -> tuple[bool, str]:
+    """The mirror built (or cached) and served by `svc`, with the .gem files of `extra`;
+    restarted when it serves another build (the package list or the extra gems changed)."""
     folder, built = ensure_mirror(suite, packages, state / "log" / "gem-mirror.log")
+    if extra is not None:
+        from railsfab.sandbox.gem_extra import with_extra
+
+        folder = with_extra(folder, extra, state)
     served = state / "run" / "gems.folder"
     if svc.running() and served.exists() and served.read_text() == str(folder) and not built:
         return False, f"{svc.url} ({folder.name})"
