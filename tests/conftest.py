@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -108,3 +109,35 @@ def booted(stage_file: Path) -> Iterator:
         yield sbx
     finally:
         sbx.down()
+
+
+EXAMPLE_HOSTS = {"web1": (11, ["web", "migrate"]), "web2": (12, ["web"]), "db": (20, ["db"])}
+
+
+@contextmanager
+def example_sandbox(folder: Path, example: str, *, stage: str, bridge: str, net: int,
+                    git: bool = False) -> Iterator[Path]:
+    """examples/<example> copied into `folder` (a git repository of its own with `git`),
+    its stage's like on 10.<net>.0.0/16, booted for the block; yields the hosts.yaml."""
+    if os.geteuid() != 0:
+        raise RuntimeError("integration tests need root: they boot systemd-nspawn hosts")
+    app = folder / example
+    shutil.copytree(ROOT / "examples" / example, app,
+                    ignore=shutil.ignore_patterns("node_modules"))
+    if git:
+        cmd = ["git", "-C", str(app), "-c", "user.name=t", "-c", "user.email=t@example.test"]
+        for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "app"]):
+            subprocess.run(cmd + args, check=True, capture_output=True)
+    path = sandbox_hosts_yaml(folder, stage=stage, bridge=bridge, net=net, hosts=EXAMPLE_HOSTS,
+                              source=app, like=example)
+    with booted(path):
+        yield path
+
+
+def provisioned_deploy(stage_file: Path) -> subprocess.CompletedProcess:
+    """`fab aws.provision` then `fab deploy`, both required to pass; the deploy's output."""
+    provision = run_fab(stage_file, "aws.provision")
+    assert provision.returncode == 0, provision.stdout + provision.stderr
+    r = run_fab(stage_file, "deploy")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r

@@ -4,39 +4,25 @@ test gems, seeds. Its own sandbox (bridge rfbk0, 10.236.0.0/16), booted for this
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 
 import pytest
 
 from railsfab import aws, inventory, stack
-from tests.conftest import ROOT, booted, run_fab, sandbox_hosts_yaml
+from tests.conftest import example_sandbox, provisioned_deploy, run_fab
 from tests.upload import png, upload
-
-HOSTS = {"web1": (11, ["web", "migrate"]), "web2": (12, ["web"]), "db": (20, ["db"])}
 
 
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.fail("integration tests need root: they boot systemd-nspawn hosts")
-    folder = tmp_path_factory.mktemp("bookshelf")
-    app = folder / "bookshelf"
-    shutil.copytree(ROOT / "examples/bookshelf", app)
-    path = sandbox_hosts_yaml(folder, stage="ibook", bridge="rfbk0", net=236, hosts=HOSTS,
-                              source=app, like="bookshelf")
-    with booted(path):
+    with example_sandbox(tmp_path_factory.mktemp("bookshelf"), "bookshelf", stage="ibook",
+                         bridge="rfbk0", net=236) as path:
         yield path
 
 
 @pytest.fixture(scope="module")
 def deployed(stage):
-    provision = run_fab(stage, "aws.provision")
-    assert provision.returncode == 0, provision.stdout + provision.stderr
-    r = run_fab(stage, "deploy")
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r
+    return provisioned_deploy(stage)
 
 
 def test_deploys_with_no_edit_beyond_hosts_yaml(deployed):

@@ -132,6 +132,7 @@ def test_path_gems_with_executables_and_the_apps_vendor_cache_install(stages, ap
     """gems: debian: what Debian's packages do not hold installs into shared/gems (GEM_HOME):
     a path gem's executable, and a gem from the app's vendor/cache (no gem source)."""
 
+    (app / "config/initializers/shop.rb").unlink(missing_ok=True)  # the test before's
     gem = app / "vendor/gems/greeter"
     (gem / "lib").mkdir(parents=True)
     (gem / "exe").mkdir()

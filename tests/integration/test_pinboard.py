@@ -6,10 +6,7 @@ sandbox (bridge rfpb0, 10.238.0.0/16), booted for this file."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -22,36 +19,20 @@ from railsfab import inventory
 from railsfab.report import Reporter
 from railsfab.sandbox.core import Sandbox
 from railsfab.sandbox.mail import messages
-from tests.conftest import ROOT, booted, run_fab, sandbox_hosts_yaml
+from tests.conftest import example_sandbox, provisioned_deploy, run_fab
 from tests.upload import NoRedirect, png, upload
-
-HOSTS = {"web1": (11, ["web", "migrate"]), "web2": (12, ["web"]), "db": (20, ["db"])}
 
 
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.fail("integration tests need root: they boot systemd-nspawn hosts")
-    folder = tmp_path_factory.mktemp("pinboard")
-    app = folder / "pinboard"
-    shutil.copytree(ROOT / "examples/pinboard", app,
-                    ignore=shutil.ignore_patterns("node_modules", "database.yml"))
-    git = ["git", "-C", str(app), "-c", "user.name=t", "-c", "user.email=t@example.test"]
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "app"]):
-        subprocess.run(git + args, check=True, capture_output=True)
-    path = sandbox_hosts_yaml(folder, stage="ipin", bridge="rfpb0", net=238, hosts=HOSTS,
-                              source=app, like="pinboard")
-    with booted(path):
+    with example_sandbox(tmp_path_factory.mktemp("pinboard"), "pinboard", stage="ipin",
+                         bridge="rfpb0", net=238, git=True) as path:
         yield path
 
 
 @pytest.fixture(scope="module")
 def deployed(stage):
-    provision = run_fab(stage, "aws.provision")
-    assert provision.returncode == 0, provision.stdout + provision.stderr
-    r = run_fab(stage, "deploy")
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r
+    return provisioned_deploy(stage)
 
 
 @pytest.fixture(scope="module")
