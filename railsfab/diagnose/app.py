@@ -339,41 +339,32 @@ def app_error(d: dict, ctx: Context) -> Finding | None:
     return f"/ answers 500: {err}" + (f" at {where}" if where else ""), fix
 
 
+def blank_page(d: dict, ctx: Context) -> Finding | None:
+    """The page answers, but with nothing a user can see: 204, a 2xx with an empty body, or
+    406 because Rails found no template for the action."""
+    root = d["http"]["root"]
+    code, body = root["code"], root.get("body") or ""
+    t = d.get("template")
+    if not (code == "204" or (code.startswith("2") and not body.strip())
+            or (code == "406" and t)):
+        return None
+    said = f"/ answers {code} with no page: users see a blank page"
+    if not t:
+        return said, ""
+    said += f"; the app logged no template for {t['controller']}Controller#{t['action']}"
+    access = t.get("access") or {"ok": True}
+    if not access.get("ok", True):
+        return f"{said}: {denial(access)}", f"{grant(access)} (as railsfab leaves a release)"
+    if not t.get("templates"):
+        folder = "app/views/" + t["views"].split("/app/views/", 1)[-1]
+        return (f"{said}: {t['views']} has no {t['action']}.* template",
+                f"add {folder}/{t['action']}.html.erb to the app, then fab deploy")
+    return said, ""
+
+
 class RailsApp(Layer):
     name = "Rails app"
-    checks = (host_blocked, up_fails, app_error)
+    checks = (host_blocked, up_fails, app_error, blank_page)
 
     def healthy(self, d, ctx):
         return f"/ {d['http']['root']['code']}, {ctx.health} {d['http']['up']['code']}"
-
-
-# --- assets ------------------------------------------------------------------------------
-
-def no_assets(d: dict, ctx: Context) -> Finding | None:
-    if not d["asset"]:
-        return ("no precompiled assets in current/public/assets "
-                "(pages load unstyled: asset requests 404)",
-                "RAILS_ENV=<env> bin/rails assets:precompile in the release (fab deploy does this)")
-    return None
-
-
-def asset_not_served(d: dict, ctx: Context) -> Finding | None:
-    code = d["http"]["asset"]["code"]
-    if code != "200":
-        return (f"{d['asset']} answers {code}",
-                "nginx's /assets location must serve current/public/assets")
-    return None
-
-
-class Assets(Layer):
-    name = "assets"
-    checks = (no_assets, asset_not_served)
-
-    def applies(self, ctx):
-        return ctx.pipeline
-
-    def skip_reason(self, ctx):
-        return "the app has no asset pipeline (nothing is precompiled)"
-
-    def healthy(self, d, ctx):
-        return f"{d['asset']} 200"

@@ -9,7 +9,8 @@ controller from AWS); their evidence is read in `evidence`.
 
 from __future__ import annotations
 
-from railsfab.diagnose.app import AppServer, Assets, RailsApp, Release
+from railsfab.diagnose.app import AppServer, RailsApp, Release
+from railsfab.diagnose.assets import Assets
 from railsfab.diagnose.backing import Database
 from railsfab.diagnose.base import Layer
 from railsfab.diagnose.cloud import S3, LoadBalancer, SecurityGroups

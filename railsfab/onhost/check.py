@@ -39,6 +39,7 @@ try:  # on the host, the other files' text comes first in the same program
         since_start,
         size,
         tail_bytes,
+        template_access,
     )
     from railsfab.onhost.check_db import database
     from railsfab.onhost.check_sys import (
@@ -296,6 +297,7 @@ def main(P: dict) -> None:
     n["listen80"] = bool(listeners["tcp"].get("80"))
     conn = asked["connect"]
     current = readlink(P["current"])
+    rails_lines = [line for log in dict.fromkeys(logs) for line in lines_of(log, before[log], rid)]
     print(json.dumps({
         "nginx": n,
         "listeners": listeners,
@@ -319,8 +321,8 @@ def main(P: dict) -> None:
         "rails_env": P["rails_env"],
         "db": got["db"],
         "requests": {"id": rid, "nginx": lines_of(NGINX_LOG, before["nginx"], "127.0.0.1"),
-                     "rails": [line for log in dict.fromkeys(logs)
-                               for line in lines_of(log, before[log], rid)]},
+                     "rails": rails_lines},
+        "template": template_access(P, rails_lines),
         "logs": {"nginx": tail_bytes(NGINX_LOG, 4096)[0][-15:],
                  "app": tail_bytes(P["app_log"])[0][-40:], "server": srv["log"][-15:]},
     }))

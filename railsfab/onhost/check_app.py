@@ -243,6 +243,26 @@ def release_state(P: dict) -> dict:
     }
 
 
+# Rails found no template for the action: it answers 204 (or 406 to a browser) with no page
+NO_TEMPLATE = re.compile(r"(?:No template found for |MissingExactTemplate \()"
+                         r"([A-Z][\w:]*)Controller#(\w+)")
+
+
+def template_access(P: dict, lines: list[str]) -> dict | None:
+    """The views folder of the action the app logged no template for, as the app's user
+    may list it, and the templates it holds for that action."""
+    m = next((x for x in (NO_TEMPLATE.search(line) for line in lines) if x), None)
+    if m is None:
+        return None
+    folder = "/".join(re.sub(r"(?<!^)(?=[A-Z])", "_", part).lower()
+                      for part in m.group(1).split("::"))
+    release = os.path.realpath(P["current"])
+    views = os.path.join(release, "app", "views", folder)
+    found = sorted(os.path.basename(f) for f in glob.glob(os.path.join(views, m.group(2) + ".*")))
+    return {"controller": m.group(1), "action": m.group(2), "views": views,
+            "access": may(views, P["app_user"], "rx"), "templates": found}
+
+
 def readlink(path: str) -> str | None:
     try:
         return os.readlink(path)

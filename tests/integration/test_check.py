@@ -178,6 +178,11 @@ FAULTS = {
         f"rm {MIGRATION} && cp /root/rf-view {VIEW} && rm /root/rf-view; {RESTART}",
         "database", "20990101000000_add_caption_to_photos.rb",
         "fab rails --only web2 -- db:migrate"),
+    # Rails finds no template it may read: a page with nothing on it (406 or 204), not a 500
+    "the app may not read its views": Fault(
+        f"chmod 0700 {CURRENT}/app/views/photos && {RESTART}",
+        f"chmod 0750 {CURRENT}/app/views/photos; {RESTART}",
+        "Rails app", "no template for PhotosController#index", "chmod g+rx"),
     # the password the app uses: DATABASE_URL's (Rails merges it over database.yml)
     "the database refuses the app's password": Fault(
         f"cp {ENV} /root/rf-env && sed -i \"s#^DATABASE_URL='\\([a-z0-9]*\\)://\\([^:]*\\):"
