@@ -17,7 +17,8 @@ from tasks._boundary import STAGE_HELP, command, load_stage
 if TYPE_CHECKING:
     from railsfab import diagnose
 
-STYLE = {"ok": "green", "FAIL": "bold red", "skip": "dim", "not deployed": "yellow"}
+STYLE = {"ok": "green", "warn": "yellow", "FAIL": "bold red", "skip": "dim",
+         "not deployed": "yellow"}
 
 
 @command(name="check", help={"stage": STAGE_HELP,
@@ -32,6 +33,7 @@ def check(c, stage=None, only=None, json=False):
     app = inv.stage.app
     paths = Paths.of(app)
     hosts = inv.hosts(role="web", only=only)
+    expected = drift_expected(inv, paths)
 
     def aws_side() -> tuple:
         """S3's round trip, each host's target health with AWS's reason and the instances'
@@ -63,7 +65,8 @@ def check(c, stage=None, only=None, json=False):
         return diagnose.evaluate(data, workers=app.workers, app_user=app.run_user,
                                  health=app.health_path, https=inv.stage.https,
                                  paths=paths, s3=s3, lb=lbs[host.name] if lbs else None,
-                                 host=host.name, sg=None if sgs is None else sgs[host.name])
+                                 host=host.name, sg=None if sgs is None else sgs[host.name],
+                                 expected=expected)
 
     with ThreadPoolExecutor(max_workers=len(hosts) + 1) as pool:
         aws = pool.submit(aws_side)
@@ -95,6 +98,10 @@ def show(results: dict[str, list], bad: dict) -> None:
 def summary(host: str, verdicts: list[diagnose.Verdict], bad: diagnose.Verdict | None) -> str:
     """The host's verdict: healthy, not deployed, or the cause with its evidence and fix
     and the broken layers that follow from it."""
+    warned = [v for v in verdicts if v.status == "warn"]
+    if bad is None and warned:
+        return f"[yellow]⚠ {host}: every layer works, with warnings[/]" + "".join(
+            f"\n  {escape(v.layer)}: {escape(v.detail)}\n  fix: {escape(v.fix)}" for v in warned)
     if bad is None:
         return f"[green]✓ {host}: all layers healthy[/]"
     fix = f"  fix: {escape(bad.fix)}" if bad.fix else "  fix: none the evidence shows"
@@ -104,6 +111,17 @@ def summary(host: str, verdicts: list[diagnose.Verdict], bad: diagnose.Verdict |
     return (f"[bold red]✗ {host}: first broken layer: {bad.layer}[/]\n  {escape(bad.detail)}\n"
             f"{fix}"
             + (f"\n  then broken (consequences): {', '.join(then)}" if then else ""))
+
+
+def drift_expected(inv, paths) -> dict | None:
+    """What railsfab renders for the stage now (None when the templates cannot render: the
+    check still runs, without drift warnings)."""
+    from railsfab.diagnose.drift import expected
+
+    try:
+        return expected(inv, paths)
+    except RailsfabError:
+        return None
 
 
 def lb_health(inv, hosts, out: dict | None = None) -> tuple[dict, dict | None]:

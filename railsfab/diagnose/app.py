@@ -7,6 +7,7 @@ import re
 
 from railsfab import verify
 from railsfab.diagnose.base import Context, Finding, Layer, last
+from railsfab.diagnose.drift import server_drift
 from railsfab.diagnose.evidence import (
     app_location,
     denial,
@@ -272,6 +273,7 @@ class AppServer(Layer):
     name = "app server"
     checks = (half_done_handover, stale_pid_file, starts_in_wrong_rails_env, server_not_running,
               workers_hung, wrong_rails_env, wrong_master, too_few_workers, not_listening)
+    warnings = (server_drift,)
 
     def healthy(self, d, ctx):
         main = d["server"]["main_proc"]

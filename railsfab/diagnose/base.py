@@ -20,7 +20,7 @@ from railsfab.paths import Paths
 @dataclass
 class Verdict:
     layer: str
-    status: str  # ok | FAIL | skip | not deployed
+    status: str  # ok | warn | FAIL | skip | not deployed
     detail: str
     fix: str = ""
     # the later layer the evidence puts the fault in (an app that cannot boot because the
@@ -67,14 +67,17 @@ class Context:
     # The instance's security groups (railsfab.diagnose.probe.security_groups); None: no stack
     sg: dict | None = None
     host: str = ""  # its name in hosts.yaml (for a fix that runs a command on it alone)
+    # {host path: what railsfab renders there now} (railsfab.diagnose.drift); None: not asked
+    expected: dict | None = None
 
     @classmethod
     def of(cls, d: dict, *, workers: int, app_user: str, paths: Paths,
            s3: dict | None = None, lb: dict | None = None, health: str = "/up",
-           https: bool = False, sg: dict | None = None, host: str = "") -> Context:
+           https: bool = False, sg: dict | None = None, host: str = "",
+           expected: dict | None = None) -> Context:
         f = d.get("front") or NGINX_FRONT
         return cls(paths, workers, app_user, Front.of(f), d["db"] is not None, s3, lb,
-                   health, https, d.get("pipeline", True), sg, host)
+                   health, https, d.get("pipeline", True), sg, host, expected)
 
     @property
     def app_address(self) -> str:
@@ -100,6 +103,8 @@ def last(lines: list[str], pattern: str) -> str | None:
 class Layer:
     name = ""
     checks: tuple[Check, ...] = ()
+    # asked only when every check passed: what works now but will not stay so ("warn")
+    warnings: tuple[Check, ...] = ()
 
     def applies(self, ctx: Context) -> bool:
         return True
@@ -116,6 +121,10 @@ class Layer:
             found = check(d, ctx)
             if found:
                 return Verdict(self.name, "FAIL", *found)
+        for check in self.warnings:
+            found = check(d, ctx)
+            if found:
+                return Verdict(self.name, "warn", *found)
         return Verdict(self.name, "ok", self.healthy(d, ctx))
 
     def judge(self, d: dict, ctx: Context) -> Verdict:

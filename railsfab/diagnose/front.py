@@ -4,6 +4,7 @@ the socket."""
 from __future__ import annotations
 
 from railsfab.diagnose.base import Context, Finding, Layer
+from railsfab.diagnose.drift import site_drift
 from railsfab.diagnose.evidence import (
     denial,
     grant,
@@ -218,6 +219,7 @@ def no_upstream(d: dict, ctx: Context) -> Finding | None:
 class SiteConfig(BehindNginx):
     name = "site config"
     checks = (default_site_shadows, no_upstream)
+    warnings = (site_drift,)
 
     def healthy(self, d, ctx):
         return f"app site enabled, upstream {d['upstream']}"

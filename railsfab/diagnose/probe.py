@@ -47,6 +47,7 @@ def params(inv: Inventory, paths: Paths) -> dict:
         "port": app.http_port,
         # the database settings the release uses, asked of its own Ruby and activerecord
         "dbconfig_rb": onhost.load("dbconfig.rb"),
+        "rendered": [paths.unit, paths.server_config] + ([paths.nginx_site] if app.nginx else []),
         "bundle_env": paths.bundler_env(paths.current),
     }
 

@@ -323,6 +323,8 @@ def main(P: dict) -> None:
         "requests": {"id": rid, "nginx": lines_of(NGINX_LOG, before["nginx"], "127.0.0.1"),
                      "rails": rails_lines},
         "template": template_access(P, rails_lines),
+        # the files railsfab renders, as they are on disk (fab check compares them)
+        "texts": {p: read(p) for p in P.get("rendered", [])},
         "logs": {"nginx": tail_bytes(NGINX_LOG, 4096)[0][-15:],
                  "app": tail_bytes(P["app_log"])[0][-40:], "server": srv["log"][-15:]},
     }))

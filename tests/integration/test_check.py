@@ -304,6 +304,27 @@ def test_a_database_user_that_may_only_read_is_named_with_the_grant(healthy, san
     assert verdicts(healthy)[0] == 0, "the grant was not given back"
 
 
+def test_a_unit_changed_on_disk_and_not_reloaded_is_a_warning(healthy, sandbox):
+    """The app works now; the next restart would run another unit: said, never green."""
+    unit = f"/etc/systemd/system/{UNIT}.service"
+    ssh(sandbox, "web2", f"cp -p {unit} /root/rf-unit && "
+                         f"sed -i 's/^TimeoutStartSec=.*/TimeoutStartSec=121/' {unit}")
+    try:
+        r = run_fab(healthy, "check")
+        code, result = verdicts(healthy)
+    finally:
+        ssh(sandbox, "web2", f"cp -p /root/rf-unit {unit} && rm /root/rf-unit && "
+                             "systemctl daemon-reload")
+    assert r.returncode == 0 and code == 0, r.stdout  # a warning fails nothing
+    v = next(x for x in result["web2"] if x["layer"] == "app server")
+    assert v["status"] == "warn", v
+    assert f"{unit} changed on disk after systemd read it" in v["detail"], v
+    assert "(the host has: 'TimeoutStartSec=121')" in v["detail"], v
+    assert v["fix"].startswith("fab deploy"), v
+    assert "web2: every layer works, with warnings" in r.stdout, r.stdout
+    assert "web1: all layers healthy" in r.stdout
+
+
 def test_spec_runs_with_plain_pytest_and_testinfra(healthy, sandbox, inv):
     """tests/host is a testinfra spec usable without fab: pytest --hosts=..."""
     r = run_host_spec(healthy, sandbox.ssh_config, ["web1", "web2"])
