@@ -128,6 +128,17 @@ def stale_pid_file(d: dict, ctx: Context) -> Finding | None:
 DENIED = re.compile(r"(?i)permission denied|EACCES|operation not permitted")
 
 
+# what systemd could not do to start the unit (it never ran the server), and its undoing
+SYSTEMD_FIXES = {
+    "Failed to load environment files": "{env} is missing or unreadable: fab deploy writes it "
+                                        "(root, 0600) and starts {unit}",
+    "Failed to determine user credentials": "the app's user {user} does not exist: fab deploy "
+                                            "creates it and starts {unit}",
+    "Failed at step EXEC spawning": "the unit's program is not installed: fab deploy installs "
+                                    "its packages and starts {unit}",
+}
+
+
 def boot_fix(d: dict, ctx: Context) -> str:
     """What the first error since the server's last start calls for."""
     srv, p = d["server"], ctx.paths
@@ -136,6 +147,9 @@ def boot_fix(d: dict, ctx: Context) -> str:
     if not err:  # stopped, and nothing it logged says it cannot start
         stopped = srv["active"] in ("inactive", "failed")
         return f"sudo systemctl start {p.unit_name}" if stopped else ""
+    said = SYSTEMD_FIXES.get(next((k for k in SYSTEMD_FIXES if k in err["line"]), ""))
+    if said:
+        return said.format(env=p.env_file, user=ctx.app_user, unit=p.unit_name)
     missing = missing_env(err["line"], srv.get("env_keys", []))
     if missing:
         return (f"{', '.join(missing)} is not set in {p.env_file}: add it to "

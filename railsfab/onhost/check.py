@@ -197,6 +197,12 @@ def unit_env(name: str, env_file: str) -> dict[str, str]:
     return env
 
 
+# systemd could not start the unit's process at all (this start never reached ExecStart)
+SYSTEMD_WHY = re.compile(r" systemd\[1\]: .*(Failed to load environment files|Failed to set up "
+                         r"|Failed to determine user credentials|Failed at step \w+ spawning"
+                         r"|Failed to locate executable|Failed to execute )")
+
+
 def server(P: dict) -> dict:
     """The app server's unit, its pid file, the processes both name, what it logged since
     it was started (its stderr log, its journal; across the automatic restarts that
@@ -216,10 +222,15 @@ def server(P: dict) -> dict:
     lines, mtime = tail_bytes(P["server_log"])
     # since the start its automatic restarts followed: the first failure is the telling one
     log = since_start(lines, mtime, unit.get("series_since"))[-60:]
-    # systemd's own lines say that it failed, not why (the unit's state says it too)
+    # systemd's own lines say that it failed, not why (the unit's state says it too), but
+    # for a start that never ran the server (no env file, no user, no executable): then
+    # that is the cause, and the app's logs hold only earlier starts' lines
     said = [line for line in own if " systemd[1]: " not in line]
+    why = next((line for line in own if SYSTEMD_WHY.search(line)), None)
     error, source = first_error(log), P["server_log"]
-    if error is None:
+    if why is not None:
+        error, source = why.split(": ", 1)[-1], f"systemd (journalctl -u {name})"
+    elif error is None:
         error, source = first_error(said), f"journalctl -u {name}"
     return {"active": unit.get("ActiveState", ""), "main_pid": unit.get("MainPID", ""),
             "unit": unit, "pid_file": pid_text,

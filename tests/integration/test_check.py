@@ -178,6 +178,12 @@ FAULTS = {
         f"rm {MIGRATION} && cp /root/rf-view {VIEW} && rm /root/rf-view; {RESTART}",
         "database", "20990101000000_add_caption_to_photos.rb",
         "fab rails --only web2 -- db:migrate"),
+    # systemd cannot start the unit at all: its own reason is the cause, not what the app's
+    # logs hold of earlier starts
+    "the env file is gone": Fault(
+        f"mv {ENV} /root/rf-env && (systemctl restart {UNIT}{MAY_FAIL})",
+        f"mv /root/rf-env {ENV}; {RESTART}",
+        "app server", "Failed to load environment files", "fab deploy writes it"),
     # Rails finds no template it may read: a page with nothing on it (406 or 204), not a 500
     "the app may not read its views": Fault(
         f"chmod 0700 {CURRENT}/app/views/photos && {RESTART}",
