@@ -190,7 +190,11 @@ def left_behind(d: dict, ctx: Context) -> list[dict]:
         held = d["socket"].get("holders", [])
     else:
         held = (d.get("listeners") or {}).get("tcp", {}).get(str(ctx.front.port), [])
-    return [h for h in held if h.get("unit") == ctx.paths.unit_name]
+    # the unit's current main process (a master still starting: waiting on the database)
+    # and its children are not left from anything
+    main = str(d["server"].get("main_pid") or "")
+    return [h for h in held if h.get("unit") == ctx.paths.unit_name
+            and (main in ("", "0") or main not in (str(h.get("pid")), str(h.get("ppid"))))]
 
 
 def starts_in_wrong_rails_env(d: dict, ctx: Context) -> Finding | None:

@@ -35,3 +35,21 @@ def test_a_missing_env_file_is_the_cause_with_deploy_writing_it_as_the_fix():
             "sample-unicorn.service: Failed to load environment files") in v.detail
     assert v.fix == ("/etc/railsfab/sample.env is missing or unreadable: fab deploy writes it "
                      "(root, 0600) and starts sample-unicorn.service")
+
+
+def test_the_units_own_starting_master_is_never_called_left_behind():
+    """A master still starting (waiting on a database whose name does not resolve) holds the
+    socket: it is the unit's main process, so it is named as what it is waiting on, never
+    killed as a leftover."""
+    from tests.unit.test_diagnose_evidence import app_server_failing, stray
+
+    def starting(d):
+        app_server_failing(d, {"line": "getaddrinfo: Name or service not known (Socket"
+                                       "Error)", "source": "log", "paths": []})
+        d["server"]["main_pid"] = "77"
+        d["socket"]["holders"] = [stray(77, "unicorn master -D", "sample-unicorn.service",
+                                        "deploy")]
+    v = verdict(starting)
+    assert v.layer == "app server"
+    assert "left from an earlier start" not in v.fix and "held by" not in v.detail
+    assert "getaddrinfo: Name or service not known" in v.detail
