@@ -175,6 +175,8 @@ def config_broken_on_disk(d: dict, ctx: Context) -> Finding | None:
         return None
     e = errors[0]
     where = f" in {e['file']}:{e['line']} (`{e.get('text', '')}`)" if e.get("file") else ""
+    if e.get("real") and e["real"] != e.get("file"):
+        where += f", which is {e['real']}"  # a link in sites-enabled: the file it names
     same = "; the same line in " + ", ".join(
         f"{s['file']}:{s['line']}" for s in e.get("same", [])) if e.get("same") else ""
     since = since_text((d["nginx"].get("unit") or {}).get("since"))

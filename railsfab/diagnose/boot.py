@@ -1,0 +1,86 @@
+"""What the app server's first error since it was started calls for (the fix), and what the
+host shows about it (the evidence the fix follows from)."""
+
+from __future__ import annotations
+
+import re
+
+from railsfab.diagnose.base import Context
+from railsfab.diagnose.evidence import app_location, denial, grant, missing_env, or_go_back
+
+DENIED = re.compile(r"(?i)permission denied|EACCES|operation not permitted")
+
+
+# what systemd could not do to start the unit (it never ran the server), and its undoing
+SYSTEMD_FIXES = {
+    "Failed to load environment files": "{env} is missing or unreadable: fab deploy writes it "
+                                        "(root, 0600) and starts {unit}",
+    "Failed to determine user credentials": "the app's user {user} does not exist: fab deploy "
+                                            "creates it and starts {unit}",
+    "Failed at step EXEC spawning": "the unit's program is not installed: fab deploy installs "
+                                    "its packages and starts {unit}",
+}
+
+
+def boot_fix(d: dict, ctx: Context) -> str:
+    """What the first error since the server's last start calls for."""
+    srv, p = d["server"], ctx.paths
+    err = srv.get("error")
+    restart = f"sudo systemctl restart {p.unit_name}"
+    if not err:  # stopped, and nothing it logged says it cannot start
+        stopped = srv["active"] in ("inactive", "failed")
+        return f"sudo systemctl start {p.unit_name}" if stopped else ""
+    said = SYSTEMD_FIXES.get(next((k for k in SYSTEMD_FIXES if k in err["line"]), ""))
+    if said:
+        return said.format(env=p.env_file, user=ctx.app_user, unit=p.unit_name)
+    missing = missing_env(err["line"], srv.get("env_keys", []))
+    if missing:
+        return (f"{', '.join(missing)} is not set in {p.env_file}: add it to "
+                "app.secrets_file (or the environment) and fab deploy, which writes "
+                f"{p.env_file} and restarts {p.unit_name}")
+    for path in err.get("paths", []):
+        if path["path"] in (p.server_config, p.unit, p.env_file):
+            return f"fab deploy writes {path['path']} again (it was changed by hand)"
+    if DENIED.search(err["line"]):
+        for path in err.get("paths", []):
+            for need in (path.get("read") or {}, path["app_user"]):
+                if not need.get("ok", True):
+                    return f"{grant(need)} && {restart}"
+    where = app_location(backtrace(srv.get("log", []), err["line"]))
+    if where:
+        return f"the app fails as it boots, at {where}: fix it and fab deploy{or_go_back(d)}"
+    return ""
+
+
+def boot_evidence(d: dict, ctx: Context) -> str:
+    """What the host shows about the first error, which its fix follows from: the env file
+    that lacks a name, the path and mode that deny the app's user."""
+    srv, p = d["server"], ctx.paths
+    err = srv.get("error")
+    if not err:
+        return ""
+    if "Failed to load environment files" in err["line"]:
+        return f"; the unit's EnvironmentFile is {p.env_file}"
+    missing = missing_env(err["line"], srv.get("env_keys", []))
+    if missing:
+        return f"; {p.env_file} sets no {', '.join(missing)}"
+    if DENIED.search(err["line"]):
+        for path in err.get("paths", []):
+            for need in (path.get("read") or {}, path["app_user"]):
+                if not need.get("ok", True):
+                    return f"; {denial(need)}"
+    return ""
+
+
+def backtrace(log: list[str], line: str) -> list[str]:
+    """The error line and the indented frames that follow it in the log (its backtrace:
+    the first frame in the app's own code is where the app called what failed)."""
+    at = next((i for i, ln in enumerate(log) if ln.strip()[:300] == line), None)
+    if at is None:
+        return [line]
+    frames = [line]
+    for ln in log[at + 1:]:
+        if not ln[:1].isspace():
+            break
+        frames.append(ln)
+    return frames
