@@ -17,4 +17,11 @@ unless got == want
 end
 require "rake"
 Rails.application.load_tasks
-Rake::Task["db:migrate"].invoke
+begin
+  Rake::Task["db:migrate"].invoke
+rescue StandardError => e
+  # as rake says it, and last: the failure shows the end of what was written
+  $stderr.puts e.backtrace.first(5).map { |frame| "  #{frame}" }
+  $stderr.puts "rake aborted! #{e.class}: #{e.message}"
+  exit 1
+end
