@@ -17,9 +17,33 @@ def s3_round_trip_failed(d: dict, ctx: Context) -> Finding | None:
     return None
 
 
+def app_s3_failed(d: dict, ctx: Context) -> Finding | None:
+    """The app's own S3 settings (its storage.yml's service, its env file), tried from the
+    host by its own aws-sdk-s3: what the app's uploads would meet."""
+    s3 = d.get("s3") or {}
+    if not s3.get("error"):
+        return None
+    where = _app_s3_said(s3)
+    stage = (ctx.s3 or {}).get("bucket")
+    if s3.get("bucket") and stage and s3["bucket"] != stage:
+        return (f"the app's own S3 settings fail from this host ({where}): {s3['error']}; the "
+                f"stage's bucket is {stage}",
+                f"fab deploy (it writes {stage} into {ctx.paths.env_file} under the names "
+                "config/storage.yml reads)")
+    return (f"the app's own S3 settings fail from this host ({where}): {s3['error']}",
+            f"check that {s3.get('bucket') or 'the bucket'} exists (fab aws.provision) and "
+            "that the instance profile lets this host use it")
+
+
+def _app_s3_said(s3: dict) -> str:
+    return (f"service {s3.get('service')!r} in config/storage.yml: bucket {s3.get('bucket')}"
+            + (f", region {s3['region']}" if s3.get("region") else "")
+            + (f", endpoint {s3['endpoint']}" if s3.get("endpoint") else ""))
+
+
 class S3(Layer):
     name = "S3"
-    checks = (s3_round_trip_failed,)
+    checks = (app_s3_failed, s3_round_trip_failed)
 
     def applies(self, ctx):
         return ctx.s3 is not None
@@ -28,6 +52,10 @@ class S3(Layer):
         return "no bucket configured"
 
     def healthy(self, d, ctx):
+        own = d.get("s3") or {}
+        if own.get("bucket") and not own.get("error"):
+            return (f"put/get/delete with the app's own settings ({_app_s3_said(own)}, "
+                    f"{own.get('ms', '?')} ms)")
         return ctx.s3.get("said") or f"put/get/delete on {ctx.s3['bucket']}"
 
 

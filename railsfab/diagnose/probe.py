@@ -47,6 +47,8 @@ def params(inv: Inventory, paths: Paths) -> dict:
         "port": app.http_port,
         # the database settings the release uses, asked of its own Ruby and activerecord
         "dbconfig_rb": onhost.load("dbconfig.rb"),
+        # S3 with the app's own settings, from the host (when the stage has a bucket)
+        "s3check_rb": onhost.load("s3check.rb") if inv.stage.aws.bucket else "",
         "rendered": [paths.unit, paths.server_config] + ([paths.nginx_site] if app.nginx else []),
         "bundle_env": paths.bundler_env(paths.current),
     }

@@ -41,7 +41,7 @@ try:  # on the host, the other files' text comes first in the same program
         tail_bytes,
         template_access,
     )
-    from railsfab.onhost.check_db import database
+    from railsfab.onhost.check_db import app_s3, database
     from railsfab.onhost.check_sys import (
         biggest,
         children,
@@ -301,7 +301,8 @@ def main(P: dict) -> None:
         slow = {"nginx": pool.submit(nginx_state), "server": pool.submit(server, P),
                 "listeners": pool.submit(listening, P), "host": pool.submit(host_state, P),
                 "release": pool.submit(release_state, P),
-                "db": pool.submit(database, P, read_env(P["env_file"]))}
+                "db": pool.submit(database, P, read_env(P["env_file"])),
+                "s3": pool.submit(app_s3, P, read_env(P["env_file"]))}
         asked = requests(P, pool, rid)
         got = {k: f.result() for k, f in slow.items()}
     n, srv, sock, listeners = got["nginx"], got["server"], P["socket"], got["listeners"]
@@ -331,6 +332,7 @@ def main(P: dict) -> None:
         "http": asked["http"],
         "rails_env": P["rails_env"],
         "db": got["db"],
+        "s3": got["s3"],
         "requests": {"id": rid, "nginx": lines_of(NGINX_LOG, before["nginx"], "127.0.0.1"),
                      "rails": rails_lines},
         "template": template_access(P, rails_lines),

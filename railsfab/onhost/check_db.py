@@ -23,16 +23,16 @@ DEFAULT_PORTS = {"mysql2": 3306, "trilogy": 3306, "postgresql": 5432}
 RUBY_TIMEOUT = 5.0  # Ruby, Bundler and activerecord load in about 0.4 s
 
 
-def effective(P: dict, env: dict[str, str]) -> dict:
-    """{adapter, host, port, database, username, password, source} as the release's Rails
-    would use them, or {"error": ...} when the app's Ruby could not say."""
+def app_ruby(P: dict, env: dict[str, str], code: str, timeout: float = RUBY_TIMEOUT) -> dict:
+    """What `code` prints (one JSON line), run by the app's Ruby with its bundle and its env
+    file, as the app's user, in the release; {"error": ...} when it could not say."""
     run_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "HOME": "/nonexistent",
                "LANG": "C.UTF-8", **env, **P.get("bundle_env", {})}
     try:
-        p = subprocess.run(["runuser", "-u", P["app_user"], "--", "ruby", "-e",
-                            P["dbconfig_rb"]], cwd=P["current"], env=run_env,
-                           capture_output=True, text=True, timeout=RUBY_TIMEOUT)
+        p = subprocess.run(["runuser", "-u", P["app_user"], "--", "ruby", "-e", code],
+                           cwd=P["current"], env=run_env, capture_output=True, text=True,
+                           timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"error": f"the app's Ruby did not answer ({type(e).__name__})"}
     if p.returncode != 0:
@@ -42,8 +42,25 @@ def effective(P: dict, env: dict[str, str]) -> dict:
         got = json.loads(p.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return {"error": "the app's Ruby said nothing readable"}
+    return got if isinstance(got, dict) else {"error": "the app's Ruby said nothing readable"}
+
+
+def effective(P: dict, env: dict[str, str]) -> dict:
+    """{adapter, host, port, database, username, password, source} as the release's Rails
+    would use them, or {"error": ...} when the app's Ruby could not say."""
+    got = app_ruby(P, env, P["dbconfig_rb"])
+    if "error" in got:
+        return {"error": str(got["error"])}
     return {k: str(got.get(k) or "") for k in ("adapter", "host", "port", "database",
                                                  "username", "password", "source")}
+
+
+def app_s3(P: dict, env: dict[str, str]) -> dict | None:
+    """A put, get and delete with the app's own S3 settings (onhost/s3check.rb); None when
+    the stage has no bucket."""
+    if not P.get("s3check_rb"):
+        return None
+    return app_ruby(P, env, P["s3check_rb"], timeout=15.0)
 
 
 def database(P: dict, env: dict[str, str]) -> dict | None:

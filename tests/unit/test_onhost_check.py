@@ -112,7 +112,8 @@ def test_probe_sends_the_script_to_python_as_root_and_reads_its_json(monkeypatch
     monkeypatch.setattr(remote, "sh", sh)
     app = SimpleNamespace(rails_env="staging", nginx=False, http_port=3000,
                           health_path="/healthz", database=None, run_user="shop")
-    inv = SimpleNamespace(stage=SimpleNamespace(app=app, https=True))
+    inv = SimpleNamespace(stage=SimpleNamespace(app=app, https=True,
+                                                aws=SimpleNamespace(bucket=None)))
     paths = Paths("shop", "/srv/shop", "puma")
     assert probe_module.probe(None, inv, paths) == {"front": {"nginx": False}}
     assert sent["script"] == "sudo -n python3 -"
