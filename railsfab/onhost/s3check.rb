@@ -7,6 +7,9 @@ require "json"
 require "pathname"
 require "securerandom"
 require "yaml"
+require "active_support"
+require "active_support/core_ext/object/blank"
+require "active_support/core_ext/string"
 
 # storage.yml's ERB asks Rails.root and Rails.env (Disk services): what they would say
 module Rails

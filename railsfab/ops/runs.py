@@ -202,7 +202,6 @@ def migrate(script: str, db: Database, app: str) -> Run:
                       stdin=onhost.load("migrate.rb").encode())
         except RailsfabError as exc:
             exc.message, exc.fix = migrate_failure(exc.message, db, app)
-            exc.state = "no host switched release"
             raise
     return run
 
