@@ -41,11 +41,9 @@ def boot_fix(d: dict, ctx: Context) -> str:
     for path in err.get("paths", []):
         if path["path"] in (p.server_config, p.unit, p.env_file):
             return f"fab deploy writes {path['path']} again (it was changed by hand)"
-    if DENIED.search(err["line"]):
-        for path in err.get("paths", []):
-            for need in (path.get("read") or {}, path["app_user"]):
-                if not need.get("ok", True):
-                    return f"{grant(need)} && {restart}"
+    need = denied(err)
+    if need:
+        return f"{grant(need)} && {restart}"
     where = app_location(backtrace(srv.get("log", []), err["line"]))
     if where:
         return f"the app fails as it boots, at {where}: fix it and fab deploy{or_go_back(d)}"
@@ -64,12 +62,19 @@ def boot_evidence(d: dict, ctx: Context) -> str:
     missing = missing_env(err["line"], srv.get("env_keys", []))
     if missing:
         return f"; {p.env_file} sets no {', '.join(missing)}"
-    if DENIED.search(err["line"]):
-        for path in err.get("paths", []):
-            for need in (path.get("read") or {}, path["app_user"]):
-                if not need.get("ok", True):
-                    return f"; {denial(need)}"
-    return ""
+    need = denied(err)
+    return f"; {denial(need)}" if need else ""
+
+
+def denied(err: dict) -> dict | None:
+    """A permission error's first path the app's user may not use, as the probe read it."""
+    if not DENIED.search(err["line"]):
+        return None
+    for path in err.get("paths", []):
+        for need in (path.get("read") or {}, path["app_user"]):
+            if not need.get("ok", True):
+                return need
+    return None
 
 
 def backtrace(log: list[str], line: str) -> list[str]:
