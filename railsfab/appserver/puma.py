@@ -46,6 +46,9 @@ FAILURES = {
 }
 
 
+# The Gemfile lists the sd_notify gem (puma 5's systemd notify, loaded only when listed)
+SD_NOTIFY_GEM = r"""^\s*gem\s+["']sd_notify["']"""
+
 class Puma(AppServer):
     name = "puma"
     title = "Puma"
@@ -61,7 +64,7 @@ class Puma(AppServer):
         gemfile = source / "Gemfile"
         text = (lock.read_text() if lock.exists() else "") + \
             (gemfile.read_text() if gemfile.exists() else "")
-        if re.search(r"""^\s*gem\s+["']sd_notify["']|^\s{4}sd_notify \(""", text, re.M):
+        if re.search(SD_NOTIFY_GEM + r"|^\s{4}sd_notify \(", text, re.M):
             return True
         m = re.search(r"^\s{4}puma \((\d+)\.", text, re.M)
         return bool(m and int(m.group(1)) >= 6)

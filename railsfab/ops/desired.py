@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from railsfab import appenv, appserver, gems, linked, render
 from railsfab import build as js_build
 from railsfab.appserver import AppServer
+from railsfab.appserver.puma import SD_NOTIFY_GEM
 from railsfab.artifact import Artifact
 from railsfab.build import Build
 from railsfab.errors import ConfigError
@@ -212,14 +213,13 @@ def build(inv: Inventory, *, release: str | None = None) -> Desired:
     secrets = app_secrets(inv.resolve(app.secrets_file) if app.secrets_file else None)
     env_text, env_note = _env(inv, source, storage, secrets)
     linked_files = linked.resolve(inv, secrets, paths.shared)
-    files = server.files(templates, notify=server.notify(source.root))
     # gems: debian: the puma the hosts will run is Debian's (5 on Debian 12, 6 on 13), not
-    # the lockfile's: Type=notify is chosen from the hosts' facts (settled_puma)
-    notify_files = None
-    if app.gems == "debian" and app.app_server == "puma" and \
-            not re.search(r"""^\s*gem\s+["']sd_notify["']""", source.text("Gemfile") or "", re.M):
-        files = server.files(templates, notify=False)
-        notify_files = server.files(templates, notify=True)
+    # the lockfile's: without sd_notify, Type=notify is chosen from the hosts' facts
+    # (settled_puma), so both renderings are kept
+    hosts_decide = app.gems == "debian" and app.app_server == "puma" and \
+        not re.search(SD_NOTIFY_GEM, source.text("Gemfile") or "", re.M)
+    files = server.files(templates, notify=not hosts_decide and server.notify(source.root))
+    notify_files = server.files(templates, notify=True) if hosts_decide else None
     front = ("nginx",) if app.nginx else ()
     _server_gem(inv, source)
     gemfile, bundle_config, build = _gems(inv, templates, paths, source)
