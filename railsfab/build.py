@@ -81,11 +81,16 @@ def _check_tools(b: Build) -> None:
                 "and commit app/assets/builds/")
 
 
+def kept(b: Build, cache: Path) -> Path:
+    """Where the build's output for these asset inputs is kept."""
+    return cache / f"{b.key}.tar"
+
+
 def output(b: Build, source: Source, cache: Path, *, offline: bool = False) -> dict[str, bytes]:
     """The build's files (release-relative paths), from the cache or built now."""
-    kept = cache / f"{b.key}.tar"
-    if kept.is_file():
-        return _read(kept)
+    kept_at = kept(b, cache)
+    if kept_at.is_file():
+        return _read(kept_at)
     _check_tools(b)
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.TemporaryDirectory(prefix="build-", dir=cache) as tmp:
@@ -108,7 +113,7 @@ def output(b: Build, source: Source, cache: Path, *, offline: bool = False) -> d
                             state="nothing was changed",
                             fix=f"make the build scripts write their output to {OUTPUT} (as "
                                 "jsbundling-rails and cssbundling-rails set them up)")
-    _write(kept, files)
+    _write(kept_at, files)
     _prune(cache)
     return files
 

@@ -160,7 +160,7 @@ def _build(inv: Inventory, rep: Reporter, d: Desired, dry_run: bool) -> Desired:
         return d
     cache = inv.state_dir / "build" / inv.stage_name
     with rep.step("local", "build") as s:
-        before = (cache / f"{d.build.key}.tar").is_file()
+        before = js_build.kept(d.build, cache).is_file()
         files = js_build.output(d.build, d.source, cache, offline=inv.stage.sandbox is not None)
         said = f"{len(files)} files in {js_build.OUTPUT}"
         s.ok(f"{said}, built before (asset inputs unchanged)") if before else \

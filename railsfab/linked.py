@@ -62,9 +62,3 @@ def resolve(inv: Inventory, secrets: dict[str, str], shared: str) -> tuple[Linke
             out.append(Linked(lf.path, dest, None, "kept on the hosts"))
     return tuple(out)
 
-
-def links_script(linked: tuple[Linked, ...]) -> str:
-    """Inside a new release (its folder the current directory, as the deploy user): each
-    linked file replaced by a link to its shared copy."""
-    return " && ".join(f"rm -rf {x.path} && mkdir -p $(dirname {x.path}) && "
-                       f"ln -s {x.shared} {x.path}" for x in linked)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from railsfab import artifact, commands, linked
+from railsfab import artifact, commands
 from railsfab import build as js_build
 from railsfab.facts import Facts
 from railsfab.ops import runs
@@ -58,10 +58,9 @@ def release(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
 def _unpack(d: Desired, rel: str, archive: str) -> str:
     """Unpacked by the deploy user, private by default (umask 027), the shared folders linked
     in; only public/ is opened up to nginx."""
+    # the shared dirs and app.linked_files alike: each <path> a link to shared/<path>
     links = " && ".join(f"rm -rf {x} && mkdir -p $(dirname {x}) && ln -s {d.paths.shared}/{x} {x}"
-                        for x in LINKED_DIRS)
-    if d.linked:
-        links += " && " + linked.links_script(d.linked)
+                        for x in (*LINKED_DIRS, *(lf.path for lf in d.linked)))
     return (f"umask 027 && cd {rel} && tar -xzf {archive} && {links} && "
             "(test ! -d public || chmod -R o+rX public)")
 
@@ -151,8 +150,7 @@ def migrate(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
     if db is None:  # the stage names no database: the app's own config decides
         cmd = commands.rails(d.paths, rel, d.app.deploy_user, env, "db:migrate")
         return Change(f"RAILS_ENV={env} db:migrate", disturbs=False, scripts=(
-            Script(str(cmd), fix="fix the migration, then deploy again (no host switched "
-                                 "release)"),))
+            Script(str(cmd), fix=runs.MIGRATION_FIX),))
     # One Rails boot: the release says which database it will use, then migrates it.
     cmd = commands.rails(d.paths, rel, d.app.deploy_user, env, "runner", "eval($stdin.read)",
                          extra_env={"RAILSFAB_DATABASE": f"{db.host} {db.name} {db.user}"})

@@ -193,6 +193,9 @@ def bundle(script: str, release: str, *, debian: str) -> Run:
     return run
 
 
+MIGRATION_FIX = "fix the migration, then deploy again (no host switched release)"
+
+
 def migrate(script: str, db: Database, app: str) -> Run:
     """The release's own Rails says which database it will migrate (onhost/migrate.rb) and
     migrates it; when that is not the stage's, the failure says which file decides it."""
@@ -211,13 +214,13 @@ def migrate_failure(message: str, db: Database, app: str) -> tuple[str, str]:
     said = next((line.split(":", 1)[1] for line in message.splitlines()
                  if line.startswith("railsfab-database:")), None)
     if said is None:
-        return message, "fix the migration, then deploy again (no host switched release)"
+        return message, MIGRATION_FIX
     try:
         got = json.loads(said)
         host, name, user = (printable(str(x)) for x in got["got"])
         file, env = printable(str(got["file"])), printable(str(got["env"]))
     except (ValueError, KeyError, TypeError):
-        return message, "fix the migration, then deploy again (no host switched release)"
+        return message, MIGRATION_FIX
     stage = f"{db.user}@{db.host}/{db.name}"
     message = (f"the release would migrate {user or '(no user)'}@{host or '(local socket)'}/"
                f"{name or '(no database)'}, not the stage's database {stage}: {file} decides "
