@@ -34,6 +34,7 @@ def check(c, stage=None, only=None, json=False):
     paths = Paths.of(app)
     hosts = inv.hosts(role="web", only=only)
     expected = drift_expected(inv, paths)
+    modes, stage_db = railsfab_modes(inv), stage_database(inv)
 
     def aws_side() -> tuple:
         """S3's round trip, each host's target health with AWS's reason and the instances'
@@ -66,7 +67,7 @@ def check(c, stage=None, only=None, json=False):
                                  health=app.health_path, https=inv.stage.https,
                                  paths=paths, s3=s3, lb=lbs[host.name] if lbs else None,
                                  host=host.name, sg=None if sgs is None else sgs[host.name],
-                                 expected=expected)
+                                 expected=expected, modes=modes, stage_db=stage_db)
 
     with ThreadPoolExecutor(max_workers=len(hosts) + 1) as pool:
         aws = pool.submit(aws_side)
@@ -122,6 +123,20 @@ def drift_expected(inv, paths) -> dict | None:
         return expected(inv, paths)
     except RailsfabError:
         return None
+
+
+def railsfab_modes(inv) -> dict:
+    """{folder: (owner, group, mode)} as fab deploy sets them: a fix puts exactly these back."""
+    from railsfab.ops.desired import Serving
+    from railsfab.ops.host import dirs
+
+    return {path: (owner, group, mode) for path, owner, group, mode in
+            dirs(Serving.of(inv.stage))}
+
+
+def stage_database(inv) -> str:
+    db = inv.stage.app.database
+    return f"{db.host}:{db.port}" if db else ""
 
 
 def lb_health(inv, hosts, out: dict | None = None) -> tuple[dict, dict | None]:

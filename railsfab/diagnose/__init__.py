@@ -34,10 +34,12 @@ __all__ = ["LAYERS", "NOT_DEPLOYED", "Verdict", "as_json", "evaluate", "first_br
 def evaluate(d: dict, *, workers: int, app_user: str, paths: Paths,
              s3: dict | None = None, lb: dict | None = None, health: str = "/up",
              https: bool = False, sg: dict | None = None, host: str = "",
-             expected: dict | None = None) -> list[Verdict]:
+             expected: dict | None = None, modes: dict | None = None,
+             stage_db: str = "") -> list[Verdict]:
     """Pure: the probe's data -> one verdict per layer, in order."""
     ctx = Context.of(d, workers=workers, app_user=app_user, paths=paths, s3=s3, lb=lb,
-                     health=health, https=https, sg=sg, host=host, expected=expected)
+                     health=health, https=https, sg=sg, host=host, expected=expected,
+                     modes=modes, stage_db=stage_db)
     if not deployed(d):
         return undeployed(d, ctx)
     verdicts = [layer.judge(d, ctx) for layer in ALL]

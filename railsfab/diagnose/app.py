@@ -58,10 +58,14 @@ def shared_dir_unusable(d: dict, ctx: Context) -> Finding | None:
         if x.get("link") != x["shared"]:
             return (f"{inside} is not linked to {x['shared']} (it is "
                     f"{x.get('link') or 'no link'})", "fab deploy links the shared dirs")
+        if "node" in x and x["node"] is None:
+            gone = {"path": x["shared"], "missing": True, "user": ctx.app_user}
+            return (f"{x['shared']} does not exist ({inside} links to it; the app server's "
+                    "unit may write only there, so systemd cannot start it without it)",
+                    f"{grant(gone, ctx.modes)}, then sudo systemctl restart {ctx.paths.unit_name}")
         if not x["app_user"].get("ok", True):
             return (f"{ctx.app_user} may not write {x['shared']} (linked as {inside}): "
-                    f"{denial(x['app_user'])}",
-                    f"{grant(x['app_user'])} (fab deploy sets owners and modes)")
+                    f"{denial(x['app_user'])}", grant(x["app_user"], ctx.modes))
     return None
 
 
@@ -69,7 +73,7 @@ def log_not_writable(d: dict, ctx: Context) -> Finding | None:
     for f in release(d).get("files", []):
         if not f["app_user"].get("ok", True):
             return (f"{ctx.app_user} may not write {f['path']}: {denial(f['app_user'])}",
-                    grant(f["app_user"]))
+                    grant(f["app_user"], ctx.modes))
     return None
 
 
@@ -295,9 +299,15 @@ def app_error(d: dict, ctx: Context) -> Finding | None:
         return None
     err, where = request_error(d)
     err = err or last(app_log(d), r"Error|Exception") or "see the log"
+    if (d.get("missing") or {}).get("asset"):  # the assets layer shows its side
+        return (f"/ answers 500: {err}", "fix the assets layer's fault, then fab restart-app",
+                "assets")
     release_id = (release(d).get("ledger") or {}).get("id", "current")
-    fix = (f"the error is in the app's code, {where} of release {release_id}: fix it and "
-           f"fab deploy{or_go_back(d)}") if where else ""
+    # where the backtrace first reaches the app's own code (Rails logs those frames): what
+    # raised may be a gem's, called from there
+    fix = (f"the app's code at {where} (release {release_id}; the backtrace's first app "
+           f"frame) raised it or called what did: fix it and fab deploy{or_go_back(d)}"
+           ) if where else ""
     return f"/ answers 500: {err}" + (f" at {where}" if where else ""), fix
 
 
@@ -316,7 +326,8 @@ def blank_page(d: dict, ctx: Context) -> Finding | None:
     said += f"; the app logged no template for {t['controller']}Controller#{t['action']}"
     access = t.get("access") or {"ok": True}
     if not access.get("ok", True):
-        return f"{said}: {denial(access)}", f"{grant(access)} (as railsfab leaves a release)"
+        return (f"{said}: {denial(access)}",
+                f"{grant(access, ctx.modes)} (as railsfab leaves a release)")
     if not t.get("templates"):
         folder = "app/views/" + t["views"].split("/app/views/", 1)[-1]
         return (f"{said}: {t['views']} has no {t['action']}.* template",

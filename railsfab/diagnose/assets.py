@@ -13,6 +13,29 @@ def no_assets(d: dict, ctx: Context) -> Finding | None:
     return None
 
 
+def missing_asset(d: dict) -> dict | None:
+    return (d.get("missing") or {}).get("asset")
+
+
+def not_in_manifest(d: dict, ctx: Context) -> Finding | None:
+    """The app asked for an asset its release's precompiled manifest lacks: compiled again
+    when the release has its source; the app's own reference when it has none."""
+    a = missing_asset(d)
+    if a is None:
+        return None
+    code = d["http"]["root"]["code"]
+    said = (f"/ answers {code}: The asset \"{a['asset']}\" is not present in the asset "
+            f"pipeline: {a['manifest'] or 'no manifest'} in current/public/assets lacks it")
+    only = f" --only {ctx.host}" if ctx.host else ""
+    if a["sources"]:
+        return (f"{said}, though the release has {', '.join(a['sources'])}",
+                f"fab rails{only} -- assets:precompile (compiles the release's assets again, "
+                f"RAILS_ENV={d['rails_env']}), then fab restart-app{only}")
+    return (f"{said}, and no file of the release's app/assets, lib/assets or vendor/assets "
+            "is its source", f"the app asks for {a['asset']}, which it does not have: add it "
+            "to app/assets (or fix the reference), then fab deploy")
+
+
 def asset_not_served(d: dict, ctx: Context) -> Finding | None:
     code = d["http"]["asset"]["code"]
     if code != "200":
@@ -23,7 +46,7 @@ def asset_not_served(d: dict, ctx: Context) -> Finding | None:
 
 class Assets(Layer):
     name = "assets"
-    checks = (no_assets, asset_not_served)
+    checks = (no_assets, not_in_manifest, asset_not_served)
 
     def applies(self, ctx):
         return ctx.pipeline

@@ -3,17 +3,55 @@ the security groups are read by the controller: `cloud`)."""
 
 from __future__ import annotations
 
+import re
+
 from railsfab.diagnose.app import db_error
 from railsfab.diagnose.base import Context, Finding, Layer
 
 DB_FIX = ("check the DB host is up and its security group allows the database port from "
           "the app hosts")
+# what a connect's error says: the name does not resolve, nothing listens, no answer
+UNRESOLVED = re.compile(r"Name or service not known|Temporary failure in name resolution|"
+                        r"No address associated|nodename nor servname|Unknown (MySQL )?server host"
+                        r"|could not translate host name")
+REFUSED = re.compile(r"Connection refused")
 
 
 def db_unreachable(d: dict, ctx: Context) -> Finding | None:
-    if not d["db"]["reachable"]:
-        return f"cannot reach the database: {d['db'].get('error')}", DB_FIX
-    return None
+    db = d["db"]
+    if db["reachable"]:
+        return None
+    error, where = db.get("error") or "", db.get("where", "?")
+    address = where.split("@", 1)[-1].split("/", 1)[0]
+    said = f"cannot reach the database ({where}): {error}"
+    if ctx.stage_db and address != ctx.stage_db:
+        said += (f"; the app's settings ({db.get('source') or 'the env file'}; "
+                 f"{ctx.paths.env_file}) name {address}, hosts.yaml's database is "
+                 f"{ctx.stage_db}")
+    return said, unreachable_fix(db, ctx)
+
+
+def unreachable_fix(db: dict, ctx: Context) -> str:
+    """What the connect's error calls for: the name the app uses, the port nothing listens
+    on, or the network path that gives no answer."""
+    error, where = db.get("error") or "", db.get("where", "")
+    address = where.split("@", 1)[-1].split("/", 1)[0]  # host:port the app uses
+    host = address.rsplit(":", 1)[0]
+    said = db.get("source") or "the env file"
+    if UNRESOLVED.search(error):
+        if ctx.stage_db and address != ctx.stage_db:
+            if "DATABASE_URL" in said or "env file" in said:
+                return (f"fab deploy writes DATABASE_URL with hosts.yaml's database "
+                        f"({ctx.stage_db}) into {ctx.paths.env_file} again (it names {host}), "
+                        f"and restarts {ctx.paths.app_server}")
+            return (f"{said} names {host}, which does not resolve: point it at the stage's "
+                    f"database {ctx.stage_db} (or leave it to DATABASE_URL), then fab deploy")
+        return (f"{host} does not resolve from this host: set database.host in hosts.yaml to "
+                "the database's address (or a name this host resolves), then fab deploy")
+    if REFUSED.search(error):
+        return (f"nothing listens on {address}: start the database server there (or set "
+                "database.port in hosts.yaml to the port it listens on)")
+    return f"no answer from {address}: {DB_FIX}"
 
 
 def db_login_refused(d: dict, ctx: Context) -> Finding | None:
@@ -67,17 +105,41 @@ def db_user_cannot_write(d: dict, ctx: Context) -> Finding | None:
             + "; ".join(missing), fix)
 
 
+def table_gone(d: dict, ctx: Context) -> Finding | None:
+    """The app's query needs a table its database lacks: the migration that creates it, and
+    whether schema_migrations lists it as run (then the table was removed outside the
+    migrations); no migration creating it is the app's own fault."""
+    t = (d.get("missing") or {}).get("table")
+    if t is None:
+        return None
+    where, table = d["db"].get("where", "the database"), t["table"]
+    only = f" --only {ctx.host}" if ctx.host else ""
+    said = f"/ answers {d['http']['root']['code']}: {t['error']}: {where} has no table {table}"
+    if not t["file"]:
+        return (f"{said}, and no migration of the release creates it",
+                f"the app's code asks for table {table}, which none of its migrations "
+                f"(db/migrate) creates: add the migration, fab deploy (it runs migrations)")
+    version = t["file"].split("_", 1)[0]
+    status = f"fab rails{only} -- db:migrate:status"
+    return (f"{said}; db/migrate/{t['file']} creates {table} and is recorded as run in "
+            "schema_migrations: the table was removed outside the migrations",
+            f"{status} (lists what the database recorded); restore {table} from a backup, or "
+            f"delete version {version} from schema_migrations and fab rails{only} -- "
+            f"db:migrate:up VERSION={version} (creates it empty)")
+
+
 def db_errors_break_app(d: dict, ctx: Context) -> Finding | None:
     err = db_error(d)
     if d["http"]["root"]["code"] == "500" and err:
-        return f"/ answers 500: {err}", DB_FIX
+        # the probe's own login works: what the app's query met is all the evidence says
+        return f"/ answers 500: {err}", ""
     return None
 
 
 class Database(Layer):
     name = "database"
     checks = (db_unreachable, db_login_refused, migrations_pending, db_user_cannot_write,
-              db_errors_break_app)
+              table_gone, db_errors_break_app)
 
     def applies(self, ctx):
         return ctx.database

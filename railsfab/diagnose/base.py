@@ -69,15 +69,21 @@ class Context:
     host: str = ""  # its name in hosts.yaml (for a fix that runs a command on it alone)
     # {host path: what railsfab renders there now} (railsfab.diagnose.drift); None: not asked
     expected: dict | None = None
+    # {folder: (owner, group, mode)} as fab deploy sets them (railsfab.ops.host.dirs): a
+    # fix gives such a folder exactly these back
+    modes: dict | None = None
+    # the stage's database, "host:port" (hosts.yaml's database:), beside what the app uses
+    stage_db: str = ""
 
     @classmethod
     def of(cls, d: dict, *, workers: int, app_user: str, paths: Paths,
            s3: dict | None = None, lb: dict | None = None, health: str = "/up",
            https: bool = False, sg: dict | None = None, host: str = "",
-           expected: dict | None = None) -> Context:
+           expected: dict | None = None, modes: dict | None = None,
+           stage_db: str = "") -> Context:
         f = d.get("front") or NGINX_FRONT
         return cls(paths, workers, app_user, Front.of(f), d["db"] is not None, s3, lb,
-                   health, https, d.get("pipeline", True), sg, host, expected)
+                   health, https, d.get("pipeline", True), sg, host, expected, modes, stage_db)
 
     @property
     def app_address(self) -> str:

@@ -33,6 +33,10 @@ def boot_fix(d: dict, ctx: Context) -> str:
     said = SYSTEMD_FIXES.get(next((k for k in SYSTEMD_FIXES if k in err["line"]), ""))
     if said:
         return said.format(env=p.env_file, user=ctx.app_user, unit=p.unit_name)
+    if "Control process exited" in err["line"]:
+        return control_fix(srv, ctx)
+    if err.get("gem"):
+        return gem_fix(err["gem"], ctx)
     missing = missing_env(err["line"], srv.get("env_keys", []))
     if missing:
         return (f"{', '.join(missing)} is not set in {p.env_file}: add it to "
@@ -43,7 +47,7 @@ def boot_fix(d: dict, ctx: Context) -> str:
             return f"fab deploy writes {path['path']} again (it was changed by hand)"
     need = denied(err)
     if need:
-        return f"{grant(need)} && {restart}"
+        return f"{grant(need, ctx.modes)} && {restart}"
     where = app_location(backtrace(srv.get("log", []), err["line"]))
     if where:
         return f"the app fails as it boots, at {where}: fix it and fab deploy{or_go_back(d)}"
@@ -59,6 +63,14 @@ def boot_evidence(d: dict, ctx: Context) -> str:
         return ""
     if "Failed to load environment files" in err["line"]:
         return f"; the unit's EnvironmentFile is {p.env_file}"
+    if "Control process exited" in err["line"]:
+        return "".join(f"; {drop_in} adds to the unit (railsfab writes no drop-in)"
+                       for drop_in in drop_ins(srv))
+    gem = err.get("gem") or {}
+    if gem.get("package"):
+        same = gem["provides"] == gem["version"]
+        return (f"; dpkg: {gem['package']} provides {gem['gem']} {gem['provides']}"
+                + (", installed, yet Bundler does not find it" if same else ""))
     missing = missing_env(err["line"], srv.get("env_keys", []))
     if missing:
         return f"; {p.env_file} sets no {', '.join(missing)}"
@@ -89,3 +101,33 @@ def backtrace(log: list[str], line: str) -> list[str]:
             break
         frames.append(ln)
     return frames
+
+
+def drop_ins(srv: dict) -> list[str]:
+    """The unit's drop-in files (systemd's DropInPaths): railsfab writes none."""
+    return (srv.get("unit") or {}).get("DropInPaths", "").split()
+
+
+def control_fix(srv: dict, ctx: Context) -> str:
+    """A command systemd runs before (or beside) the server failed: a drop-in's, else the
+    unit's own (which fab deploy renders)."""
+    unit = ctx.paths.unit_name
+    added = drop_ins(srv)
+    if added:
+        return (f"remove (or fix) {' '.join(added)}, not railsfab's, then sudo systemctl "
+                f"daemon-reload && sudo systemctl restart {unit}")
+    return f"fab deploy writes {ctx.paths.unit} again (it was changed by hand) and starts {unit}"
+
+
+def gem_fix(gem: dict, ctx: Context) -> str:
+    """What puts back the gem (version) Bundler could not find: Debian's package of it, or
+    the deploy's bundle step."""
+    name = f"{gem['gem']} {gem['version']}" if gem.get("version") else gem["gem"]
+    restart = f"sudo systemctl restart {ctx.paths.unit_name}"
+    if gem.get("package") and gem.get("provides") == gem.get("version"):
+        return (f"sudo apt-get install --reinstall {gem['package']} (Debian's package of "
+                f"{name}), then {restart}")
+    if gem.get("package"):
+        return (f"fab deploy (the release's Gemfile.lock asks {name}; {gem['package']} now "
+                f"provides {gem['provides']}: the deploy resolves the gems again)")
+    return f"fab deploy (its gems step installs {name} for the release), then {restart}"

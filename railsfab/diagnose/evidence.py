@@ -40,26 +40,42 @@ def stop_holder(h: dict) -> str:
     return f"sudo kill {h['pid']}"
 
 
-def grant(denied: dict) -> str:
-    """The smallest change that gives `denied['user']` what it lacks on `denied['path']`:
-    its owner's, group's or (as the new owner) the owner's bit."""
+def grant(denied: dict, modes: dict | None = None) -> str:
+    """The smallest change that gives `denied['user']` what it lacks on `denied['path']`.
+    A folder railsfab makes (`modes`: {path: (owner, group, mode)}, as fab deploy sets
+    them) gets exactly its owner, group and mode back; any other path its owner's, group's
+    bit, others' x, or an ACL for that user: never a new owner (handing a folder to another
+    user breaks what its owner does with it)."""
     path, user, lacks = denied["path"], denied.get("user", "?"), denied.get("lacks", "")
     if denied.get("link"):  # never a chown through it: that would hand over its target
         return (f"sudo rm {path} (the link only, not {denied['link']}; fab deploy and the "
                 "app make it again)")
+    want = (modes or {}).get(path)
+    if want:
+        return set_as_railsfab(denied, *want)
     if denied.get("missing"):
         return f"sudo install -d -o {user} {path}"
     if denied.get("owner") == user:
         return f"sudo chmod u+{lacks} {path}"
     if denied.get("group") in denied.get("groups", ()):
         return f"sudo chmod g+{lacks} {path}"
-    return f"sudo chown {user} {path}" + (f" && sudo chmod u+{lacks} {path}"
-                                          if not _owner_has(denied, lacks) else "")
+    if set(lacks) <= {"x"}:  # entering it: what every user may do in a folder above
+        return f"sudo chmod o+x {path}"
+    # that user alone, by an ACL: its owner and group keep what they have
+    return f"sudo setfacl -m u:{user}:{lacks} {path}"
 
 
-def _owner_has(denied: dict, bits: str) -> bool:
-    mode = int(denied.get("mode", "0") or "0", 8)
-    return all((mode >> 6) & {"r": 4, "w": 2, "x": 1}[b] for b in bits)
+def set_as_railsfab(denied: dict, owner: str, group: str, mode: str) -> str:
+    """The commands that give `denied['path']` the owner, group and mode fab deploy sets."""
+    path = denied["path"]
+    if denied.get("missing"):
+        return f"sudo install -d -o {owner} -g {group} -m {mode} {path} (as fab deploy makes it)"
+    steps = []
+    if (denied.get("owner"), denied.get("group")) != (owner, group):
+        steps.append(f"sudo chown {owner}:{group} {path}")
+    if denied.get("mode") != mode:
+        steps.append(f"sudo chmod {mode} {path}")
+    return " && ".join(steps or ["fab deploy"]) + " (as fab deploy sets it)"
 
 
 def denial(denied: dict) -> str:

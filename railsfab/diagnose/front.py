@@ -261,7 +261,7 @@ def socket_denied(d: dict, ctx: Context) -> Finding | None:
               + (f"; nginx logged: {logged[-1][:200]}" if logged else ""))
     if access.get("ok", True):
         return detail, ""
-    return detail, f"{grant(access)} (fab deploy sets the socket dir's group and mode)"
+    return detail, grant(access, ctx.modes)
 
 
 class Socket(BehindNginx):

@@ -11,7 +11,7 @@ from railsfab.paths import LINKED_DIRS, Paths
 
 # one program: check.py calls the others (dblogin.login and its dbquery, check_sys, check_app)
 PROGRAM = ("dblogin.py", "dbquery.py", "check_db.py", "check_sys.py", "check_app.py",
-           "check.py")
+           "check_why.py", "check.py")
 
 
 def params(inv: Inventory, paths: Paths) -> dict:

@@ -56,6 +56,7 @@ try:  # on the host, the other files' text comes first in the same program
         proc,
         unit_state,
     )
+    from railsfab.onhost.check_why import asset_evidence, gem_evidence, table_evidence
 except ImportError:  # pragma: no cover
     pass
 
@@ -200,7 +201,8 @@ def unit_env(name: str, env_file: str) -> dict[str, str]:
 # systemd could not start the unit's process at all (this start never reached ExecStart)
 SYSTEMD_WHY = re.compile(r" systemd\[1\]: .*(Failed to load environment files|Failed to set up "
                          r"|Failed to determine user credentials|Failed at step \w+ spawning"
-                         r"|Failed to locate executable|Failed to execute )")
+                         r"|Failed to locate executable|Failed to execute "
+                         r"|Control process exited)")
 
 
 def server(P: dict) -> dict:
@@ -226,7 +228,9 @@ def server(P: dict) -> dict:
     # for a start that never ran the server (no env file, no user, no executable): then
     # that is the cause, and the app's logs hold only earlier starts' lines
     said = [line for line in own if " systemd[1]: " not in line]
-    why = next((line for line in own if SYSTEMD_WHY.search(line)), None)
+    # (a control process of a unit that runs: a reload's, not why it could not start)
+    why = next((line for line in own if SYSTEMD_WHY.search(line) and not (
+        unit.get("ActiveState") == "active" and "Control process" in line)), None)
     error, source = first_error(log), P["server_log"]
     if why is not None:
         error, source = why.split(": ", 1)[-1], f"systemd (journalctl -u {name})"
@@ -238,7 +242,8 @@ def server(P: dict) -> dict:
             "oldbin_file": oldbin, "oldbin_proc": server_proc(oldbin) if oldbin else None,
             "log": log[-20:], "journal": own[-20:],
             "error": {"line": error, "source": source,
-                      "paths": named_paths(error, P["app_user"])} if error else None,
+                      "paths": named_paths(error, P["app_user"]),
+                      "gem": gem_evidence(error)} if error else None,
             "oom": oom(unit, name), "env_keys": env_keys(P["env_file"]),
             # what it starts with (its env file wins over the unit's Environment=)
             "start_rails_env": unit_env(name, P["env_file"]).get("RAILS_ENV")}
@@ -310,6 +315,10 @@ def main(P: dict) -> None:
     conn = asked["connect"]
     current = readlink(P["current"])
     rails_lines = [line for log in dict.fromkeys(logs) for line in lines_of(log, before[log], rid)]
+    release = os.path.realpath(P["current"])
+    table = table_evidence(release, rails_lines, got["db"])
+    if got["db"]:
+        got["db"].pop("tables", None)
     print(json.dumps({
         "nginx": n,
         "listeners": listeners,
@@ -336,6 +345,7 @@ def main(P: dict) -> None:
         "requests": {"id": rid, "nginx": lines_of(NGINX_LOG, before["nginx"], "127.0.0.1"),
                      "rails": rails_lines},
         "template": template_access(P, rails_lines),
+        "missing": {"asset": asset_evidence(release, rails_lines), "table": table},
         # the files railsfab renders, as they are on disk (fab check compares them)
         "texts": {p: read(p) for p in P.get("rendered", [])},
         "logs": {"nginx": tail_bytes(NGINX_LOG, 4096)[0][-15:],

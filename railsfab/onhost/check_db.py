@@ -15,7 +15,7 @@ import subprocess
 
 try:  # on the host, the other files' text comes first in the same program
     from railsfab.onhost.dblogin import login
-    from railsfab.onhost.dbquery import MIGRATIONS, PRIVILEGES, questions
+    from railsfab.onhost.dbquery import MIGRATIONS, PRIVILEGES, TABLES, questions
 except ImportError:  # pragma: no cover
     pass
 
@@ -89,14 +89,18 @@ def database(P: dict, env: dict[str, str]) -> dict | None:
                 "migrations": None, "privileges": None}
     result = login(adapter, host, port, cfg["username"], cfg["password"], cfg["database"],
                    after=questions(adapter, {"migrations": MIGRATIONS,
-                                             "privileges": PRIVILEGES.get(adapter, "")}))
+                                             "privileges": PRIVILEGES.get(adapter, ""),
+                                             "tables": TABLES.get(adapter, "")}))
     answers = result.pop("answer", None) or {}
     reachable = result.get("ok") or result.get("stage") != "connect"
     ok = result.get("ok")
     return {**base, "reachable": bool(reachable), "error": result.get("error"),
             "login": result,
             "migrations": migrations(P["current"], answers.get("migrations")) if ok else None,
-            "privileges": lacking(answers.get("privileges")) if ok else None}
+            "privileges": lacking(answers.get("privileges")) if ok else None,
+            # read by the probe against the app's errors, then dropped (not reported)
+            "tables": [row[0] for row in (answers.get("tables") or {}).get("rows", []) if row]
+            if ok else None}
 
 
 def lacking(answer: dict | None) -> dict:

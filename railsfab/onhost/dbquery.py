@@ -45,6 +45,10 @@ PRIVILEGES = {
         "information_schema.USER_PRIVILEGES)"),
 }
 PRIVILEGES["trilogy"] = PRIVILEGES["mysql"] = PRIVILEGES["mysql2"]
+# The tables of the app's database (schema): what a "table doesn't exist" is checked against
+TABLES = {"postgresql": "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()",
+          "mysql2": "SHOW TABLES"}
+TABLES["trilogy"] = TABLES["mysql"] = TABLES["mysql2"]
 
 
 def _lenenc(p: bytes, i: int) -> tuple[int | None, int]:

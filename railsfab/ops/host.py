@@ -8,7 +8,7 @@ from railsfab.errors import RailsfabError
 from railsfab.facts import Facts
 from railsfab.ops import runs
 from railsfab.ops.base import Change, NoChange, Plan, Script
-from railsfab.ops.desired import Desired, sha
+from railsfab.ops.desired import Desired, Serving, sha
 
 APT_PROXY_FILE = "/etc/apt/apt.conf.d/80railsfab-proxy"
 APT_LISTS_MAX_AGE = 6 * 3600
@@ -19,7 +19,7 @@ STOCK_UNIT = "unicorn.service"
 NGINX_GROUP = "www-data"
 
 
-def dirs(d: Desired) -> list[tuple[str, str, str, str]]:
+def dirs(d: Serving) -> list[tuple[str, str, str, str]]:
     """(path, owner, group, mode). The deploy user owns the releases and the folders above
     what the app writes; the app's user owns what it may write (shared/log, tmp, storage,
     app.writable; setgid to the deploy user's group, which Rails commands write through).

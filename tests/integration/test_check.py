@@ -26,6 +26,14 @@ CURRENT = "/srv/sample/current"
 VIEW = f"{CURRENT}/app/views/photos/index.html.erb"
 MIGRATION = f"{CURRENT}/db/migrate/20990101000000_add_caption_to_photos.rb"
 WORKERS = f"$(ps --ppid $(cat {PID}) -o pid=)"
+DEPLOY_TO = "/srv/sample"
+STORAGE = "/srv/sample/shared/storage"
+SPECS = "/usr/share/rubygems-integration/all/specifications"
+MANIFEST = f"$(ls {CURRENT}/public/assets/.sprockets-manifest-*.json)"
+DROPIN = f"/etc/systemd/system/{UNIT}.service.d/rf-precheck.conf"
+# an error line of an earlier start, with its time: never this start's evidence
+OLD_LINE = ("E, [2026-01-01T00:00:00.000000 #1] ERROR -- : an error of an earlier start "
+            "(rf-old-line)")
 # a command that may fail because of the fault it completes (a restart that cannot start)
 MAY_FAIL = " || true"
 # The sandbox's systemd cannot kill a unit's cgroup ("Failed to kill control group"): a
@@ -90,7 +98,7 @@ FAULTS = {
         "socket", "other.sock", "fab deploy"),
     "nginx denied the socket": Fault(
         f"chmod 2700 {SOCKDIR}", f"chmod 2750 {SOCKDIR}", "socket", "may not connect",
-        f"chmod g+x {SOCKDIR}"),
+        f"sudo chmod 2750 {SOCKDIR} (as fab deploy sets it)"),
     "stale pid file": Fault(
         f"systemctl stop {UNIT} && echo 999999 > {PID} && chown sample: {PID}",
         f"rm -f {PID} && systemctl start {UNIT}", "app server", "stale pid file",
@@ -167,7 +175,8 @@ FAULTS = {
         f"chown -R root:root {LOG} && chmod 755 {LOG} && chmod 644 {LOG}/* && "
         f"(systemctl restart {UNIT}{MAY_FAIL})",
         f"chown -R sample:deploy {LOG} && chmod 2770 {LOG} && chmod 660 {LOG}/*; {RESTART}",
-        "release", f"may not write {LOG}", f"chown sample {LOG}"),
+        "release", f"may not write {LOG}",
+        f"sudo chown sample:deploy {LOG} && sudo chmod 2770 {LOG} (as fab deploy sets it)"),
     # what a deploy whose migrate did not run leaves: code that needs a column, and the
     # migration that adds it, which schema_migrations does not list
     "a migration left pending": Fault(
@@ -195,6 +204,55 @@ FAULTS = {
         f"[^@]*@#DATABASE_URL='\\1://\\2:wrong@#\" {ENV} && (systemctl restart {UNIT}{MAY_FAIL})",
         f"cp /root/rf-env {ENV} && rm /root/rf-env; {RESTART}",
         "database", "Access denied", "DATABASE_PASSWORD"),
+    # --- issue 23: kinds no probe was written for; each fix follows from its evidence ----
+    # deploy_to closed to nginx: the mode railsfab sets, never the folder handed to www-data
+    "deploy_to closed to nginx's user": Fault(
+        f"chmod 0700 {DEPLOY_TO}", f"chmod 0711 {DEPLOY_TO}", "socket",
+        f"{DEPLOY_TO} is deploy:deploy 0700: www-data may not enter it",
+        f"sudo chmod 0711 {DEPLOY_TO}"),
+    # a gem of Debian's gone from the gem path: the package that provides it
+    "a gem Bundler cannot find": Fault(
+        f"mkdir -p /root/rf-spec && mv {SPECS}/mini_magick-*.gemspec /root/rf-spec/ && "
+        f"(systemctl restart {UNIT}{MAY_FAIL})",
+        f"mv /root/rf-spec/* {SPECS}/ && rmdir /root/rf-spec; {RESTART}",
+        "app server", "Could not find mini_magick-",
+        "sudo apt-get install --reinstall ruby-mini-magick"),
+    # the release's precompiled assets lack one the layout asks for: the precompile step
+    "an asset missing from the precompiled manifest": Fault(
+        f"cp {MANIFEST} /root/rf-manifest && python3 -c 'import json,sys; p=sys.argv[1]; "
+        "d=json.load(open(p)); d[\"assets\"].pop(\"application.css\"); "
+        f"json.dump(d, open(p, \"w\"))' {MANIFEST} && systemctl restart {UNIT}",
+        f"cp /root/rf-manifest {MANIFEST} && rm /root/rf-manifest; {RESTART}",
+        "assets", 'The asset "application.css" is not present in the asset pipeline',
+        "fab rails --only web2 -- assets:precompile"),
+    # the env file names a database host nobody can resolve: not a process to kill
+    "the database's host name does not resolve": Fault(
+        f"cp {ENV} /root/rf-env && sed -i 's/@[0-9.]*:/@db.rf-missing.invalid:/; "
+        f"s/^DATABASE_HOST=.*/DATABASE_HOST=db.rf-missing.invalid/' {ENV} && "
+        f"(systemctl restart {UNIT}{MAY_FAIL})",
+        f"cp /root/rf-env {ENV} && rm /root/rf-env; {RESTART}",
+        "database", "db.rf-missing.invalid", "fab deploy writes DATABASE_URL"),
+    # a drop-in nobody of railsfab wrote fails before the server runs; an older error line
+    # in the server's log must not be taken for this start's
+    "an ExecStartPre of a drop-in fails": Fault(
+        f"mkdir -p $(dirname {DROPIN}) && printf '[Service]\\nExecStartPre=/bin/sh -c "
+        f"\"echo rf-precheck failed >&2; exit 3\"\\n' > {DROPIN} && systemctl daemon-reload"
+        f" && echo '{OLD_LINE}' >> {LOG}/unicorn.stderr.log && "
+        f"(systemctl restart {UNIT}{MAY_FAIL})",
+        f"rm -r $(dirname {DROPIN}) && systemctl daemon-reload; {RESTART}",
+        "app server", "status=3", f"{DROPIN}"),
+    # a folder the unit may write is gone: systemd cannot set up its namespace
+    "a shared folder the app writes is gone": Fault(
+        f"mv {STORAGE} /srv/sample/rf-storage.off && (systemctl restart {UNIT}{MAY_FAIL})",
+        f"mv /srv/sample/rf-storage.off {STORAGE}; {RESTART}",
+        "release", f"{STORAGE} does not exist",
+        f"sudo install -d -o sample -g deploy -m 2770 {STORAGE}"),
+    # the app's own S3 settings name a bucket that does not exist (the stage's is fine)
+    "the app's bucket does not exist": Fault(
+        f"cp {ENV} /root/rf-env && sed -i \"s/^S3_BUCKET=.*/S3_BUCKET='rf-no-such-bucket'/\" "
+        f"{ENV} && systemctl restart {UNIT}",
+        f"cp /root/rf-env {ENV} && rm /root/rf-env; {RESTART}",
+        "S3", "bucket rf-no-such-bucket", "fab deploy (it writes"),
 }
 
 
@@ -252,6 +310,8 @@ def test_injected_fault_is_named_with_its_fix(healthy, sandbox, fault):
     assert broken["role"] == "cause"
     assert f.evidence in broken["detail"], broken
     assert f.fix in broken["fix"], broken
+    assert "rf-old-line" not in broken["detail"], broken  # an earlier start's evidence
+    assert "www-data" not in broken["fix"], broken  # never a path handed to nginx's user
     assert first_broken(result["web1"]) is None  # the other host is unaffected
     assert verdicts(healthy)[0] == 0, "the fault was not undone"
 
@@ -288,6 +348,9 @@ def test_database_unreachable_is_the_database_layer(healthy, sandbox):
     for host in ("web1", "web2"):
         broken = first_broken(result[host])
         assert broken["layer"] == "database", broken
+        assert "Connection refused" in broken["detail"], broken
+        assert broken["fix"].startswith("nothing listens on "), broken
+        assert "start the database server" in broken["fix"], broken
 
 
 def test_a_database_user_that_may_only_read_is_named_with_the_grant(healthy, sandbox, inv):
@@ -308,6 +371,43 @@ def test_a_database_user_that_may_only_read_is_named_with_the_grant(healthy, san
         assert broken["fix"].startswith(f"as an admin: GRANT SELECT, INSERT, UPDATE, DELETE ON "
                                         f"`{db.name}`.* TO '{db.user}'@'%'"), broken
     assert verdicts(healthy)[0] == 0, "the grant was not given back"
+
+
+def test_a_table_gone_from_the_database_names_its_migration(healthy, sandbox, inv):
+    """schema_migrations says the migration ran, the table is not there: the migration that
+    creates it, its state, and how to run it again; not "check the DB host is up"."""
+    db = inv.stage.app.database.name
+    ssh(sandbox, "db", f"mysql -e 'RENAME TABLE `{db}`.photos TO `{db}`.rf_photos_off'")
+    try:
+        code, result = verdicts(healthy)
+    finally:
+        ssh(sandbox, "db", f"mysql -e 'RENAME TABLE `{db}`.rf_photos_off TO `{db}`.photos'")
+    assert code != 0
+    for host in ("web1", "web2"):
+        broken = first_broken(result[host])
+        assert broken["layer"] == "database", broken
+        assert f"Table '{db}.photos' doesn't exist" in broken["detail"], broken
+        assert "db/migrate/20261128130013_create_photos.rb creates photos" in broken["detail"]
+        assert "recorded as run" in broken["detail"], broken
+        assert broken["fix"].startswith(f"fab rails --only {host} -- db:migrate:status"), broken
+        assert "db:migrate:up VERSION=20261128130013" in broken["fix"], broken
+    assert verdicts(healthy)[0] == 0, "the table was not put back"
+
+
+def test_an_nginx_site_edited_by_hand_is_a_warning(healthy, sandbox):
+    ssh(sandbox, "web2", f"cp -p {SITE} /root/rf-site && sed -i 's/server_tokens off;/"
+                         f"server_tokens off; client_max_body_size 1m;/' {SITE} && "
+                         "systemctl reload nginx")
+    try:
+        code, result = verdicts(healthy)
+    finally:
+        ssh(sandbox, "web2", f"cp -p /root/rf-site {SITE} && rm /root/rf-site && "
+                             "systemctl reload nginx")
+    assert code == 0, result
+    v = next(x for x in result["web2"] if x["layer"] == "site config")
+    assert v["status"] == "warn", v
+    assert "client_max_body_size 1m;" in v["detail"], v
+    assert v["fix"].startswith("fab deploy"), v
 
 
 def test_a_unit_changed_on_disk_and_not_reloaded_is_a_warning(healthy, sandbox):

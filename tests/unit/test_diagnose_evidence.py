@@ -7,14 +7,21 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from railsfab.diagnose import NOT_DEPLOYED, evaluate, first_broken, not_deployed
+from railsfab.ops.host import dirs
 from railsfab.paths import Paths
 
 HEALTHY = json.loads((Path(__file__).parent / "data/probe_healthy.json").read_text())
 PATHS = Paths("sample", "/srv/sample")
+# the folders fab deploy makes, with the owner, group and mode it sets (the app runs as
+# the deploy user here)
+MODES = {path: (owner, group, mode) for path, owner, group, mode in dirs(SimpleNamespace(
+    app=SimpleNamespace(deploy_user="deploy", run_user="deploy", writable=[], gems="debian"),
+    paths=PATHS))}
 SOCK, LOG, ENV = PATHS.socket, f"{PATHS.shared}/log", PATHS.env_file
 RID = HEALTHY["requests"]["id"]
 
@@ -22,6 +29,7 @@ RID = HEALTHY["requests"]["id"]
 def verdicts(mutate, **kw):
     d = copy.deepcopy(HEALTHY)
     mutate(d)
+    kw.setdefault("modes", MODES)
     return evaluate(d, workers=2, app_user="deploy", paths=PATHS, host="web2", **kw)
 
 
@@ -186,7 +194,7 @@ def migration_pending(d):
     (config_syntax_error, "app server", "syntax error",
      f"fab deploy writes {PATHS.server_config}"),
     (denied_at_boot, "app server", "Permission denied",
-     f"sudo chown deploy {PATHS.shared}/storage"),
+     f"sudo chown deploy:deploy {PATHS.shared}/storage && sudo chmod 2770 {PATHS.shared}/storage"),
     (master_left_behind, "app server", "held by pid 77", "sudo kill 77"),
     (workers_stopped, "app server", "no worker answered", "sudo kill -CONT"),
     (config_broken_on_disk, "nginx", 'unknown directive "x"', PATHS.nginx_site),
@@ -204,7 +212,7 @@ def migration_pending(d):
     (release_removed, "release", "which does not exist (releases on the host: "
      "20260101000000 (good))", "fab deploy"),
     (log_dir_root_owned, "release", "root:root 0755: deploy may not write or enter it",
-     f"sudo chown deploy {LOG} (fab deploy"),
+     f"sudo chown deploy:deploy {LOG} && sudo chmod 2770 {LOG} (as fab deploy sets"),
     (raised_in_a_view, "Rails app", "ActionView::Template::Error (boom)",
      "app/views/photos/index.html.erb:1"),
     (db_refuses_and_app_cannot_boot, "database", "refuses the app's credentials",

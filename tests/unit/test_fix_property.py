@@ -12,6 +12,7 @@ from railsfab.diagnose import first_broken
 from tests.unit import test_diagnose_evidence as ev
 from tests.unit.test_blank_page import no_template
 from tests.unit.test_diagnose_evidence import verdicts
+from tests.unit.test_fix_table import ROWS, STAGE_DB
 
 PATH = re.compile(r"(?<![\w.:])/(?:[\w.@-]+/)*[\w.@-]+")
 USER = re.compile(r"\b(?:chown|-u|-o) ([a-z_][a-z0-9_-]*)\b")
@@ -26,12 +27,13 @@ SCENARIOS = [getattr(ev, n) for n in (
     "other_process_on_80", "nginx_cannot_bind", "socket_taken", "log_fs_full", "inodes_out",
     "oom_killed", "oom_under_unit_limit", "release_removed", "log_dir_root_owned",
     "raised_in_a_view", "db_refuses_and_app_cannot_boot", "migration_pending")] + [
-    no_template(DENIED, ["index.html.erb"]), no_template({"ok": True}, [])]
+    no_template(DENIED, ["index.html.erb"]), no_template({"ok": True}, [])] + [
+    row[0] for row in ROWS]
 
 
 @pytest.mark.parametrize("mutate", SCENARIOS, ids=lambda m: getattr(m, "__name__", "view"))
 def test_no_fix_names_a_path_user_or_host_its_evidence_does_not(mutate):
-    cause = first_broken(verdicts(mutate))
+    cause = first_broken(verdicts(mutate, stage_db=STAGE_DB))
     fix, evidence = cause.fix, cause.detail
     for path in PATH.findall(fix):
         assert path in evidence or path.startswith(tuple(PATH.findall(evidence))), \

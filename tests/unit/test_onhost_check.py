@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from railsfab import remote
-from railsfab.onhost import check, check_app, check_sys, dblogin, dbquery
+from railsfab.onhost import check, check_app, check_sys, check_why, dblogin, dbquery
 from railsfab.paths import Paths
 from railsfab.secrets import env_file_text
 
@@ -62,7 +62,7 @@ def test_upstream_of_the_rendered_nginx_site():
     assert check.site_upstream("proxy_pass http://127.0.0.1:3000;") is None
 
 
-@pytest.mark.parametrize("module", [check, check_app, check_sys, dblogin, dbquery])
+@pytest.mark.parametrize("module", [check, check_app, check_sys, check_why, dblogin, dbquery])
 def test_probe_uses_only_the_standard_library_and_runs_nothing_at_import(module):
     tree = ast.parse(Path(module.__file__).read_text())
     guarded = [n for n in tree.body if isinstance(n, ast.Try)]
