@@ -262,8 +262,12 @@ def db_failed(d: dict) -> bool:
 
 
 def db_error(d: dict) -> str | None:
-    """The last database error the app logged."""
-    return last(app_log(d), DB_ERROR)
+    """The last database error the app logged (without the probe's request tag)."""
+    line = last(app_log(d), DB_ERROR)
+    rid = (d.get("requests") or {}).get("id")
+    if line and rid and rid in line:
+        line = line.split(rid, 1)[-1].split("] ", 1)[-1]
+    return line
 
 
 def host_blocked(d: dict, ctx: Context) -> Finding | None:
@@ -273,8 +277,9 @@ def host_blocked(d: dict, ctx: Context) -> Finding | None:
     if root["code"] == "403" or (alb["code"] == "403" and blocked):
         return (f"host authorization blocks requests (/ -> {root['code']}, Host: ALB name -> "
                 f"{alb['code']}): {blocked or 'Blocked host'}",
-                'allow the ALB\'s name: config.hosts << ".elb.amazonaws.com" (the sample '
-                "app reads RAILS_ALLOWED_HOSTS), keep /up excluded")
+                'allow the ALB\'s name: config.hosts << ".elb.amazonaws.com" in '
+                f"config/environments/{d['rails_env']}.rb, keep {ctx.health} excluded "
+                "(config.host_authorization), then fab deploy")
     return None
 
 

@@ -7,9 +7,11 @@ from railsfab.diagnose.base import Context, Finding, Layer
 
 def no_assets(d: dict, ctx: Context) -> Finding | None:
     if not d["asset"]:
+        only = f" --only {ctx.host}" if ctx.host else ""
         return ("no precompiled assets in current/public/assets "
                 "(pages load unstyled: asset requests 404)",
-                "RAILS_ENV=<env> bin/rails assets:precompile in the release (fab deploy does this)")
+                f"fab rails{only} -- assets:precompile (compiles the release's assets, "
+                f"RAILS_ENV={d['rails_env']}), then fab restart-app{only}")
     return None
 
 

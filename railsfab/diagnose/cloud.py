@@ -8,12 +8,28 @@ import ipaddress
 
 from railsfab.diagnose.base import Context, Finding, Layer
 
+NO_BUCKET = ("NoSuchBucket", "does not exist", "Not Found", "404")
+DENIED = ("AccessDenied", "Forbidden", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+
+
+def s3_fix(bucket: str, error: str, who: str) -> str:
+    """What S3's answer calls for: the bucket made, the permission given, or the endpoint
+    reached (`who`: the identity that asked)."""
+    if any(x in error for x in NO_BUCKET):
+        return (f"{bucket} does not exist: fab aws.provision creates the stage's bucket "
+                "(aws.bucket in hosts.yaml names it)")
+    if any(x in error for x in DENIED):
+        return (f"{who} may not use {bucket}: its policy must allow s3:PutObject, "
+                f"s3:GetObject and s3:DeleteObject on {bucket}/* (fab aws.provision gives the "
+                "instance profile that policy)")
+    return f"S3 did not answer for {bucket}: the endpoint in the error must be reachable"
+
 
 def s3_round_trip_failed(d: dict, ctx: Context) -> Finding | None:
     s3 = ctx.s3
     if s3.get("error"):
         return (f"round trip to {s3['bucket']} failed: {s3['error']}",
-                "check the bucket exists (fab aws.provision) and the instance role")
+                s3_fix(s3["bucket"], s3["error"], "the identity fab check runs as"))
     return None
 
 
@@ -31,8 +47,8 @@ def app_s3_failed(d: dict, ctx: Context) -> Finding | None:
                 f"fab deploy (it writes {stage} into {ctx.paths.env_file} under the names "
                 "config/storage.yml reads)")
     return (f"the app's own S3 settings fail from this host ({where}): {s3['error']}",
-            f"check that {s3.get('bucket') or 'the bucket'} exists (fab aws.provision) and "
-            "that the instance profile lets this host use it")
+            s3_fix(s3.get("bucket") or "the bucket", s3["error"],
+                   "this host's identity (its instance profile or the env file's keys)"))
 
 
 def _app_s3_said(s3: dict) -> str:

@@ -7,6 +7,7 @@ process holds a port, which variable the env file lacks, which file and line fai
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -55,6 +56,10 @@ def grant(denied: dict, modes: dict | None = None) -> str:
         return set_as_railsfab(denied, *want)
     if denied.get("missing"):
         return f"sudo install -d -o {user} {path}"
+    folder = (modes or {}).get(os.path.dirname(path))
+    if folder and folder[0] == user and not denied.get("dir"):
+        return (f"sudo chown {user}:{folder[1]} {path} (a file in the app's own "
+                f"{os.path.dirname(path)})")
     if denied.get("owner") == user:
         return f"sudo chmod u+{lacks} {path}"
     if denied.get("group") in denied.get("groups", ()):
