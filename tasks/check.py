@@ -33,8 +33,11 @@ def check(c, stage=None, only=None, json=False):
     app = inv.stage.app
     paths = Paths.of(app)
     hosts = inv.hosts(role="web", only=only)
-    expected = drift_expected(inv, paths)
-    modes, stage_db = railsfab_modes(inv), stage_database(inv)
+    stage_db = stage_database(inv)
+
+    def rendered() -> tuple[dict | None, dict]:
+        """What railsfab renders and the modes it sets: made while the hosts are probed."""
+        return drift_expected(inv, paths), railsfab_modes(inv)
 
     def aws_side() -> tuple:
         """S3's round trip, each host's target health with AWS's reason and the instances'
@@ -63,14 +66,15 @@ def check(c, stage=None, only=None, json=False):
         finally:
             conn.close()
         s3, lbs, sgs = aws.result()
+        expected, modes = ours.result()
         return diagnose.evaluate(data, workers=app.workers, app_user=app.run_user,
                                  health=app.health_path, https=inv.stage.https,
                                  paths=paths, s3=s3, lb=lbs[host.name] if lbs else None,
                                  host=host.name, sg=None if sgs is None else sgs[host.name],
                                  expected=expected, modes=modes, stage_db=stage_db)
 
-    with ThreadPoolExecutor(max_workers=len(hosts) + 1) as pool:
-        aws = pool.submit(aws_side)
+    with ThreadPoolExecutor(max_workers=len(hosts) + 2) as pool:
+        aws, ours = pool.submit(aws_side), pool.submit(rendered)
         results = dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))
     bad = {h: diagnose.first_broken(vs) or diagnose.not_deployed(vs)
            for h, vs in results.items()}
