@@ -35,10 +35,6 @@ def check(c, stage=None, only=None, json=False):
     hosts = inv.hosts(role="web", only=only)
     stage_db = stage_database(inv)
 
-    def rendered() -> tuple[dict | None, dict]:
-        """What railsfab renders and the modes it sets: made while the hosts are probed."""
-        return drift_expected(inv, paths), railsfab_modes(inv)
-
     def aws_side() -> tuple:
         """S3's round trip, each host's target health with AWS's reason and the instances'
         security groups: asked while the hosts are probed (boto3's import and AWS's answers
@@ -74,7 +70,7 @@ def check(c, stage=None, only=None, json=False):
                                  expected=expected, modes=modes, stage_db=stage_db)
 
     with ThreadPoolExecutor(max_workers=len(hosts) + 2) as pool:
-        aws, ours = pool.submit(aws_side), pool.submit(rendered)
+        aws, ours = pool.submit(aws_side), pool.submit(rendered, inv, paths)
         results = dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))
     bad = {h: diagnose.first_broken(vs) or diagnose.not_deployed(vs)
            for h, vs in results.items()}
@@ -116,6 +112,11 @@ def summary(host: str, verdicts: list[diagnose.Verdict], bad: diagnose.Verdict |
     return (f"[bold red]✗ {host}: first broken layer: {bad.layer}[/]\n  {escape(bad.detail)}\n"
             f"{fix}"
             + (f"\n  then broken (consequences): {', '.join(then)}" if then else ""))
+
+
+def rendered(inv, paths) -> tuple[dict | None, dict]:
+    """What railsfab renders and the modes it sets: made while the hosts are probed."""
+    return drift_expected(inv, paths), railsfab_modes(inv)
 
 
 def drift_expected(inv, paths) -> dict | None:

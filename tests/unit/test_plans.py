@@ -1,8 +1,7 @@
 """Every deploy step's decision as a table: facts in, change or no-change (and why) out.
 
 No host is involved: `fresh()` is a new EC2 host, `deployed()` one where the wanted release
-serves and everything is in place; each case changes one fact and names the outcome.
-"""
+serves and everything is in place; each case changes one fact and names the outcome."""
 
 from __future__ import annotations
 
