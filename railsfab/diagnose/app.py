@@ -128,6 +128,9 @@ def stale_pid_file(d: dict, ctx: Context) -> Finding | None:
     return None
 
 
+STARTING = ("start-pre", "start", "start-post")
+
+
 def left_behind(d: dict, ctx: Context) -> list[dict]:
     """Processes of the unit that hold its address while systemd runs none of them (a
     master an earlier start left running): what keeps a new start from listening."""
@@ -136,7 +139,10 @@ def left_behind(d: dict, ctx: Context) -> list[dict]:
     else:
         held = (d.get("listeners") or {}).get("tcp", {}).get(str(ctx.front.port), [])
     # the unit's current main process (a master still starting: waiting on the database)
-    # and its children are not left from anything
+    # and its children are not left from anything; nor is what a start under way runs
+    # (a forking server's master is no main process until its start is done)
+    if (d["server"].get("unit") or {}).get("SubState") in STARTING:
+        return []
     main = str(d["server"].get("main_pid") or "")
     return [h for h in held if h.get("unit") == ctx.paths.unit_name
             and (main in ("", "0") or main not in (str(h.get("pid")), str(h.get("ppid"))))]
@@ -172,7 +178,8 @@ def server_not_running(d: dict, ctx: Context) -> Finding | None:
                 f"{holder(stray[0])}, which systemd does not run as {p.unit_name}{said}",
                 f"sudo kill {' '.join(str(h['pid']) for h in stray)} (left from an earlier "
                 f"start), then sudo systemctl restart {p.unit_name}")
-    if err and re.search(DB_ERROR, err["line"]) and db_failed(d):
+    starting = unit.get("SubState") in STARTING
+    if db_failed(d) and ((err and re.search(DB_ERROR, err["line"])) or starting):
         # the database layer shows its side: that is the cause
         return (f"{p.unit_name} is {unit_summary(unit)}; {front}{said}",
                 f"fix the database layer's fault, then sudo systemctl restart {p.unit_name}",

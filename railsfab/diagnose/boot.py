@@ -33,7 +33,7 @@ def boot_fix(d: dict, ctx: Context) -> str:
     said = SYSTEMD_FIXES.get(next((k for k in SYSTEMD_FIXES if k in err["line"]), ""))
     if said:
         return said.format(env=p.env_file, user=ctx.app_user, unit=p.unit_name)
-    if "Control process exited" in err["line"]:
+    if "ExecStartPre=" in err["line"]:
         return control_fix(srv, ctx)
     if err.get("gem"):
         return gem_fix(err["gem"], ctx)
@@ -63,7 +63,7 @@ def boot_evidence(d: dict, ctx: Context) -> str:
         return ""
     if "Failed to load environment files" in err["line"]:
         return f"; the unit's EnvironmentFile is {p.env_file}"
-    if "Control process exited" in err["line"]:
+    if "ExecStartPre=" in err["line"]:
         return "".join(f"; {drop_in} adds to the unit (railsfab writes no drop-in)"
                        for drop_in in drop_ins(srv))
     gem = err.get("gem") or {}

@@ -201,8 +201,20 @@ def unit_env(name: str, env_file: str) -> dict[str, str]:
 # systemd could not start the unit's process at all (this start never reached ExecStart)
 SYSTEMD_WHY = re.compile(r" systemd\[1\]: .*(Failed to load environment files|Failed to set up "
                          r"|Failed to determine user credentials|Failed at step \w+ spawning"
-                         r"|Failed to locate executable|Failed to execute "
-                         r"|Control process exited)")
+                         r"|Failed to locate executable|Failed to execute )")
+# systemctl show's record of an ExecStartPre= run: "{ path=... ; argv[]=... ; ignore_errors=no
+# ; start_time=[...] ; stop_time=[...] ; pid=1 ; code=exited ; status=3 }"
+PRE_RUN = re.compile(r"argv\[\]=(.*?) ; ignore_errors=no .*code=(\w+) ; status=(\d+)")
+
+
+def failed_pre(value: str) -> str | None:
+    """The ExecStartPre= command that failed at this start, as systemd recorded it (for a
+    forking server systemd calls its ExecStart a "control process" too: that one is the
+    server's own start, whose error is in its log)."""
+    m = PRE_RUN.search(value or "")
+    if m is None or (m.group(2) == "exited" and m.group(3) == "0"):
+        return None
+    return f"its ExecStartPre={m.group(1)[:120]} {m.group(2)} with status {m.group(3)}"
 
 
 def server(P: dict) -> dict:
@@ -228,9 +240,10 @@ def server(P: dict) -> dict:
     # for a start that never ran the server (no env file, no user, no executable): then
     # that is the cause, and the app's logs hold only earlier starts' lines
     said = [line for line in own if " systemd[1]: " not in line]
-    # (a control process of a unit that runs: a reload's, not why it could not start)
-    why = next((line for line in own if SYSTEMD_WHY.search(line) and not (
-        unit.get("ActiveState") == "active" and "Control process" in line)), None)
+    why = next((line for line in own if SYSTEMD_WHY.search(line)), None)
+    pre = failed_pre(unit.get("ExecStartPre", ""))
+    if why is None and pre and unit.get("ActiveState") != "active":
+        why = f"{name}: {pre}"
     error, source = first_error(log), P["server_log"]
     if why is not None:
         error, source = why.split(": ", 1)[-1], f"systemd (journalctl -u {name})"

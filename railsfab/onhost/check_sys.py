@@ -20,7 +20,8 @@ import time
 
 UNIT_PROPS = ("LoadState", "ActiveState", "SubState", "Result", "NRestarts", "ExecMainCode",
               "ExecMainStatus", "MainPID", "InactiveExitTimestampMonotonic", "ControlGroup",
-              "MemoryCurrent", "MemoryMax", "NeedDaemonReload", "DropInPaths")
+              "MemoryCurrent", "MemoryMax", "NeedDaemonReload", "DropInPaths",
+              "ExecStartPre")
 # ss -p's process list: users:(("nginx",pid=7848,fd=5),...)
 SS_USER = re.compile(r'\("([^"]*)",pid=(\d+),fd=\d+\)')
 # "Out of memory: Killed process 123 (ruby)", "Memory cgroup out of memory: ...", systemd's

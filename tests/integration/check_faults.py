@@ -221,7 +221,7 @@ FAULTS = {
     "the database's host name does not resolve": Fault(
         f"cp {ENV} /root/rf-env && sed -i 's/@[0-9.]*:/@db.rf-missing.invalid:/; "
         f"s/^DATABASE_HOST=.*/DATABASE_HOST=db.rf-missing.invalid/' {ENV} && "
-        f"(systemctl restart {UNIT}{MAY_FAIL})",
+        f"systemctl restart --no-block {UNIT} && sleep 3",
         f"cp /root/rf-env {ENV} && rm /root/rf-env; {RESTART}",
         "database", "db.rf-missing.invalid", "fab deploy writes DATABASE_URL"),
     # a drop-in nobody of railsfab wrote fails before the server runs; an older error line
@@ -232,7 +232,7 @@ FAULTS = {
         f" && echo '{OLD_LINE}' >> {LOG}/unicorn.stderr.log && "
         f"(systemctl restart {UNIT}{MAY_FAIL})",
         f"rm -r $(dirname {DROPIN}) && systemctl daemon-reload; {RESTART}",
-        "app server", "status=3", f"{DROPIN}"),
+        "app server", "exit 3 exited with status 3", f"{DROPIN}"),
     # a folder the unit may write is gone: systemd cannot set up its namespace
     "a shared folder the app writes is gone": Fault(
         f"mv {STORAGE} /srv/sample/rf-storage.off && (systemctl restart {UNIT}{MAY_FAIL})",

@@ -57,8 +57,8 @@ def test_healthy_hosts_are_all_green(healthy):
 @pytest.mark.parametrize("fault", FAULTS)
 def test_injected_fault_is_named_with_its_fix(healthy, sandbox, fault):
     f = FAULTS[fault]
-    ssh(sandbox, "web2", f.inject)
     try:
+        ssh(sandbox, "web2", f.inject)
         code, result = verdicts(healthy)
     finally:
         ssh(sandbox, "web2", f.undo)

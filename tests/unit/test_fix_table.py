@@ -70,6 +70,17 @@ def db_name_unresolved(d, host="db.invalid"):
                "login": {"ok": False, "stage": "connect", "error": error}}
 
 
+def master_starting_on_an_unresolved_db(d):
+    """A start under way: its master holds the socket, waiting on a database name that
+    does not resolve (no error logged yet): not a process left from an earlier start."""
+    db_name_unresolved(d)
+    d["server"]["error"] = None
+    d["server"]["unit"].update(SubState="start", Result="success")
+    d["socket"].update(listening=True, holders=[{
+        "pid": 7059, "ppid": 1, "cmd": "unicorn master -D", "user": "sample",
+        "unit": "sample-unicorn.service", "state": "S"}])
+
+
 def db_stage_name_unresolved(d):
     db_name_unresolved(d, host="10.238.1.20")
 
@@ -81,8 +92,8 @@ def db_stopped(d):
 
 
 def drop_in_fails(d):
-    app_server_failing(d, {"line": "sample-unicorn.service: Control process exited, "
-                                   "code=exited, status=3/NOTIMPLEMENTED",
+    app_server_failing(d, {"line": "its ExecStartPre=/bin/sh -c echo no; exit 3 exited with "
+                                   "status 3",
                            "source": "systemd (journalctl -u sample-unicorn.service)",
                            "paths": [], "gem": None})
     d["server"]["unit"]["DropInPaths"] = ("/etc/systemd/system/sample-unicorn.service.d/"
@@ -127,6 +138,8 @@ ROWS = [
     (db_name_unresolved, "database", "db.invalid:3306: [Errno -2] Name or service not known",
      "fab deploy writes DATABASE_URL with hosts.yaml's database (10.238.1.20:3306) into "
      "/etc/railsfab/sample.env again (it names db.invalid)"),
+    (master_starting_on_an_unresolved_db, "database", "db.invalid:3306: [Errno -2] Name or "
+     "service not known", "fab deploy writes DATABASE_URL with hosts.yaml's database"),
     (db_stage_name_unresolved, "database", "Name or service not known",
      "10.238.1.20 does not resolve from this host: set database.host in hosts.yaml"),
     (db_stopped, "database", "Connection refused",

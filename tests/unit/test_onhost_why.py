@@ -72,3 +72,15 @@ def test_a_table_the_database_lacks_and_the_migration_that_creates_it(tmp_path, 
     assert check_why.table_evidence(str(tmp_path), lines, {"tables": ["photos"]}) is None
     # no login, no list of tables: nothing to compare
     assert check_why.table_evidence(str(tmp_path), lines, {"tables": None}) is None
+
+
+def test_a_failed_exec_start_pre_is_systemds_record_of_this_start():
+    from railsfab.onhost.check import failed_pre
+
+    failed = ("{ path=/bin/sh ; argv[]=/bin/sh -c echo no >&2; exit 3 ; ignore_errors=no ; "
+              "start_time=[Mon 2026-12-07 00:44:27 UTC] ; stop_time=[Mon 2026-12-07 00:44:27 "
+              "UTC] ; pid=6812 ; code=exited ; status=3 }")
+    assert failed_pre(failed) == ("its ExecStartPre=/bin/sh -c echo no >&2; exit 3 exited "
+                                  "with status 3")
+    assert failed_pre(failed.replace("status=3", "status=0")) is None
+    assert failed_pre("") is None
