@@ -160,10 +160,10 @@ def test_a_table_gone_from_the_database_names_its_migration(healthy, sandbox, in
 
 
 def test_an_nginx_site_edited_by_hand_is_a_warning(healthy, sandbox):
-    ssh(sandbox, "web2", f"cp -p {SITE} /root/rf-site && sed -i 's/server_tokens off;/"
-                         f"server_tokens off; client_max_body_size 1m;/' {SITE} && "
-                         "systemctl reload nginx")
     try:
+        ssh(sandbox, "web2", f"cp -p {SITE} /root/rf-site && sed -i 's/server_tokens off;/"
+                             f"server_tokens off; add_header X-Rf-Edited yes;/' {SITE} && "
+                             "systemctl reload nginx")
         code, result = verdicts(healthy)
     finally:
         ssh(sandbox, "web2", f"cp -p /root/rf-site {SITE} && rm /root/rf-site && "
@@ -171,7 +171,7 @@ def test_an_nginx_site_edited_by_hand_is_a_warning(healthy, sandbox):
     assert code == 0, result
     v = next(x for x in result["web2"] if x["layer"] == "site config")
     assert v["status"] == "warn", v
-    assert "client_max_body_size 1m;" in v["detail"], v
+    assert "add_header X-Rf-Edited yes;" in v["detail"], v
     assert v["fix"].startswith("fab deploy"), v
 
 
