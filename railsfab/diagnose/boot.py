@@ -67,6 +67,9 @@ def boot_evidence(d: dict, ctx: Context) -> str:
         return "".join(f"; {drop_in} adds to the unit (railsfab writes no drop-in)"
                        for drop_in in drop_ins(srv))
     gem = err.get("gem") or {}
+    if gem and not gem.get("package"):
+        return (f"; no Debian package provides it (dpkg); the release ({p.current}) loads its "
+                f"gems from {gems_dir(p)} (its Gemfile: {p.gemfile_in(p.current)})")
     if gem.get("package"):
         same = gem["provides"] == gem["version"]
         return (f"; dpkg: {gem['package']} provides {gem['gem']} {gem['provides']}"
@@ -128,6 +131,15 @@ def gem_fix(gem: dict, ctx: Context) -> str:
         return (f"sudo apt-get install --reinstall {gem['package']} (Debian's package of "
                 f"{name}), then {restart}")
     if gem.get("package"):
-        return (f"fab deploy (the release's Gemfile.lock asks {name}; {gem['package']} now "
-                f"provides {gem['provides']}: the deploy resolves the gems again)")
-    return f"fab deploy (its gems step installs {name} for the release), then {restart}"
+        return (f"{gem['package']} provides {gem['gem']} {gem['provides']}, the release's "
+                f"Gemfile.lock asks {name}: make them agree (a Gemfile.lock resolved against "
+                "the hosts' packages, or the package of that version), then fab deploy")
+    p = ctx.paths
+    env = " ".join(f"{k}={v}" for k, v in p.bundler_env(p.current).items())
+    # (fab deploy would not: its gems step runs when the Gemfile.lock changes)
+    return (f"install it where the release loads its gems, as their owner: cd {p.current} && "
+            f"sudo -u $(stat -c %U {gems_dir(p)}) env {env} bundle install, then {restart}")
+
+
+def gems_dir(p) -> str:
+    return p.bundle if p.gems == "bundler" else p.gem_home

@@ -125,10 +125,11 @@ ROWS = [
      "sudo apt-get install --reinstall ruby-mini-magick (Debian's package of mini_magick "
      "4.11.0), then sudo systemctl restart sample-unicorn.service"),
     (gem_upgraded, "app server", "ruby-mini-magick provides mini_magick 4.12.0",
-     "fab deploy (the release's Gemfile.lock asks mini_magick 4.11.0; ruby-mini-magick now "
-     "provides 4.12.0"),
+     "ruby-mini-magick provides mini_magick 4.12.0, the release's Gemfile.lock asks "
+     "mini_magick 4.11.0: make them agree"),
     (gem_of_no_package, "app server", "Could not find mini_magick-4.11.0",
-     "fab deploy (its gems step installs mini_magick 4.11.0 for the release)"),
+     "install it where the release loads its gems, as their owner: cd /srv/sample/current "
+     "&& sudo -u $(stat -c %U /srv/sample/shared/gems) env BUNDLE_GEMFILE="),
     (asset_missing, "assets", ".sprockets-manifest-ab12.json in current/public/assets lacks it, "
      "though the release has app/assets/stylesheets/application.css",
      "fab rails --only web2 -- assets:precompile (compiles the release's assets again, "
