@@ -315,12 +315,12 @@ def main(P: dict) -> None:
     # stdout log
     logs = [P["app_log"], P.get("server_stdout", P["app_log"])]
     before = {"nginx": size(NGINX_LOG), **{log: size(log) for log in logs}}
+    env = read_env(P["env_file"])
     with ThreadPoolExecutor(max_workers=12) as pool:
         slow = {"nginx": pool.submit(nginx_state), "server": pool.submit(server, P),
                 "listeners": pool.submit(listening, P), "host": pool.submit(host_state, P),
                 "release": pool.submit(release_state, P),
-                "db": pool.submit(database, P, read_env(P["env_file"])),
-                "s3": pool.submit(app_s3, P, read_env(P["env_file"]))}
+                "db": pool.submit(database, P, env), "s3": pool.submit(app_s3, P, env)}
         asked = requests(P, pool, rid)
         got = {k: f.result() for k, f in slow.items()}
     n, srv, sock, listeners = got["nginx"], got["server"], P["socket"], got["listeners"]
