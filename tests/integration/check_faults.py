@@ -30,8 +30,10 @@ OLD_LINE = ("E, [2026-01-01T00:00:00.000000 #1] ERROR -- : an error of an earlie
 MAY_FAIL = " || true"
 # The sandbox's systemd cannot kill a unit's cgroup ("Failed to kill control group"): a
 # master that a failed start left running is ended by the PIDs its cgroup lists.
+# systemd refuses a 6th start within 10 s (StartLimitBurst): the counter is reset first.
 RESTART = (f"systemctl stop {UNIT}; for p in $(cat /sys/fs/cgroup/systemd/system.slice/"
-           f"{UNIT}.service/cgroup.procs); do kill -9 $p; done; systemctl start {UNIT}")
+           f"{UNIT}.service/cgroup.procs); do kill -9 $p; done; systemctl reset-failed {UNIT}; "
+           f"systemctl start {UNIT}")
 
 
 def wait_listen(what: str) -> str:

@@ -14,6 +14,14 @@ import pytest
 from tests.conftest import run_fab, run_host_spec
 from tests.integration.check_faults import FAULTS, SITE, UNIT
 
+# after an undo: the app answers its health path through nginx again (its workers booted),
+# before the next fault is injected (30 s at most: else the undo failed, said here); the
+# units' start counters are reset (systemd refuses a 6th start within 10 s, and the faults
+# restart the app server in quick succession)
+SETTLED = ("for i in $(seq 150); do curl -fs -o /dev/null -m 2 http://127.0.0.1/up && "
+           f"systemctl reset-failed {UNIT} nginx && exit 0; sleep 0.2; done; "
+           "echo 'the fault was not undone: /up does not answer 200' >&2; exit 1")
+
 
 def ssh(sandbox, host: str, script: str) -> None:
     r = subprocess.run(["ssh", "-F", str(sandbox.ssh_config), "-o", "BatchMode=yes", host,
@@ -62,6 +70,7 @@ def test_injected_fault_is_named_with_its_fix(healthy, sandbox, fault):
         code, result = verdicts(healthy)
     finally:
         ssh(sandbox, "web2", f.undo)
+        ssh(sandbox, "web2", SETTLED)
     assert code != 0
     broken = first_broken(result["web2"])
     assert broken is not None, result["web2"]
