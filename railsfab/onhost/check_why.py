@@ -18,12 +18,17 @@ import subprocess
 # "Could not find gem 'x (~> 1.0)' in ...", "Could not find x-1.2 in any of the sources"
 GEM_MISSING = re.compile(r"Could not find (?:gem '([\w.-]+)[^']*'|([\w.-]+?)-(\d[\w.]*)"
                          r"(?:-[\w_-]+)?) in ")
-# Sprockets: The asset "application.css" is not present in the asset pipeline.
-ASSET_MISSING = re.compile(r'The asset "([^"]+)" is not present in the asset pipeline')
+# Sprockets: The asset "application.css" is not present in the asset pipeline. (The app
+# writes its log: a name is taken only as a logical asset path, never with "..", before
+# root globs for it or a fix names it.)
+ASSET_MISSING = re.compile(r'The asset "(\w[\w@+.-]*(?:/\w[\w@+.-]*)*)" is not present in '
+                           r"the asset pipeline")
 # MySQL/MariaDB, PostgreSQL, SQLite: the table a query needed and the database lacks
 TABLE_MISSING = re.compile(r"Table '(?:[\w$]+\.)?([\w$]+)' doesn't exist|relation \"(?:\w+\.)?"
                            r"(\w+)\" does not exist|no such table: (\w+)")
 CREATE_TABLE = r"create_table\s*\(?\s*[:\"']{}[\"']?[\s,)]"
+# a migration file as Rails names it (its version goes into a printed command)
+MIGRATION_FILE = re.compile(r"\d+_\w+\.rb")
 
 
 def gem_evidence(line: str | None) -> dict | None:
@@ -60,6 +65,8 @@ def asset_evidence(release: str, lines: list[str]) -> dict | None:
     if m is None:
         return None
     name = m.group(1)
+    if ".." in name.split("/"):
+        return None
     stem = os.path.splitext(name)[0]
     sources = sorted({os.path.relpath(f, release)
                       for root in ("app/assets", "lib/assets", "vendor/assets")
@@ -86,6 +93,8 @@ def table_evidence(release: str, lines: list[str], db: dict | None) -> dict | No
     found = {"table": table, "error": m.group(0), "file": None}
     pattern = re.compile(CREATE_TABLE.format(re.escape(table)))
     for path in sorted(glob.glob(f"{release}/db/migrate/*.rb")):
+        if not MIGRATION_FILE.fullmatch(os.path.basename(path)):
+            continue
         try:
             with open(path, errors="replace") as f:
                 if pattern.search(f.read(1 << 20)):

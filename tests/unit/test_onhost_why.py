@@ -52,6 +52,11 @@ def test_an_asset_the_manifest_lacks_with_the_release_s_sources(tmp_path):
     other = check_why.asset_evidence(str(tmp_path), [lines[0].replace("application", "x")])
     assert other["sources"] == []
     assert check_why.asset_evidence(str(tmp_path), ["Completed 200 OK"]) is None
+    # the app writes its log: a name that leaves the release or is no asset path is no evidence
+    for forged in ("../../../etc/shadow", "x; rm -rf ~", "a/../b.css"):
+        assert check_why.asset_evidence(
+            str(tmp_path), [f'The asset "{forged}" is not present in the asset pipeline']
+        ) is None
 
 
 @pytest.mark.parametrize("error", [
@@ -65,6 +70,8 @@ def test_a_table_the_database_lacks_and_the_migration_that_creates_it(tmp_path, 
         "class CreatePhotos < ActiveRecord::Migration[7.2]\n  def change\n"
         "    create_table :photos do |t|\n    end\n  end\nend\n")
     (migrate / "20260102000000_create_photo_tags.rb").write_text("create_table :photo_tags")
+    # a file Rails would not run as a migration: its name goes into no printed command
+    (migrate / "9;touch x_create_photos.rb").write_text("create_table :photos\n")
     lines = [f"[x] ActionView::Template::Error ({error}):"]
     found = check_why.table_evidence(str(tmp_path), lines, {"tables": ["users"]})
     assert (found["table"], found["file"]) == ("photos", "20260101000000_create_photos.rb")
