@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from railsfab import verify
+from railsfab.diagnose.assets import missing_asset
 from railsfab.diagnose.base import Context, Finding, Layer, last
 from railsfab.diagnose.boot import boot_evidence, boot_fix
 from railsfab.diagnose.drift import server_drift
@@ -311,7 +312,7 @@ def app_error(d: dict, ctx: Context) -> Finding | None:
         return None
     err, where = request_error(d)
     err = err or last(app_log(d), r"Error|Exception") or "see the log"
-    if (d.get("missing") or {}).get("asset"):  # the assets layer shows its side
+    if missing_asset(d):  # the assets layer shows its side
         return (f"/ answers 500: {err}", "fix the assets layer's fault, then fab restart-app",
                 "assets")
     release_id = (release(d).get("ledger") or {}).get("id", "current")

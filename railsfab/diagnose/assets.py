@@ -7,12 +7,15 @@ from railsfab.diagnose.base import Context, Finding, Layer
 
 def no_assets(d: dict, ctx: Context) -> Finding | None:
     if not d["asset"]:
-        only = f" --only {ctx.host}" if ctx.host else ""
         return ("no precompiled assets in current/public/assets "
-                "(pages load unstyled: asset requests 404)",
-                f"fab rails{only} -- assets:precompile (compiles the release's assets, "
-                f"RAILS_ENV={d['rails_env']}), then fab restart-app{only}")
+                "(pages load unstyled: asset requests 404)", precompile(d, ctx, ""))
     return None
+
+
+def precompile(d: dict, ctx: Context, again: str = " again") -> str:
+    """The fix that compiles the release's assets on this host, then restarts its server."""
+    return (f"fab rails{ctx.only} -- assets:precompile (compiles the release's assets{again}, "
+            f"RAILS_ENV={d['rails_env']}), then fab restart-app{ctx.only}")
 
 
 def missing_asset(d: dict) -> dict | None:
@@ -28,11 +31,8 @@ def not_in_manifest(d: dict, ctx: Context) -> Finding | None:
     code = d["http"]["root"]["code"]
     said = (f"/ answers {code}: The asset \"{a['asset']}\" is not present in the asset "
             f"pipeline: {a['manifest'] or 'no manifest'} in current/public/assets lacks it")
-    only = f" --only {ctx.host}" if ctx.host else ""
     if a["sources"]:
-        return (f"{said}, though the release has {', '.join(a['sources'])}",
-                f"fab rails{only} -- assets:precompile (compiles the release's assets again, "
-                f"RAILS_ENV={d['rails_env']}), then fab restart-app{only}")
+        return f"{said}, though the release has {', '.join(a['sources'])}", precompile(d, ctx)
     return (f"{said}, and no file of the release's app/assets, lib/assets or vendor/assets "
             "is its source", f"the app asks for {a['asset']}, which it does not have: add it "
             "to app/assets (or fix the reference), then fab deploy")

@@ -22,20 +22,24 @@ def db_unreachable(d: dict, ctx: Context) -> Finding | None:
     if db["reachable"]:
         return None
     error, where = db.get("error") or "", db.get("where", "?")
-    address = where.split("@", 1)[-1].split("/", 1)[0]
+    address = db_address(where)
     said = f"cannot reach the database ({where}): {error}"
     if ctx.stage_db and address != ctx.stage_db:
         said += (f"; the app's settings ({db.get('source') or 'the env file'}; "
                  f"{ctx.paths.env_file}) name {address}, hosts.yaml's database is "
                  f"{ctx.stage_db}")
-    return said, unreachable_fix(db, ctx)
+    return said, unreachable_fix(db, address, ctx)
 
 
-def unreachable_fix(db: dict, ctx: Context) -> str:
-    """What the connect's error calls for: the name the app uses, the port nothing listens
-    on, or the network path that gives no answer."""
-    error, where = db.get("error") or "", db.get("where", "")
-    address = where.split("@", 1)[-1].split("/", 1)[0]  # host:port the app uses
+def db_address(where: str) -> str:
+    """"host:port" of the probe's "user@host:port/name"."""
+    return where.split("@", 1)[-1].split("/", 1)[0]
+
+
+def unreachable_fix(db: dict, address: str, ctx: Context) -> str:
+    """What the connect's error calls for: the name the app uses (`address`, host:port),
+    the port nothing listens on, or the network path that gives no answer."""
+    error = db.get("error") or ""
     host = address.rsplit(":", 1)[0]
     said = db.get("source") or "the env file"
     if UNRESOLVED.search(error):
@@ -78,11 +82,10 @@ def migrations_pending(d: dict, ctx: Context) -> Finding | None:
         return None
     release = ((d.get("release") or {}).get("ledger") or {}).get("id", "current")
     err = db_error(d)
-    only = f" --only {ctx.host}" if ctx.host else ""
     return (f"{m['count']} migration(s) of release {release} have not run on "
             f"{d['db'].get('where', 'the database')}: {', '.join(m['pending'])}"
             + (f"; / answers {d['http']['root']['code']}: {err}" if err else ""),
-            f"fab rails{only} -- db:migrate (runs them from this host's release)")
+            f"fab rails{ctx.only} -- db:migrate (runs them from this host's release)")
 
 
 def db_user_cannot_write(d: dict, ctx: Context) -> Finding | None:
@@ -112,8 +115,7 @@ def table_gone(d: dict, ctx: Context) -> Finding | None:
     t = (d.get("missing") or {}).get("table")
     if t is None:
         return None
-    where, table = d["db"].get("where", "the database"), t["table"]
-    only = f" --only {ctx.host}" if ctx.host else ""
+    where, table, only = d["db"].get("where", "the database"), t["table"], ctx.only
     said = f"/ answers {d['http']['root']['code']}: {t['error']}: {where} has no table {table}"
     if not t["file"]:
         return (f"{said}, and no migration of the release creates it",

@@ -86,6 +86,11 @@ class Context:
                    health, https, d.get("pipeline", True), sg, host, expected, modes, stage_db)
 
     @property
+    def only(self) -> str:
+        """` --only <host>`: a fix's fab command for this host alone ("" without a name)."""
+        return f" --only {self.host}" if self.host else ""
+
+    @property
     def app_address(self) -> str:
         """Where the app server must accept connections: nginx's socket, or the TCP port."""
         return self.paths.socket if self.front.nginx else f"tcp :{self.front.port}"
