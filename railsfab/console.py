@@ -160,21 +160,24 @@ def log_files(s: Serving) -> list[str]:
     p = s.paths
     files = [p.server_log, p.server_stdout, p.rails_log(s.app.rails_env)]
     if s.app.nginx:
-        files += NGINX_LOGS
+        files += nginx_logs(s)
     return files
 
 
-NGINX_LOGS = ["/var/log/nginx/error.log", "/var/log/nginx/access.log"]
+def nginx_logs(s: Serving) -> list[str]:
+    """nginx's errors (all sites share them) and the app's own access log."""
+    return ["/var/log/nginx/error.log", s.paths.nginx_access_log]
 
 
 def logs_script(s: Serving, *, lines: int, follow: bool) -> str:
     """`tail` of the app's logs as the app's user (they are in its folder: a link there to
     /etc/shadow shows nothing), of nginx's as root; each started at once when following."""
     tail = f"tail -n {int(lines)}{' -F' if follow else ''}"
-    app = " ".join(shlex.quote(f) for f in log_files(s) if f not in NGINX_LOGS)
+    nginx = nginx_logs(s)
+    app = " ".join(shlex.quote(f) for f in log_files(s) if f not in nginx)
     parts = [f"runuser -u {s.app.run_user} -- {tail} {app} 2>/dev/null"]
     if s.app.nginx:
-        parts.append(f"{tail} {' '.join(NGINX_LOGS)} 2>/dev/null")
+        parts.append(f"{tail} {' '.join(shlex.quote(f) for f in nginx)} 2>/dev/null")
     return (" & ".join(parts) + " & wait" if follow else "; ".join(parts)) + "; true"
 
 

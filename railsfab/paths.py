@@ -136,6 +136,13 @@ class Paths:
         return f"/etc/nginx/sites-enabled/{self.app}"
 
     @property
+    def nginx_access_log(self) -> str:
+        """The app's own access log (its site's `access_log`, in the timed format railsfab
+        reads to judge a canary: railsfab.traffic). Debian's logrotate rotates every
+        /var/log/nginx/*.log, this one with them."""
+        return f"/var/log/nginx/{self.app}.access.log"
+
+    @property
     def nginx_default_sites(self) -> tuple[str, ...]:
         """The stock server blocks that would shadow the app (Debian/Ubuntu and nginx.org)."""
         return ("/etc/nginx/sites-enabled/default", "/etc/nginx/conf.d/default.conf")

@@ -46,7 +46,7 @@ def test_logs_show_lines_from_every_web_host(stage):
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith(f"{host} | ")]
         assert any("production.log" in ln for ln in lines), host
         assert any("unicorn.stderr.log" in ln for ln in lines), host
-        assert any("/var/log/nginx/access.log" in ln for ln in lines), host
+        assert any("/var/log/nginx/sample.access.log" in ln for ln in lines), host
 
 
 def test_secrets_in_the_app_folder_never_reach_a_host(stage, inv, sandbox):

@@ -126,6 +126,6 @@ def test_app_logs_are_read_as_the_apps_user_nginx_logs_as_root(tmp_path, monkeyp
     s = stage(tmp_path, monkeypatch)
     once = logs_script(s, lines=5, follow=False)
     assert once.startswith("runuser -u shop -- tail -n 5 /srv/shop/shared/log/unicorn")
-    assert "; tail -n 5 /var/log/nginx/error.log /var/log/nginx/access.log" in once
+    assert "; tail -n 5 /var/log/nginx/error.log /var/log/nginx/shop.access.log" in once
     follow = logs_script(s, lines=5, follow=True)
     assert " -F " in follow and follow.endswith("& wait; true")
