@@ -5,9 +5,10 @@ For each size N, on a stage of web1..webN + db (the hosts freshly booted for eac
   no-op     `fab deploy` again: nothing changes (and the same on a copy of the stage
             without the ALB: no AWS call, boto3 not imported)
   (the stage with the ALB has app.artifact: s3: each release is put in the bucket once)
-  changed   `fab deploy` of a changed release (an edited view), rolling through the target
-            group in batches of a quarter of the hosts (aws.batch_size = max(1, N // 4)),
-            under a 50-connection load through nginx on the N hosts; failed requests counted
+  changed   `fab deploy` of a changed release (an edited view) through the target group with
+            the default rollout (a USR2 handover stays in service: the canary, baked under
+            the load, then the other hosts at once), under a 50-connection load through
+            nginx on the N hosts; failed requests counted
   check     `fab check`
 each timed as a command (Python start-up included), median of --reps (fresh: --fresh-reps,
 1 by default: it is minutes at N = 8). Sent: the bytes the controller sent over SSH during
@@ -55,8 +56,8 @@ def web_hosts(n: int) -> list[str]:
 
 def stage_files(folder: Path, sizes: list[int]) -> tuple[Path, dict[int, tuple[Path, Path]]]:
     """The whole sandbox's hosts.yaml (8 web + db) and, beside it, two per size: the same
-    sandbox, keys and state, listing web1..webN + db, batches of a quarter of the hosts;
-    and that stage without its ALB."""
+    sandbox, keys and state, listing web1..webN + db, with the default rollout; and that
+    stage without its ALB."""
     app = folder / "app"
     shutil.copytree(ROOT / "examples/sample_app", app,
                     ignore=shutil.ignore_patterns("Gemfile.lock", "*.log", "cache"))
@@ -70,7 +71,6 @@ def stage_files(folder: Path, sizes: list[int]) -> tuple[Path, dict[int, tuple[P
     for n in sizes:
         st = yaml.safe_load(yaml.safe_dump(doc["stages"][STAGE]))
         st["hosts"] = [h for h in st["hosts"] if h["name"] in web_hosts(n) + ["db"]]
-        st["aws"]["batch_size"] = max(1, n // 4)
         st["app"]["artifact"] = "s3"  # the release once through the bucket, whatever N
         path = folder / f"hosts-{n}.yaml"
         path.write_text(yaml.safe_dump({"default_stage": STAGE, "stages": {STAGE: st}},
@@ -194,7 +194,7 @@ def table(rows: list[dict], reps: int, fresh_reps: int, mem: dict[str, float]) -
     k = 1024
     lines = [
         "| web hosts | fresh deploy | sent | no-op deploy (no ALB) | sent | changed release (ALB, "
-        "batches of N/4) | sent | failed / served under load | fab check |",
+        "canary + rest) | sent | failed / served under load | fab check |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
@@ -214,6 +214,11 @@ def table(rows: list[dict], reps: int, fresh_reps: int, mem: dict[str, float]) -
         f"db {mem.get('db', 0):.0f} MiB; {len(mem)} hosts {sum(mem.values()):.0f} MiB.",
     ]
     if rows[0]["n"] == 1:
+        for key, what in (("fresh", "fresh deploy"), ("changed", "changed release")):
+            if rows[0][key]:
+                one = med(rows[0][key], 0)
+                lines.append(f"{what.capitalize()} vs 1 host: " + ", ".join(
+                    f"{r['n']} hosts {med(r[key], 0) / one:.2f}x" for r in rows[1:]))
         for key, what in (("noop", "ALB"), ("noop_no_alb", "no ALB")):
             one = med(rows[0][key], 0)
             lines.append(f"No-op deploy vs 1 host ({what}): " + ", ".join(

@@ -17,7 +17,15 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from railsfab.errors import ConfigError
 from railsfab.inventory_errors import describe, read_yaml, suggest
 from railsfab.inventory_fleet import HostsFrom, check_stage
-from railsfab.inventory_parts import SSH, Database, Host, LinkedFile, own_folder, plain_env
+from railsfab.inventory_parts import (
+    SSH,
+    Database,
+    Host,
+    LinkedFile,
+    Rollout,
+    own_folder,
+    plain_env,
+)
 from railsfab.inventory_sandbox import Sandbox
 from railsfab.inventory_shapes import (
     BUCKET_NAME,
@@ -245,6 +253,7 @@ class Stage(_Model):
     ssh: SSH = Field(default_factory=SSH)
     app: App
     aws: AWS = Field(default_factory=AWS)
+    rollout: Rollout = Field(default_factory=Rollout)
     apt_proxy: Url | None = None
     sandbox: Sandbox | None = None
 

@@ -119,3 +119,21 @@ class LinkedFile(_Model):
                              "config/ (e.g. config/database.yml, config/master.key), kept in "
                              "shared/config, which only root writes; not code")
         return self
+
+
+class Rollout(_Model):
+    """How a release goes out behind a target group (railsfab.publish). A host whose plan is
+    a zero-downtime handover stays in service: one canary goes first and bakes under real
+    traffic, then the rest at once (or in waves). Hosts whose plan disrupts (a full restart,
+    a server switch, nginx's site) leave the target group, in batches of aws.batch_size."""
+
+    canary: bool = True  # one host first, judged by its traffic before the rest follow
+    wave: int | None = Field(None, ge=1)  # hosts at once after the canary (default: all)
+    bake: float = Field(10, ge=0, le=3600)  # seconds the canary serves before it is judged
+    # the bake ends early once the canary has answered this many requests since its switch
+    bake_requests: int = Field(500, ge=1)
+    # the canary's share of 5xx answers over the bake that stops the rollout (when it is
+    # also above the other hosts' share over the same window)
+    max_5xx: float = Field(0.01, ge=0, le=1)
+    # the canary's p95 upstream time above this multiple of the others' stops it
+    latency_factor: float = Field(3.0, ge=1)

@@ -2,12 +2,14 @@
 way (Capistrano's `publishing` stage, run again for a rollback).
 
 Every host was connected to, read and locked before (railsfab.session). Without a target
-group, every host's activation plan runs at once. With one, hosts whose plan disturbs nothing
-stay in service, the others go in batches: deregister (never the last healthy target) and
-drain -> the plan (switch, handover or restart; its verification is the local health gate)
--> register and wait until healthy. When a host fails, the roll stops; the failed batch is
-put back as it was (a batch in which nothing had changed yet at once), verified and
-registered again, and hosts that already took the change are reverted too.
+group, every host's activation plan runs at once. With one, in the order railsfab.rollout
+gives: the canary first (baked under real traffic when a release changes), then the hosts
+whose plan is a zero-downtime handover, in service, at once (or in waves), then the hosts
+whose plan disrupts, in batches: deregister (never the last healthy target) and drain -> the
+plan (its verification is the local health gate) -> register and wait until healthy. When a
+host fails (or the canary's traffic is worse than the others'), the roll stops; the failed
+wave or batch is put back as it was, verified and in the target group, and hosts that
+already took the change are reverted too.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rich.markup import escape
+
+from railsfab import rollout
 from railsfab.errors import RailsfabError
 from railsfab.executor import Executor, HostRun, parallel
 from railsfab.ops.base import Plan
+from railsfab.paths import Paths
 from railsfab.rolling import TargetGroup
 from railsfab.session import Session
 
@@ -49,9 +55,24 @@ def gate(s) -> Callable[[HostRun], Plan]:
 def publish(pub: Publication) -> None:
     tg = None if pub.executor.dry else pub.session.target_group()
     if tg is None:
+        if pub.executor.dry:
+            _say_rollout(pub)
         _all_at_once(pub)
     else:
         _roll(pub, tg)
+
+
+def _say_rollout(pub: Publication) -> None:
+    """--dry-run: the rollout a stage with a target group would take (the target group is
+    not asked: every host taken to be in service)."""
+    stage = pub.session.inv.stage
+    if not (stage.aws.target_group_arn or stage.aws.stack_name):
+        return
+    o = rollout.order(pub.plans, None, stage.rollout, stage.aws.batch_size,
+                      bake=pub.change is not None)
+    said = rollout.describe(o, stage.rollout)
+    said = said or "at most one host changes what it serves: nothing to roll"
+    pub.session.rep.info(escape(f"  rollout  {said}"))
 
 
 def _activate(pub: Publication, runs: list[HostRun]) -> dict[str, RailsfabError]:
@@ -93,46 +114,118 @@ def _all_at_once(pub: Publication) -> None:
 
 
 def _roll(pub: Publication, tg: TargetGroup) -> None:
-    runs = list(pub.session.runs.values())
-    rep = pub.session.rep
+    """Through the target group, in the order railsfab.rollout gives: the canary (baked
+    under real traffic), then the rest in service at once (or in waves), then the hosts
+    whose plan disrupts, in batches out of the target group."""
+    runs = pub.session.runs
+    stage = pub.session.inv.stage
     targets = {r.name: tg.target(r.host, r.conn, r.facts.instance_id if r.facts else None)
-               for r in runs}
-    idle = [r for r in runs if not pub.plans[r.name].disturbs]
-    busy = [r for r in runs if pub.plans[r.name].disturbs]
-    if idle:
-        if _activate(pub, idle):
-            pub.session.raise_if_failed()
-        health = tg.health()
-        for r in idle:
-            t = targets[r.name]
-            if health.get(t["Id"]) != "healthy":
-                pub.executor.run(r, pub.gate(r))
-            with rep.step(r.name, "target") as s:
-                if health.get(t["Id"]) == "healthy":
-                    s.ok(f"{t['Id']} healthy in the target group")
-                else:
-                    tg.register([t])
-                    s.change(f"{t['Id']} registered, healthy")
+               for r in runs.values()}
+    health = tg.health()
+    in_service = {n for n, t in targets.items() if health.get(t["Id"]) == "healthy"}
+    o = rollout.order(pub.plans, in_service, stage.rollout, stage.aws.batch_size,
+                      bake=pub.change is not None)
+    said = rollout.describe(o, stage.rollout)
+    if said:
+        pub.session.rep.info(escape(f"  rollout  {said}"))
+    _steady(pub, tg, [runs[n] for n in o.steady], targets, health)
     done: list[HostRun] = []
-    size = pub.session.inv.stage.aws.batch_size
-    for i in range(0, len(busy), size):
-        batch = busy[i:i + size]
-        theirs = [targets[r.name] for r in batch]
-        _deregister(tg, rep, batch, targets)
-        if _activate(pub, batch):
-            _recover(pub, tg, batch, theirs, done)
-        try:
-            with rep.step(_names(batch), "register") as s:
-                tg.register(theirs)
-                s.change("healthy in the target group")
-        except RailsfabError as exc:
-            # It serves the change (verified here) but the ALB does not take it back: a
-            # failure of the batch like any other, put back as it was.
-            exc.host = _names(batch)
-            for r in batch:
-                r.error = exc
-            _recover(pub, tg, batch, theirs, done)
+    if o.canary:
+        canary = runs[o.canary]
+        if o.canary_leaves:
+            _batch(pub, tg, [canary], targets, done)
+        else:
+            _in_place(pub, tg, [canary], targets, done, in_service)
+        done.append(canary)
+        if o.bake:
+            _bake(pub, tg, canary, [runs[n] for n in o.compare], targets[o.canary])
+    for wave in o.waves:
+        _in_place(pub, tg, [runs[n] for n in wave], targets, done, in_service)
+        done += [runs[n] for n in wave]
+    for names in o.batches:
+        batch = [runs[n] for n in names]
+        _batch(pub, tg, batch, targets, done)
         done += batch
+
+
+def _steady(pub: Publication, tg: TargetGroup, steady: list[HostRun], targets: dict,
+            health: dict) -> None:
+    """Hosts whose plan changes nothing that serves: in the target group, after the local
+    health gate when the ALB does not count them healthy."""
+    if not steady:
+        return
+    if _activate(pub, steady):
+        pub.session.raise_if_failed()
+    for r in steady:
+        t = targets[r.name]
+        if health.get(t["Id"]) != "healthy":
+            pub.executor.run(r, pub.gate(r))
+        with pub.session.rep.step(r.name, "target") as s:
+            if health.get(t["Id"]) == "healthy":
+                s.ok(f"{t['Id']} healthy in the target group")
+            else:
+                tg.register([t])
+                s.change(f"{t['Id']} registered, healthy")
+
+
+def _in_place(pub: Publication, tg: TargetGroup, wave: list[HostRun], targets: dict,
+              done: list[HostRun], in_service: set[str]) -> None:
+    """A wave that stays in service (a zero-downtime handover; hosts not in service have
+    nothing to lose): activated at once, the ones not in service registered after."""
+    theirs = [targets[r.name] for r in wave]
+    if _activate(pub, wave):
+        _recover(pub, tg, wave, theirs, done)
+    joining = [r for r in wave if r.name not in in_service]
+    if joining:
+        _register(pub, tg, joining, wave, theirs, done)
+
+
+def _batch(pub: Publication, tg: TargetGroup, batch: list[HostRun], targets: dict,
+           done: list[HostRun]) -> None:
+    """A batch whose plan disrupts: deregistered and drained, activated, registered."""
+    theirs = [targets[r.name] for r in batch]
+    _deregister(tg, pub.session.rep, batch, targets)
+    if _activate(pub, batch):
+        _recover(pub, tg, batch, theirs, done)
+    _register(pub, tg, batch, batch, theirs, done)
+
+
+def _register(pub: Publication, tg: TargetGroup, joining: list[HostRun], batch: list[HostRun],
+              theirs: list[dict], done: list[HostRun]) -> None:
+    try:
+        with pub.session.rep.step(_names(joining), "register") as s:
+            tg.register([t for r, t in zip(batch, theirs, strict=True) if r in joining])
+            s.change("healthy in the target group")
+    except RailsfabError as exc:
+        # It serves the change (verified here) but the ALB does not take it back: a
+        # failure of the batch like any other, put back as it was.
+        exc.host = _names(joining)
+        for r in batch:
+            r.error = exc
+        _recover(pub, tg, batch, theirs, done)
+
+
+def _bake(pub: Publication, tg: TargetGroup, canary: HostRun, others: list[HostRun],
+          target: dict) -> None:
+    """The canary serves real traffic before any other host takes the change; traffic
+    worse than the others' stops the rollout there, the canary put back."""
+    stage = pub.session.inv.stage
+    try:
+        with pub.session.rep.step(canary.name, "bake") as s:
+            judged = rollout.bake(canary, others, stage.rollout, Paths.of(stage.app))
+            if not judged.ok:
+                raise RailsfabError(
+                    "\n".join([f"the canary's traffic over the bake: {judged.said}",
+                                *judged.evidence]), host=canary.name, step="bake",
+                    fix=f"the new release answers worse than the release the other hosts "
+                        f"serve: see the requests above in the app's log (`fab logs --stage "
+                        f"{pub.session.inv.stage_name} --only {canary.name}`), fix, deploy "
+                        "again")
+            s.ok(judged.said)
+    except RailsfabError as exc:
+        exc.host = exc.host or canary.name
+        canary.error = exc
+        _recover(pub, tg, [canary], [target], [])
 
 
 def _deregister(tg: TargetGroup, rep, batch: list[HostRun], targets: dict) -> None:

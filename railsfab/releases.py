@@ -88,7 +88,8 @@ def rollback_plan(s: Serving, f: facts.Facts, target: str) -> Plan:
     return Plan([
         Planned("switch", activate.switch_to(s, target)),
         Planned(s.server.name, Change(f"{mode} restart of {s.server.name} from {target}",
-                                      run=runs.handover(s.server, mode, False))),
+                                      run=runs.handover(s.server, mode, False),
+                                      gapless=activate.gapless(mode))),
         Planned("verify", activate.verified(f, s)),
     ])
 

@@ -25,7 +25,8 @@ def restart_plan(s: Serving, *, mode: str | None, hard: bool) -> Plan:
                         done="stopped and started (--hard)")
     else:
         mode = mode or server.modes[0]
-        change = Change(f"{mode} restart", run=runs.handover(server, mode, False))
+        change = Change(f"{mode} restart", run=runs.handover(server, mode, False),
+                        gapless=activate.gapless(mode))
     return Plan([Planned(server.name, change), Planned("verify", activate.verified(None, s))])
 
 

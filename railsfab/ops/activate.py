@@ -40,9 +40,10 @@ def server_config(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
     dest, text = d.paths.server_config, d.files["server_config"]
     if f.file_sha(dest) == sha(text):
         return NoChange(dest)
-    return Change(f"update {dest}", done=dest, diff=Diff(dest, text), scripts=(_install(
-        dest, text, owner="root", group=d.app.deploy_user, mode="0640",
-        validate="ruby -c {file} >/dev/null"),))
+    # read by the app server's next handover or restart, which the plan shows apart
+    return Change(f"update {dest}", done=dest, diff=Diff(dest, text), gapless=True,
+                  scripts=(_install(dest, text, owner="root", group=d.app.deploy_user,
+                                    mode="0640", validate="ruby -c {file} >/dev/null"),))
 
 
 def unit(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
@@ -103,8 +104,9 @@ def switch(f: Facts, d: Desired, p: Plan) -> Change | None:
 
 
 def switch_to(d: Serving, release: str) -> Change:
+    # the running master serves what it loaded until its handover: nothing is lost
     return Change(f"point current to releases/{release}", done=f"current -> releases/{release}",
-                  scripts=(Script(commands.switch_current(d.paths, release,
+                  gapless=True, scripts=(Script(commands.switch_current(d.paths, release,
                                                           owner=d.app.deploy_user)),))
 
 
@@ -139,7 +141,7 @@ def app_server(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
         gems_changed = f.current_meta.get("gems") != d.digests.gems
         mode = server.restart_mode(gems_changed=gems_changed,
                                    config_changed=p.changes(f"{server.name} config"))
-        return Change(f"hand over ({', '.join(soft)}; {mode})",
+        return Change(f"hand over ({', '.join(soft)}; {mode})", gapless=gapless(mode),
                       run=runs.handover(server, mode, enable,
                                         summary=f"zero-downtime handover ({', '.join(soft)})"))
     pid = state["main_pid"]
@@ -147,6 +149,12 @@ def app_server(f: Facts, d: Desired, p: Plan) -> Change | NoChange:
         return Change(f"enable {unit_name}", done=f"enabled; master pid {pid}", scripts=(
             Script(f"systemctl enable -q {unit_name}"),))
     return NoChange(f"running, master pid {pid}")
+
+
+def gapless(mode: str) -> bool:
+    """A USR2 or phased handover loses no request; puma's hot restart holds them in the
+    socket's backlog while the app boots (seconds): its host leaves the target group."""
+    return mode != "hot"
 
 
 def nginx(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:

@@ -53,6 +53,9 @@ class Change:
     done: str | None = None
     diff: Diff | None = None  # a dry run shows it
     disturbs: bool = True  # does applying it touch what is being served?
+    # it touches what is served without losing a request (`current` switched, a config file
+    # the next handover reads, a USR2 or phased handover): the host stays in service
+    gapless: bool = False
     # may run on its own channel while the phase's `alongside` steps that follow it run
     # (apt, while the user, the folders, the env file and the release are made)
     background: bool = False
@@ -113,6 +116,17 @@ class Plan:
         """Will running it restart or reload anything that serves? (Then the host leaves
         the target group while it happens.)"""
         return any(p.outcome.disturbs for p in self.changed)
+
+    @property
+    def disrupts(self) -> bool:
+        """Does it touch what serves in a way that may lose a request (a full restart, a
+        server switch, nginx)? Then the host leaves the target group while it runs; a plan
+        that only hands over stays in service (railsfab.rollout)."""
+        return any(p.outcome.disturbs and not p.outcome.gapless for p in self.changed)
+
+    @property
+    def disruptive_steps(self) -> list[str]:
+        return [p.step for p in self.changed if p.outcome.disturbs and not p.outcome.gapless]
 
 
 Op = Callable[["Facts", Any, Plan], Union[Outcome, None]]  # noqa: UP007

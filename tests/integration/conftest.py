@@ -54,8 +54,14 @@ def stage_file(tmp_path_factory):
     # two checkouts can run their integration tests on one machine at once.
     net = int(os.environ.get("RAILSFAB_TEST_NET", "232"))
     bridge = "rfit0" if net == 232 else f"rfit{net}"
-    return sandbox_hosts_yaml(folder, stage="itest", bridge=bridge, net=net, hosts=HOSTS,
+    path = sandbox_hosts_yaml(folder, stage="itest", bridge=bridge, net=net, hosts=HOSTS,
                               source=app)
+    # The canary bakes briefly here (most deploys run without traffic, and each would wait
+    # the whole bake); test_zero_downtime's canary tests bake as long as the default.
+    doc = yaml.safe_load(path.read_text())
+    doc["stages"]["itest"]["rollout"] = {"bake": 2}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
 
 
 @pytest.fixture(scope="session")

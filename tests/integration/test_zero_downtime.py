@@ -1,6 +1,7 @@
 """Restarts, deploys, rollbacks and failures while a 50-connection load runs through nginx,
-on unicorn behind the ALB (every change rolls host by host through the target group): none
-of them may fail a request, and a failure must leave the old release serving."""
+on unicorn behind the ALB (a handover stays in service: the canary first, baked under the
+load, then the rest): none of them may fail a request, a failure must leave the old release
+serving, and a canary whose traffic fails stops the rollout."""
 
 from __future__ import annotations
 
@@ -72,9 +73,11 @@ def test_restart_app_behind_the_alb_under_load_loses_nothing(app, sandbox, stage
     r, load = under_load(addresses, lambda: run_fab(stage, "restart-app"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert load.result.failed == 0, load.result.errors
-    # one host at a time out of the target group, verified through nginx before it rejoins
+    # a USR2 handover loses nothing: the canary, then the rest, all in service, each
+    # verified through nginx (no bake: a restart changes no release)
+    assert "rollout  canary web1 (stays in service); then web2 at once, in service" in r.stdout
     assert rolled(r.stdout, "deregister", "unicorn", "verify", "register") == [
-        (h, step) for h in WEB for step in ("deregister", "unicorn", "verify", "register")]
+        (h, step) for h in WEB for step in ("unicorn", "verify")]
     for h in WEB:
         pid = master_pid(sandbox, h)
         assert pid != before[h]
@@ -95,19 +98,69 @@ def test_deploy_of_a_changed_release_under_load(app, sandbox, stage, addresses):
         assert "zero downtime two" in get(address, "/")[2]
 
 
-def test_rollback_behind_the_alb_under_load_rolls_in_batches(app, sandbox, stage, addresses):
+def test_rollback_behind_the_alb_under_load_goes_canary_first(app, sandbox, stage, addresses):
     edit_view(app, "zero downtime three")
     assert run_fab(stage, "deploy").returncode == 0
     r, load = under_load(addresses, lambda: run_fab(stage, "rollback"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert load.result.failed == 0, load.result.errors
-    assert rolled(r.stdout, "deregister", "switch", "verify", "register") == [
-        (h, step) for h in WEB for step in ("deregister", "switch", "verify", "register")]
+    # the way a deploy goes: the canary (baked), then the rest, in service
+    assert rolled(r.stdout, "deregister", "switch", "bake", "verify", "register") == [
+        ("web1", "switch"), ("web1", "verify"), ("web1", "bake"), ("web2", "switch"),
+        ("web2", "verify")]
     for address in addresses:
         body = get(address, "/")[2]
         assert "zero downtime two" in body and "zero downtime three" not in body
     listing = run_fab(stage, "releases").stdout
     assert "← current" in listing and "good" in listing
+
+
+def canary_route(app, status: int) -> None:
+    """/canary answers `status` (a Rack endpoint in config/routes.rb)."""
+    routes = app / "config/routes.rb"
+    text = re.sub(r'  get "/canary".*\n', "", routes.read_text())
+    routes.write_text(text.replace(
+        '  root "photos#index"',
+        f'  get "/canary", to: ->(_env) {{ [{status}, {{}}, ["canary"]] }}\n'
+        '  root "photos#index"'))
+
+
+def test_canary_answering_500_on_one_path_stops_the_rollout(app, sandbox, stages, addresses):
+    """The new release answers 500 on /canary only (/, /up and the assets answer: the local
+    gate passes). The canary bakes under real traffic, its 5xx are seen in its access log,
+    the rollout stops there and puts it back; web2 never sees the release and fails
+    nothing."""
+    stage = stages.variant("hosts-canary.yaml", lambda st: st.update(rollout={"bake": 10}))
+    try:
+        canary_route(app, 200)
+        assert run_fab(stage, "deploy").returncode == 0
+        before = {h: current_release(sandbox, h) for h in WEB}
+        canary_route(app, 500)
+        dry = run_fab(stage, "deploy", "--dry-run")  # says the rollout, changes nothing
+        assert ("rollout  canary web1 (stays in service), bakes up to 10 s (or 500 requests) "
+                "judged by its traffic against web2; then web2 at once, in service") in dry.stdout
+        with Load(addresses[:1], path="/canary", connections=10, max_seconds=300), \
+                Load(addresses[1:], path="/canary", connections=40, max_seconds=300) as others:
+            time.sleep(1)
+            r = run_fab(stage, "deploy")
+            time.sleep(1)
+    finally:
+        canary_route(app, 200)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert "rollout  canary web1 (stays in service), bakes up to 10 s" in out
+    assert re.search(r"fab deploy failed on web1, step bake", out), out
+    assert "GET /canary" in out and "500" in out  # the failing request lines, quoted
+    assert "back on what it served before" in out
+    assert others.result.ok > 100 and others.result.failed == 0, others.result.errors
+    assert not re.search(r"^\s+web2\s+\w+\s+(switch|unicorn)\s", out, re.M)
+    assert {h: current_release(sandbox, h) for h in WEB} == before
+    for address in addresses:
+        assert get(address, "/canary")[0] == 200
+    edit_view(app, "after the canary")
+    fixed = run_fab(stage, "deploy")  # a release without the fault goes out
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert re.search(r"web1\s+ok\s+bake\s", fixed.stdout), fixed.stdout
 
 
 def test_release_that_raises_at_boot_never_serves(app, sandbox, stage, addresses):
