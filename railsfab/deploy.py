@@ -4,8 +4,9 @@ Phases, each on all web hosts in parallel, each a plan made from the facts befor
   facts     one round trip per host (and the deploy lock): railsfab.session; then, on EC2,
             the stack's app security group and instance profile: railsfab.attach
   prepare   packages, deploy user, directories, env file, new release (upload, bundle,
-            assets): nothing here changes what is being served; what needs no package is
-            done while apt runs
+            assets: built on one host, the same files unpacked on the others,
+            railsfab.assets_build): nothing here changes what is being served; what needs
+            no package is done while apt runs
   migrate   once, on the `migrate` host, only when every host prepared its release
   activate  config files, atomic switch of `current`, app server, nginx, verification:
             through the one publish path (railsfab.publish)
@@ -21,7 +22,7 @@ import shlex
 
 from rich.markup import escape
 
-from railsfab import artifact, attach, facts
+from railsfab import artifact, assets_build, attach, facts
 from railsfab import build as js_build
 from railsfab.errors import RailsfabError
 from railsfab.executor import Executor, HostRun, parallel
@@ -119,8 +120,18 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         plans = {r.name: _plan(r, d, migrate=r is migrator) for r in runs_}
         attach.ensure(session, dry=dry_run)  # the app's security group before it serves
         artifact.upload(d, plans, rep, dry=dry_run)  # app.artifact: s3, once for every host
-        parallel(lambda r: ex.run(r, plans[r.name]["prepare"], alongside_apt(d)), runs_,
-                 "prepare")
+        # one host precompiles (none when these asset inputs were built before); the
+        # others unpack what it built
+        shared = assets_build.arrange(d, plans, inv.state_dir / "assets" / inv.stage_name)
+
+        def prepare(r: HostRun) -> None:
+            try:
+                ex.run(r, plans[r.name]["prepare"], alongside_apt(d))
+            finally:
+                if shared is not None:
+                    shared.settle(r.name)
+
+        parallel(prepare, runs_, "prepare")
         if session.failed():
             _abandon(session, d)
             session.raise_if_failed(fix=f"fix the cause above, then `fab deploy --stage "

@@ -103,6 +103,23 @@ def test_progress_shows_each_step_and_a_recap(deployed):
     assert re.search(r"web2\s+ok=\d+ changed=\d+ failed=0", out)
 
 
+def test_assets_are_built_once_and_every_host_serves_the_same_digests(deployed, sandbox):
+    """One host precompiles; the other unpacks what it built (no precompile, no node there),
+    so a page from one host never asks another for an asset it lacks."""
+    out = deployed.stdout
+    assert re.search(r"web1\s+changed\s+assets\s.*once for the release", out), out
+    assert re.search(r"web2\s+changed\s+assets\s.*from web1's build: no precompile here", out)
+    manifest = ("sudo sh -c 'cat /srv/sample/current/public/assets/.sprockets-manifest-*.json' "
+                "| sha256sum")
+    assert ssh(sandbox, "web1", manifest) == ssh(sandbox, "web2", manifest)
+    files = "sudo sh -c 'cd /srv/sample/current/public/assets && find . -type f | sort' | sha256sum"
+    assert ssh(sandbox, "web1", files) == ssh(sandbox, "web2", files)
+    # sprockets' cache is where a precompile leaves its work: only on the builder
+    cache = "sudo find /srv/sample/shared/tmp/cache/assets -type f 2>/dev/null | head -1"
+    assert ssh(sandbox, "web1", cache) and not ssh(sandbox, "web2", cache)
+    assert ssh(sandbox, "web2", "command -v node nodejs || echo none") == "none"
+
+
 def test_migrations_ran_once_on_the_migrate_host(deployed):
     lines = [ln for ln in deployed.stdout.splitlines() if re.search(r"\smigrate\s", ln)]
     assert len(lines) == 1 and lines[0].lstrip().startswith("web1")
