@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING
 
 from invoke import Exit
@@ -26,7 +27,7 @@ STYLE = {"ok": "green", "warn": "yellow", "FAIL": "bold red", "skip": "dim",
                              "json": "print the verdicts as JSON (for scripts)"})
 def check(c, stage=None, only=None, json=False):
     """Check every layer of each web host; name the first broken one and how to fix it."""
-    from railsfab import diagnose, remote
+    from railsfab import diagnose
     from railsfab.paths import Paths
 
     inv = load_stage(stage, stderr=json)
@@ -52,26 +53,21 @@ def check(c, stage=None, only=None, json=False):
                    for name, t in targets.items()}
         return s3, lbs, diagnose.security_groups(inv, hosts, out)
 
-    def one(host) -> list[diagnose.Verdict]:
-        try:
-            conn = remote.open_checked(inv, host)
-        except RailsfabError as exc:
-            return [diagnose.Verdict("network", "FAIL", exc.message, exc.fix or "")]
-        try:
-            data = diagnose.probe(conn, inv, paths)
-        finally:
-            conn.close()
-        s3, lbs, sgs = aws.result()
-        expected, modes = ours.result()
-        return diagnose.evaluate(data, workers=app.workers, app_user=app.run_user,
-                                 health=app.health_path, https=inv.stage.https,
-                                 paths=paths, s3=s3, lb=lbs[host.name] if lbs else None,
-                                 host=host.name, sg=None if sgs is None else sgs[host.name],
-                                 expected=expected, modes=modes, stage_db=stage_db)
-
     with ThreadPoolExecutor(max_workers=len(hosts) + 2) as pool:
         aws, ours = pool.submit(aws_side), pool.submit(rendered, inv, paths)
-        results = dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))
+        probed = dict(zip([h.name for h in hosts],
+                          pool.map(partial(probe_host, inv, paths), hosts), strict=True))
+        docs = {h: d for h, d in probed.items() if isinstance(d, dict)}
+        # (AWS's answers matter only to a host that was probed)
+        s3, lbs, sgs = aws.result() if docs else (None, None, None)
+        expected, modes = ours.result()
+    # what only the hosts together show: the per-host verdicts cannot see the others
+    fleet = diagnose.same_assets(docs, inv.stage_name)
+    results = {h: [d] if isinstance(d, diagnose.Verdict) else diagnose.evaluate(
+        d, workers=app.workers, app_user=app.run_user, health=app.health_path,
+        https=inv.stage.https, paths=paths, s3=s3, lb=lbs[h] if lbs else None, host=h,
+        sg=None if sgs is None else sgs[h], expected=expected, modes=modes,
+        stage_db=stage_db, fleet=fleet.get(h)) for h, d in probed.items()}
     bad = {h: diagnose.first_broken(vs) or diagnose.not_deployed(vs)
            for h, vs in results.items()}
     if json:
@@ -80,6 +76,20 @@ def check(c, stage=None, only=None, json=False):
         show(results, bad)
     if any(bad.values()):
         raise Exit(code=1)
+
+
+def probe_host(inv, paths, host) -> dict | diagnose.Verdict:
+    """The host's probe document, or the network layer's failure."""
+    from railsfab import diagnose, remote
+
+    try:
+        conn = remote.open_checked(inv, host)
+    except RailsfabError as exc:
+        return diagnose.Verdict("network", "FAIL", exc.message, exc.fix or "")
+    try:
+        return diagnose.probe(conn, inv, paths)
+    finally:
+        conn.close()
 
 
 def show(results: dict[str, list], bad: dict) -> None:

@@ -14,7 +14,9 @@ consequences. A host nothing was deployed to is that, not a broken layer.
   `security_groups` the hosts' instances' groups);
 - `layers`: one object per layer (`layers.ALL`), each with its checks in order; `cloud`:
   the layers read from AWS;
-- `base`: Verdict, the Context a layer judges in, and the Layer base class.
+- `base`: Verdict, the Context a layer judges in, and the Layer base class;
+- `fleet`: what only the web hosts together show (the same assets on each), handed to
+  each host's `evaluate` as its `fleet`.
 """
 
 from __future__ import annotations
@@ -23,23 +25,25 @@ import json
 from dataclasses import asdict
 
 from railsfab.diagnose.base import Context, Verdict
+from railsfab.diagnose.fleet import same_assets
 from railsfab.diagnose.layers import ALL, LAYERS
 from railsfab.diagnose.probe import probe, s3_round_trip, security_groups
 from railsfab.paths import Paths
 
 __all__ = ["LAYERS", "NOT_DEPLOYED", "Verdict", "as_json", "evaluate", "first_broken",
-           "not_deployed", "probe", "s3_round_trip", "security_groups"]
+           "not_deployed", "probe", "s3_round_trip", "same_assets", "security_groups"]
 
 
 def evaluate(d: dict, *, workers: int, app_user: str, paths: Paths,
              s3: dict | None = None, lb: dict | None = None, health: str = "/up",
              https: bool = False, sg: dict | None = None, host: str = "",
              expected: dict | None = None, modes: dict | None = None,
-             stage_db: str = "") -> list[Verdict]:
-    """Pure: the probe's data -> one verdict per layer, in order."""
+             stage_db: str = "", fleet: dict | None = None) -> list[Verdict]:
+    """Pure: the probe's data -> one verdict per layer, in order. `fleet`: what comparing
+    the web hosts says about this one (`same_assets`)."""
     ctx = Context.of(d, workers=workers, app_user=app_user, paths=paths, s3=s3, lb=lb,
                      health=health, https=https, sg=sg, host=host, expected=expected,
-                     modes=modes, stage_db=stage_db)
+                     modes=modes, stage_db=stage_db, fleet=fleet)
     if not deployed(d):
         return undeployed(d, ctx)
     verdicts = [layer.judge(d, ctx) for layer in ALL]

@@ -46,9 +46,18 @@ def asset_not_served(d: dict, ctx: Context) -> Finding | None:
     return None
 
 
+def not_the_fleets_assets(d: dict, ctx: Context) -> Finding | None:
+    """Same assets as the fleet: behind the ALB a page from this host asks another for
+    the fingerprinted files its own manifest names (railsfab.diagnose.fleet)."""
+    f = ctx.fleet
+    if f and f["status"] == "FAIL":
+        return f["detail"], f["fix"]
+    return None
+
+
 class Assets(Layer):
     name = "assets"
-    checks = (no_assets, not_in_manifest, asset_not_served)
+    checks = (no_assets, not_in_manifest, asset_not_served, not_the_fleets_assets)
 
     def applies(self, ctx):
         return ctx.pipeline
@@ -57,4 +66,4 @@ class Assets(Layer):
         return "the app has no asset pipeline (nothing is precompiled)"
 
     def healthy(self, d, ctx):
-        return f"{d['asset']} 200"
+        return f"{d['asset']} 200" + (f"; {ctx.fleet['detail']}" if ctx.fleet else "")

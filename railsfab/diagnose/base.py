@@ -74,16 +74,20 @@ class Context:
     modes: dict | None = None
     # the stage's database, "host:port" (hosts.yaml's database:), beside what the app uses
     stage_db: str = ""
+    # what only the fleet shows about this host (railsfab.diagnose.fleet.same_assets): its
+    # assets beside the other web hosts'; None: not compared
+    fleet: dict | None = None
 
     @classmethod
     def of(cls, d: dict, *, workers: int, app_user: str, paths: Paths,
            s3: dict | None = None, lb: dict | None = None, health: str = "/up",
            https: bool = False, sg: dict | None = None, host: str = "",
            expected: dict | None = None, modes: dict | None = None,
-           stage_db: str = "") -> Context:
+           stage_db: str = "", fleet: dict | None = None) -> Context:
         f = d.get("front") or NGINX_FRONT
         return cls(paths, workers, app_user, Front.of(f), d["db"] is not None, s3, lb,
-                   health, https, d.get("pipeline", True), sg, host, expected, modes, stage_db)
+                   health, https, d.get("pipeline", True), sg, host, expected, modes, stage_db,
+                   fleet)
 
     @property
     def only(self) -> str:

@@ -9,12 +9,14 @@ import copy
 
 import pytest
 
-from railsfab.diagnose import first_broken
+from railsfab.diagnose import first_broken, same_assets
 from railsfab.diagnose.layers import ALL
 from tests.unit import test_diagnose as td
 from tests.unit import test_diagnose_evidence as ev
 from tests.unit.test_diagnose import half_done
 from tests.unit.test_diagnose_evidence import PATHS, RID, app_server_failing, verdicts
+from tests.unit.test_fleet_assets import R1, R2, A, B
+from tests.unit.test_fleet_assets import doc as serving
 from tests.unit.test_security_groups import cidr, group, instance
 
 DB = "itest@10.238.1.20:3306/itest_production"
@@ -238,6 +240,14 @@ def app_bucket_denied(d):
                "Denied"}
 
 
+# what comparing the web hosts says of web2 (railsfab.diagnose.fleet): its manifest is not
+# the one web1 and web3 serve, on the same release (precompiled on each host) or another
+ODD_BUILD = same_assets({"web1": serving(A), "web2": serving(B), "web3": serving(A)},
+                        "prod")["web2"]
+ODD_RELEASE = same_assets({"web1": serving(A, R2), "web2": serving(B, R1),
+                           "web3": serving(A, R2)}, "prod")["web2"]
+
+
 EXTRA_ROWS = [
     # (evidence in, layer, detail, fix, what it is judged in besides the probe)
     (nginx_missing, "nginx", "nginx is not installed", "fab deploy", {}),
@@ -260,6 +270,13 @@ EXTRA_ROWS = [
     (blank_204, "Rails app", "/ answers 204 with no page", "", {}),
     (asset_404, "assets", "answers 404", "nginx's /assets location must serve "
      "current/public/assets", {}),
+    (healthy, "assets", f"web2 serves assets manifest bbbbbbbbbbbb (42 files, release {R1}), "
+     f"web1, web3 serve aaaaaaaaaaaa (42 files, release {R1}): release {R1} was precompiled "
+     "on each host separately", "deploy a new release with fab deploy --stage prod: it is "
+     "built once and every host receives the same files", {"fleet": ODD_BUILD}),
+    (healthy, "assets", f"release {R1}), web1, web3 serve aaaaaaaaaaaa (42 files, release "
+     f"{R2}): the hosts run different releases", "fab deploy --stage prod (puts every host "
+     "on one release)", {"fleet": ODD_RELEASE}),
     (db_query_fails, "database", "/ answers 500: ActionView::Template::Error (Mysql2::Error: "
      "Lock wait timeout exceeded", "", {}),
     (db_read_only, "database", "may not write the app's data", "GRANT SELECT, INSERT, UPDATE, "
