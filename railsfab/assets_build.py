@@ -8,14 +8,17 @@ public/assets back (checked here: regular files and folders under assets/ only, 
 by railsfab, never the host's archive as it came), keeps it under
 .railsfab/assets/<stage>/<asset inputs digest>.tar.gz, and every other host unpacks that
 archive into its new release: no precompile, no node there. A later release with the same
-asset inputs takes the kept archive (or the previous release's assets, as before), and
-builds nowhere.
+asset inputs takes the previous release's assets (when every host's are one build: their
+asset manifests, read with the facts, are the same) or the kept archive, and builds
+nowhere; hosts whose assets are not one build (precompiled each on its own, by hand or by
+an older railsfab) all receive one build.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import io
 import os
 import tarfile
@@ -24,9 +27,9 @@ from pathlib import Path
 
 from railsfab import remote
 from railsfab.errors import RailsfabError
-from railsfab.ops.base import Change, Planned
+from railsfab.ops.base import Change, NoChange, Planned
 from railsfab.ops.desired import Desired
-from railsfab.ops.release import as_deploy_user, open_public
+from railsfab.ops.release import as_deploy_user, open_public, precompile
 
 KEEP = 3  # archives kept per stage
 LIMIT = 1 << 30  # the most the built assets may take, unpacked
@@ -40,11 +43,11 @@ class Shared:
     def __init__(self, d: Desired, kept: Path, builder: str | None) -> None:
         self.d, self.kept, self.builder = d, kept, builder
         self.data: bytes | None = kept.read_bytes() if builder is None else None
-        self.files = 0
+        self.files, self.id = 0, ""
         self.error: str | None = None
         self.ready = threading.Event()
         if builder is None:
-            self.files = _count(self.data)
+            self.files, self.id = _count(self.data)
             self.ready.set()
 
     def settle(self, host: str) -> None:
@@ -62,7 +65,7 @@ class Shared:
             out = remote.sh(r.conn, as_deploy_user(
                 self.d, f"cd {rel}/public && tar -czf - assets | base64 -w0"), sudo=True,
                 step="assets", timeout=600).stdout
-            self.data, self.files = repack(base64.b64decode(out), r.name)
+            self.data, self.files, self.id = repack(base64.b64decode(out), r.name)
         except (RailsfabError, ValueError) as exc:
             self.error = f"{r.name}'s assets could not be read back: {exc}"
             self.ready.set()
@@ -89,46 +92,63 @@ class Shared:
         return f"{self.files} files from {source}: no precompile here"
 
 
-def arrange(d: Desired, plans: dict[str, dict], cache: Path) -> Shared | None:
+def arrange(d: Desired, plans: dict[str, dict], cache: Path,
+            builds: dict[str, str | None] | None = None) -> Shared | None:
     """Rewrite the prepare plans so that at most one host precompiles (none when this
     release's assets were built before): the Shared build they meet at, or None when no
-    host precompiles."""
+    host precompiles. `builds`: the assets build id each host's current release has (its
+    facts); hosts that would reuse their previous assets receive the one build too when
+    those are not all one build, or not the build the others receive."""
     needs = [n for n, p in plans.items() if isinstance(p["prepare"].get("assets"), Change)]
+    reusing = [n for n, p in plans.items() if _reuses(p["prepare"].get("assets"))]
+    kept = cache / f"{d.digests.assets}.tar.gz"
+    kept_id = _count(kept.read_bytes())[1] if kept.is_file() else None
+    ids = {(builds or {}).get(n) for n in reusing}
+    one = len(ids) == 1 and None not in ids
+    if reusing and not (one and (not needs or ids == {kept_id})):
+        needs, why = needs + reusing, _why(reusing, builds or {})
+    else:
+        why = ""
     if not needs:
         return None
-    kept = cache / f"{d.digests.assets}.tar.gz"
-    builder = None if kept.is_file() else needs[0]
+    builder = None if kept_id else needs[0]
     shared = Shared(d, kept, builder)
     for n in needs:
         prepare = plans[n]["prepare"]
         at = next(i for i, p in enumerate(prepare.steps) if p.step == "assets")
         o = prepare.steps[at].outcome
         if n == builder:
-            new = dataclasses.replace(o, what=f"{o.what} (once: the other hosts receive it)",
-                                      run=shared.built)
+            o = o if isinstance(o, Change) else precompile(d)
+            new = dataclasses.replace(o, what=f"{o.what} (once: the other hosts receive it)"
+                                      + (why if n in reusing else ""), run=shared.built)
         else:
             source = f"{builder}'s build" if builder else f"the build kept in {kept.parent}"
-            new = Change(f"unpack the assets from {source} (no precompile here)",
-                         disturbs=False, run=shared.receive)
+            new = Change(f"unpack the assets from {source} (no precompile here)"
+                         + (why if n in reusing else ""), disturbs=False, run=shared.receive)
         prepare.steps[at] = Planned("assets", new)
     return shared
 
 
-def repack(data: bytes, host: str) -> tuple[bytes, int]:
+def _reuses(o) -> bool:
+    """The assets step reuses the previous release's (asset inputs unchanged)."""
+    return isinstance(o, NoChange) and bool(o.scripts)
+
+
+def _why(reusing: list[str], builds: dict[str, str | None]) -> str:
+    said = ", ".join(f"{n} {(builds.get(n) or 'none')[:12]}" for n in reusing)
+    return f"; asset inputs unchanged, but the hosts' assets are not one build ({said})"
+
+
+def repack(data: bytes, host: str) -> tuple[bytes, int, str]:
     """The builder's archive as railsfab ships it: only folders and regular files under
     assets/, plain names, bounded size; anything else refuses the build (it came from a
-    host, where the app's code ran)."""
-    out, files, total = io.BytesIO(), 0, 0
+    host, where the app's code ran). Also its files' count and the build's id: the sha256
+    of its asset manifest, as the facts and fab check read it on the hosts."""
+    out, files, total, build = io.BytesIO(), 0, 0, ""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as src, \
             tarfile.open(fileobj=out, mode="w:gz", compresslevel=6) as dst:
         for m in src:
-            name = m.name.rstrip("/")
-            parts = name.split("/")
-            if parts[0] != "assets" or ".." in parts or "" in parts or not name.isprintable():
-                raise ValueError(f"{host}'s public/assets has {name!r}: not a plain path")
-            if not (m.isdir() or m.isfile()):
-                raise ValueError(f"{host}'s public/assets has {name!r}, which is not a file "
-                                 "or folder (railsfab ships regular files only)")
+            name = _checked(m, host)
             total += m.size
             if total > LIMIT:
                 raise ValueError(f"{host}'s public/assets is over {LIMIT >> 20} MiB")
@@ -137,16 +157,46 @@ def repack(data: bytes, host: str) -> tuple[bytes, int]:
             if m.isdir():
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
                 dst.addfile(info)
-            else:
-                info.size, info.mode = m.size, 0o644
-                dst.addfile(info, src.extractfile(m))
-                files += 1
-    return out.getvalue(), files
+                continue
+            body = src.extractfile(m).read()
+            build = build or _manifest_sha(name, body)
+            info.size, info.mode = len(body), 0o644
+            dst.addfile(info, io.BytesIO(body))
+            files += 1
+    return out.getvalue(), files, build
 
 
-def _count(data: bytes) -> int:
+def _manifest_sha(name: str, body: bytes) -> str:
+    """The sha256 of `body` when `name` is the asset manifest (directly in assets/), else
+    "" (the pipelines' names: railsfab/onhost/manifest.py)."""
+    from railsfab.onhost.manifest import MANIFEST_NAMES
+
+    leaf = name.removeprefix("assets/")
+    if "/" in leaf or not any(p.fullmatch(leaf) for p in MANIFEST_NAMES):
+        return ""
+    return hashlib.sha256(body).hexdigest()
+
+
+def _checked(m: tarfile.TarInfo, host: str) -> str:
+    name = m.name.rstrip("/")
+    parts = name.split("/")
+    if parts[0] != "assets" or ".." in parts or "" in parts or not name.isprintable():
+        raise ValueError(f"{host}'s public/assets has {name!r}: not a plain path")
+    if not (m.isdir() or m.isfile()):
+        raise ValueError(f"{host}'s public/assets has {name!r}, which is not a file "
+                         "or folder (railsfab ships regular files only)")
+    return name
+
+
+def _count(data: bytes) -> tuple[int, str]:
+    """A kept archive's files and its build id (its manifest's sha256)."""
+    files, build = 0, ""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as t:
-        return sum(1 for m in t if m.isfile())
+        for m in t:
+            if m.isfile():
+                files += 1
+                build = build or _manifest_sha(m.name, t.extractfile(m).read())
+    return files, build
 
 
 def _keep(kept: Path, data: bytes) -> None:

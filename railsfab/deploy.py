@@ -122,7 +122,9 @@ def deploy(inv: Inventory, rep: Reporter, *, only: str | None = None,
         artifact.upload(d, plans, rep, dry=dry_run)  # app.artifact: s3, once for every host
         # one host precompiles (none when these asset inputs were built before); the
         # others unpack what it built
-        shared = assets_build.arrange(d, plans, inv.state_dir / "assets" / inv.stage_name)
+        shared = assets_build.arrange(
+            d, plans, inv.state_dir / "assets" / inv.stage_name,
+            {r.name: r.facts.raw.get("assets_build") for r in runs_})
 
         def prepare(r: HostRun) -> None:
             try:

@@ -128,7 +128,7 @@ def gather(conn, paths: Paths, spec: Spec, *, lock_holder: dict | None = None) -
               "releases": paths.releases, "current": paths.current,
               "lock": {"path": paths.lock, "holder": lock_holder} if lock_holder else None}
     r = remote.sh(conn, "sudo -n python3 -", step="facts",
-                  stdin=onhost.python_call("facts.py", "main", params))
+                  stdin=onhost.python_call(("manifest.py", "facts.py"), "main", params))
     raw = json.loads(r.stdout)
     try:
         return Facts(checked(raw, paths))

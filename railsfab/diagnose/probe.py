@@ -10,8 +10,8 @@ from railsfab.inventory import Host, Inventory
 from railsfab.paths import LINKED_DIRS, Paths
 
 # one program: check.py calls the others (dblogin.login and its dbquery, check_sys, check_app)
-PROGRAM = ("dblogin.py", "dbquery.py", "check_db.py", "check_sys.py", "check_app.py",
-           "check_why.py", "check.py")
+PROGRAM = ("dblogin.py", "dbquery.py", "check_db.py", "check_sys.py", "manifest.py",
+           "check_app.py", "check_why.py", "check.py")
 
 
 def params(inv: Inventory, paths: Paths) -> dict:

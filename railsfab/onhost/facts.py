@@ -17,6 +17,11 @@ import subprocess
 import tempfile
 import time
 
+try:  # on the host, onhost/manifest.py's text comes first in the same program
+    from railsfab.onhost.manifest import asset_manifest
+except ImportError:  # pragma: no cover
+    pass
+
 # Files whose text comes back too (for dry-run diffs); never the env file (secrets).
 MAX_TEXT = 65536
 
@@ -320,6 +325,9 @@ def main(P):
         "texts": {p: text(p) for p in P.get("texts", [])},
         "releases": releases(P["releases"]),
         "current": current,
+        # the current release's asset manifest: hosts whose manifests match serve one build
+        "assets_build": (asset_manifest(P["current"], P["releases"]) or {}).get("sha256")
+        if current else None,
         "units": units,
         "nginx": nginx_loaded(P["nginx"], units.get("nginx", {}).get("main_pid"))
         if P.get("nginx") else None,

@@ -127,7 +127,12 @@ def assets(f: Facts, d: Desired, p: Plan) -> Change | NoChange | None:
         reuse = Script(as_deploy_user(d, f"test -d {prev}/public/assets && "
                                           f"cp -al {prev}/public/assets {rel}/public/assets"))
         return NoChange(f"asset inputs unchanged, reused from {f.current}", scripts=(reuse,))
-    env = d.app.rails_env
+    return precompile(d)
+
+
+def precompile(d: Desired) -> Change:
+    """assets:precompile in the new release, public/ opened up to nginx after it."""
+    rel, env = d.paths.release(d.release), d.app.rails_env
     # app.build's output is in the release: jsbundling/cssbundling must not build again
     cmd = commands.rails(d.paths, rel, d.app.deploy_user, env, "assets:precompile",
                          extra_env=js_build.SKIP_ENV if d.build else None)

@@ -1,6 +1,7 @@
 """The probe reports the current release's precompiled asset manifest (name, sha256, digested
 file count) so that fab check can compare the web hosts' assets
-(railsfab/onhost/check_app.py `asset_manifest`, run here on a temp folder)."""
+(railsfab/onhost/manifest.py `asset_manifest`, also read with the deploy's facts; run here on
+a temp folder)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import os
 
 import pytest
 
-from railsfab.onhost import check_app
+from railsfab.onhost import manifest as check_app
 
 SPROCKETS = {"files": {"application-ab12.css": {"logical_path": "application.css"},
                        "application-cd34.js": {"logical_path": "application.js"}},
@@ -110,7 +111,9 @@ def test_a_manifest_over_the_limit_is_not_hashed(tmp_path, monkeypatch):
 
 def test_release_state_carries_the_manifest(tmp_path):
     current, releases, _ = deployed(tmp_path, {".sprockets-manifest-0a1b.json": SPROCKETS})
-    state = check_app.release_state({
+    from railsfab.onhost import check_app as probe
+
+    state = probe.release_state({
         "current": current, "releases": releases, "app_user": "root", "linked_dirs": [],
         "shared": str(tmp_path / "shared"), "app_writes": [],
         "unit_file": str(tmp_path / "x.service")})
