@@ -60,6 +60,24 @@ def test_healthy_hosts_are_all_green(healthy):
                   "database", "S3", "load balancer"):
         assert layer in r.stdout
     assert "skip" not in r.stdout
+    assert "same assets on 2 hosts" in r.stdout  # built once, the same files on both
+
+
+def test_a_host_serving_other_assets_than_the_fleet_fails_the_assets_layer(healthy, sandbox):
+    """A page from web1 asks web2 (behind the ALB) for assets by web1's digests."""
+    manifest = "/srv/sample/current/public/assets/.sprockets-manifest-*.json"
+    try:
+        ssh(sandbox, "web2", f"for f in {manifest}; do cp -p $f /root/rf-manifest && "
+                             "printf ' ' >> $f; done")
+        code, result = verdicts(healthy)
+    finally:
+        ssh(sandbox, "web2", f"for f in {manifest}; do cp -p /root/rf-manifest $f; done && "
+                             "rm /root/rf-manifest")
+    assert code != 0, result
+    v = first_broken(result["web2"])
+    assert v["layer"] == "assets" and "precompiled on each host separately" in v["detail"], v
+    assert "web1 serve" in v["detail"] and v["fix"].startswith("deploy a new release"), v
+    assert first_broken(result["web1"]) is None, result["web1"]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
