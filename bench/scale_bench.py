@@ -6,9 +6,9 @@ For each size N, on a stage of web1..webN + db (the hosts freshly booted for eac
             without the ALB: no AWS call, boto3 not imported)
   (the stage with the ALB has app.artifact: s3: each release is put in the bucket once)
   changed   `fab deploy` of a changed release (an edited view) through the target group with
-            the default rollout (a USR2 handover stays in service: the canary, baked under
-            the load, then the other hosts at once), under a 50-connection load through
-            nginx on the N hosts; failed requests counted
+            the default rollout (the canary drained for its USR2 handover, then baked under
+            the load; the other hosts' handovers at once, in service), under a
+            50-connection load through nginx on the N hosts; failed requests counted
   check     `fab check`
 each timed as a command (Python start-up included), median of --reps (fresh: --fresh-reps,
 1 by default: it is minutes at N = 8). Sent: the bytes the controller sent over SSH during
@@ -115,6 +115,9 @@ def fresh_hosts(sbx: Sandbox, n: int) -> None:
         f"DROP DATABASE IF EXISTS `{db.name}`; CREATE DATABASE `{db.name}`"))
 
 
+SHOW = os.environ.get("SCALE_SHOW") == "1"  # print each changed release's deploy output
+
+
 def changed_release(stage_file: Path, app: Path, addresses: list[str]):
     """A deploy of an edited view under the 50-connection load: (seconds, bytes, failed,
     served, errors)."""
@@ -124,8 +127,10 @@ def changed_release(stage_file: Path, app: Path, addresses: list[str]):
                     + f"\n<!-- scale -->\n<p>{marker}</p>\n")
     with Load(addresses, connections=50, max_seconds=900) as load:
         time.sleep(1)
-        took, sent, _ = fab(stage_file, "deploy")
+        took, sent, out = fab(stage_file, "deploy")
         time.sleep(1)
+    if SHOW:
+        print(out, flush=True)
     res = load.result
     return took, sent, res.failed, res.ok, res.errors
 

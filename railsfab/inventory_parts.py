@@ -122,10 +122,11 @@ class LinkedFile(_Model):
 
 
 class Rollout(_Model):
-    """How a release goes out behind a target group (railsfab.publish). A host whose plan is
-    a zero-downtime handover stays in service: one canary goes first and bakes under real
-    traffic, then the rest at once (or in waves). Hosts whose plan disrupts (a full restart,
-    a server switch, nginx's site) leave the target group, in batches of aws.batch_size."""
+    """How a release goes out behind a target group (railsfab.rollout). One canary goes
+    first (drained for its activation and gate) and bakes under real traffic, then the
+    hosts whose plan is a zero-downtime handover, at once (or in waves), in service. Hosts
+    whose plan disrupts (a full restart, a server switch, nginx's site) leave the target
+    group, in batches of aws.batch_size."""
 
     canary: bool = True  # one host first, judged by its traffic before the rest follow
     wave: int | None = Field(None, ge=1)  # hosts at once after the canary (default: all)

@@ -3,8 +3,9 @@ way (Capistrano's `publishing` stage, run again for a rollback).
 
 Every host was connected to, read and locked before (railsfab.session). Without a target
 group, every host's activation plan runs at once. With one, in the order railsfab.rollout
-gives: the canary first (baked under real traffic when a release changes), then the hosts
-whose plan is a zero-downtime handover, in service, at once (or in waves), then the hosts
+gives: the canary first (drained for its activation and local gate, then baked under real
+traffic when a release changes), then the hosts whose plan is a zero-downtime handover, in
+service, at once (or in waves), then the hosts
 whose plan disrupts, in batches: deregister (never the last healthy target) and drain -> the
 plan (its verification is the local health gate) -> register and wait until healthy. When a
 host fails (or the canary's traffic is worse than the others'), the roll stops; the failed
@@ -130,12 +131,9 @@ def _roll(pub: Publication, tg: TargetGroup) -> None:
         pub.session.rep.info(escape(f"  rollout  {said}"))
     _steady(pub, tg, [runs[n] for n in o.steady], targets, health)
     done: list[HostRun] = []
-    if o.canary:
+    if o.canary:  # no client meets a release before its local gate passed
         canary = runs[o.canary]
-        if o.canary_leaves:
-            _batch(pub, tg, [canary], targets, done)
-        else:
-            _in_place(pub, tg, [canary], targets, done, in_service)
+        _batch(pub, tg, [canary], targets, done)
         done.append(canary)
         if o.bake:
             _bake(pub, tg, canary, [runs[n] for n in o.compare], targets[o.canary])

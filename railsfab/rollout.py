@@ -2,13 +2,15 @@
 hosts take a change, which of them leave the target group for it, and the canary's bake.
 
 A USR2 or phased handover loses no request by itself: deregistering a host for it buys
-nothing and costs a drain per batch. So a host whose plan only hands over stays in service;
-one such host, the canary, goes first and serves real traffic for `rollout.bake` seconds
-while its nginx access log is compared with the other hosts' over the same window; then the
-rest go at once (or in waves of `rollout.wave`). A host whose plan disrupts (a full
-restart, a server switch, nginx's site or a start) leaves the target group for it, in
-batches of `aws.batch_size`, drained first. A host not in service (a fresh one, one the ALB
-counts unhealthy) has nothing to lose: it goes with the rest and is registered after.
+nothing and costs a drain per batch. So one host, the canary, goes first: out of the target
+group for its handover and local gate (a release that cannot boot or answers 500 on / never
+meets a client), back in, then it serves real traffic for `rollout.bake` seconds while its
+nginx access log is compared with the other hosts' over the same window; then the hosts
+whose plan only hands over go at once (or in waves of `rollout.wave`), in service. A host
+whose plan disrupts (a full restart, a server switch, nginx's site or a start) leaves the
+target group for it, in batches of `aws.batch_size`, drained first. A host not in service
+(a fresh one, one the ALB counts unhealthy) has nothing to lose: it goes with the rest and
+is registered after.
 
 Capistrano switches every host at once, Kamal one at a time; neither looks at traffic.
 `order()` is pure (plans and target health in, the order out): --dry-run prints it.
@@ -27,8 +29,7 @@ from railsfab.ops.base import Plan
 @dataclass
 class Order:
     steady: list[str] = field(default_factory=list)  # nothing that serves changes
-    canary: str | None = None
-    canary_leaves: bool = False  # its plan disrupts: out of the target group for it
+    canary: str | None = None  # out of the target group for its activation, then baked
     bake: float = 0.0  # seconds the canary serves before the rest follow (0: no bake)
     compare: list[str] = field(default_factory=list)  # the hosts its traffic is judged against
     waves: list[list[str]] = field(default_factory=list)  # in service (or joining), at once
@@ -53,7 +54,6 @@ def order(plans: dict[str, Plan], in_service: set[str] | None, rollout: Rollout,
     o.why = {n: plans[n].disruptive_steps for n in leaves}
     if rollout.canary and live and len(rolling) > 1:
         o.canary = (keeps or leaves)[0]
-        o.canary_leaves = o.canary in leaves
         keeps = [n for n in keeps if n != o.canary]
         leaves = [n for n in leaves if n != o.canary]
         o.compare = [n for n in live if n != o.canary]
@@ -72,11 +72,10 @@ def describe(o: Order, rollout: Rollout) -> str | None:
         return None
     parts = []
     if o.canary:
-        how = ("out of the target group: " + ", ".join(o.why[o.canary])) if o.canary_leaves \
-            else "stays in service"
-        baked = (f", bakes up to {o.bake:g} s (or {rollout.bake_requests} requests) judged by "
-                 f"its traffic against {_span(o.compare)}") if o.bake else ""
-        parts.append(f"canary {o.canary} ({how}){baked}")
+        baked = (f", then bakes up to {o.bake:g} s (or {rollout.bake_requests} requests) "
+                 f"judged by its traffic against {_span(o.compare)}") if o.bake else ""
+        parts.append(f"canary {o.canary} (out of the target group for its activation and "
+                     f"gate){baked}")
     for w in o.waves:
         joining = [n for n in w if n in o.joining]
         said = f"{_span(w)} at once, in service"

@@ -1,7 +1,8 @@
 """Restarts, deploys, rollbacks and failures while a 50-connection load runs through nginx,
-on unicorn behind the ALB (a handover stays in service: the canary first, baked under the
-load, then the rest): none of them may fail a request, a failure must leave the old release
-serving, and a canary whose traffic fails stops the rollout."""
+on unicorn behind the ALB (the canary first, out of the target group for its handover, then
+baked under the load; the rest hand over in service): none of them may fail a request, a
+failure must leave the old release serving, and a canary whose traffic fails stops the
+rollout."""
 
 from __future__ import annotations
 
@@ -73,11 +74,13 @@ def test_restart_app_behind_the_alb_under_load_loses_nothing(app, sandbox, stage
     r, load = under_load(addresses, lambda: run_fab(stage, "restart-app"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert load.result.failed == 0, load.result.errors
-    # a USR2 handover loses nothing: the canary, then the rest, all in service, each
-    # verified through nginx (no bake: a restart changes no release)
-    assert "rollout  canary web1 (stays in service); then web2 at once, in service" in r.stdout
+    # the canary out of the target group for its handover and gate, the rest (a USR2
+    # handover loses nothing) in service (no bake: a restart changes no release)
+    assert ("rollout  canary web1 (out of the target group for its activation and gate); "
+            "then web2 at once, in service") in r.stdout
     assert rolled(r.stdout, "deregister", "unicorn", "verify", "register") == [
-        (h, step) for h in WEB for step in ("unicorn", "verify")]
+        ("web1", "deregister"), ("web1", "unicorn"), ("web1", "verify"), ("web1", "register"),
+        ("web2", "unicorn"), ("web2", "verify")]
     for h in WEB:
         pid = master_pid(sandbox, h)
         assert pid != before[h]
@@ -106,8 +109,8 @@ def test_rollback_behind_the_alb_under_load_goes_canary_first(app, sandbox, stag
     assert load.result.failed == 0, load.result.errors
     # the way a deploy goes: the canary (baked), then the rest, in service
     assert rolled(r.stdout, "deregister", "switch", "bake", "verify", "register") == [
-        ("web1", "switch"), ("web1", "verify"), ("web1", "bake"), ("web2", "switch"),
-        ("web2", "verify")]
+        ("web1", "deregister"), ("web1", "switch"), ("web1", "verify"), ("web1", "register"),
+        ("web1", "bake"), ("web2", "switch"), ("web2", "verify")]
     for address in addresses:
         body = get(address, "/")[2]
         assert "zero downtime two" in body and "zero downtime three" not in body
@@ -137,8 +140,9 @@ def test_canary_answering_500_on_one_path_stops_the_rollout(app, sandbox, stages
         before = {h: current_release(sandbox, h) for h in WEB}
         canary_route(app, 500)
         dry = run_fab(stage, "deploy", "--dry-run")  # says the rollout, changes nothing
-        assert ("rollout  canary web1 (stays in service), bakes up to 10 s (or 500 requests) "
-                "judged by its traffic against web2; then web2 at once, in service") in dry.stdout
+        assert ("rollout  canary web1 (out of the target group for its activation and gate), "
+                "then bakes up to 10 s (or 500 requests) judged by its traffic against web2; "
+                "then web2 at once, in service") in dry.stdout
         with Load(addresses[:1], path="/canary", connections=10, max_seconds=300), \
                 Load(addresses[1:], path="/canary", connections=40, max_seconds=300) as others:
             time.sleep(1)
@@ -148,7 +152,7 @@ def test_canary_answering_500_on_one_path_stops_the_rollout(app, sandbox, stages
         canary_route(app, 200)
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
-    assert "rollout  canary web1 (stays in service), bakes up to 10 s" in out
+    assert "rollout  canary web1 (out of the target group for its activation and gate)" in out
     assert re.search(r"fab deploy failed on web1, step bake", out), out
     assert "GET /canary" in out and "500" in out  # the failing request lines, quoted
     assert "back on what it served before" in out

@@ -29,12 +29,14 @@ def hosts(n: int, make=handover) -> dict[str, Plan]:
 
 def test_handovers_stay_in_service_canary_first_then_the_rest_at_once():
     o = rollout.order(hosts(8), {f"web{i}" for i in range(1, 9)}, Rollout(), 2)
-    assert o.canary == "web1" and not o.canary_leaves and o.bake == 10
+    assert o.canary == "web1" and o.bake == 10
     assert o.compare == [f"web{i}" for i in range(2, 9)]
     assert o.waves == [[f"web{i}" for i in range(2, 9)]]
     assert o.batches == [] and o.joining == []
     said = rollout.describe(o, Rollout())
-    assert said.startswith("canary web1 (stays in service), bakes up to 10 s")
+    assert said.startswith("canary web1 (out of the target group for its activation and gate),"
+                           " then bakes up to 10 s (or 500 requests) judged by its traffic "
+                           "against web2 … web8 (7)")
     assert "then web2 … web8 (7) at once, in service" in said
 
 
@@ -52,11 +54,12 @@ def test_a_disruptive_plan_leaves_the_target_group_in_batches_with_its_reason():
     assert "web3, web4 out of the target group (web3: unicorn; web4: unicorn)" in said
 
 
-def test_a_disruptive_canary_leaves_the_target_group():
+def test_a_disruptive_canary_is_chosen_only_when_no_plan_only_hands_over():
     o = rollout.order(hosts(3, restart), {"web1", "web2", "web3"}, Rollout(), 1)
-    assert o.canary == "web1" and o.canary_leaves
+    assert o.canary == "web1"
     assert o.batches == [["web2"], ["web3"]] and o.waves == []
-    assert "canary web1 (out of the target group: unicorn)" in rollout.describe(o, Rollout())
+    plans = {"web1": restart(), "web2": handover()}
+    assert rollout.order(plans, {"web1", "web2"}, Rollout(), 1).canary == "web2"
 
 
 def test_hosts_not_in_service_join_with_the_rest_and_are_registered_after():
