@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import shutil
 import statistics
@@ -132,7 +133,20 @@ def changed_release(stage_file: Path, app: Path, addresses: list[str]):
     if SHOW:
         print(out, flush=True)
     res = load.result
-    return took, sent, res.failed, res.ok, res.errors
+    return took, sent, res.failed, res.ok, res.errors, handovers(out)
+
+
+HANDOVER = re.compile(r"^\s+(web\d+)\s+changed\s+unicorn\s+([\d.]+)s\s", re.M)
+BAKE = re.compile(r"^\s+web\d+\s+ok\s+bake\s+([\d.]+)s\s", re.M)
+
+
+def handovers(out: str) -> tuple[float, float, float]:
+    """From a changed release's output: the canary's handover (the first host's unicorn
+    step), the longest of the other hosts' (all at once), and the bake, in seconds."""
+    steps = [float(t) for _, t in HANDOVER.findall(out)]
+    bake = BAKE.search(out)
+    return (steps[0] if steps else 0.0, max(steps[1:], default=0.0),
+            float(bake.group(1)) if bake else 0.0)
 
 
 def measure(sbx: Sandbox, files: tuple[Path, Path], n: int, reps: int,
@@ -142,7 +156,7 @@ def measure(sbx: Sandbox, files: tuple[Path, Path], n: int, reps: int,
     app = inv.resolve(inv.stage.app.source)
     addresses = [h.address for h in inv.hosts(role="web")]
     row: dict = {"n": n, "fresh": [], "noop": [], "noop_no_alb": [], "changed": [],
-                 "check": [], "failed": 0, "served": 0, "errors": {}}
+                 "steps": [], "check": [], "failed": 0, "served": 0, "errors": {}}
     for i in range(fresh_reps):
         fresh_hosts(sbx, n)
         row["fresh"].append(fab(stage_file, "deploy")[:2])
@@ -154,8 +168,9 @@ def measure(sbx: Sandbox, files: tuple[Path, Path], n: int, reps: int,
                 raise SystemExit(f"the no-op deploy changed something:\n{out}")
             row[key].append((took, sent))
     for i in range(reps if changed else 0):
-        took, sent, failed, served, errors = changed_release(stage_file, app, addresses)
+        took, sent, failed, served, errors, steps = changed_release(stage_file, app, addresses)
         row["changed"].append((took, sent))
+        row["steps"].append(steps)
         row["failed"] += failed
         row["served"] += served
         for k, v in errors.items():
@@ -228,6 +243,13 @@ def table(rows: list[dict], reps: int, fresh_reps: int, mem: dict[str, float]) -
             one = med(rows[0][key], 0)
             lines.append(f"No-op deploy vs 1 host ({what}): " + ", ".join(
                 f"{r['n']} hosts {med(r[key], 0) / one:.2f}x" for r in rows[1:]))
+    steps = [r for r in rows if r["steps"] and r["n"] > 1]
+    if steps:
+        lines.append("Changed release, in it (median): " + "; ".join(
+            f"{r['n']} hosts: canary's handover {med(r['steps'], 0):.1f} s, bake "
+            f"{med(r['steps'], 2):.1f} s, the other {r['n'] - 1} at once "
+            f"{med(r['steps'], 1):.1f} s ({med(r['steps'], 1) / med(r['steps'], 0):.2f}x the "
+            "canary's)" for r in steps))
     return "\n".join(lines)
 
 

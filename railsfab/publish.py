@@ -63,6 +63,12 @@ def publish(pub: Publication) -> None:
         _roll(pub, tg)
 
 
+def _bakes(pub: Publication) -> bool:
+    """A release (not a restart) behind nginx, whose access log the bake reads (with
+    `nginx: false` the app server answers clients itself: no log to judge the canary by)."""
+    return pub.change is not None and pub.session.inv.stage.app.nginx
+
+
 def _say_rollout(pub: Publication) -> None:
     """--dry-run: the rollout a stage with a target group would take (the target group is
     not asked: every host taken to be in service)."""
@@ -70,7 +76,7 @@ def _say_rollout(pub: Publication) -> None:
     if not (stage.aws.target_group_arn or stage.aws.stack_name):
         return
     o = rollout.order(pub.plans, None, stage.rollout, stage.aws.batch_size,
-                      bake=pub.change is not None)
+                      bake=_bakes(pub))
     said = rollout.describe(o, stage.rollout)
     said = said or "at most one host changes what it serves: nothing to roll"
     pub.session.rep.info(escape(f"  rollout  {said}"))
@@ -125,7 +131,7 @@ def _roll(pub: Publication, tg: TargetGroup) -> None:
     health = tg.health()
     in_service = {n for n, t in targets.items() if health.get(t["Id"]) == "healthy"}
     o = rollout.order(pub.plans, in_service, stage.rollout, stage.aws.batch_size,
-                      bake=pub.change is not None)
+                      bake=_bakes(pub))
     said = rollout.describe(o, stage.rollout)
     if said:
         pub.session.rep.info(escape(f"  rollout  {said}"))
