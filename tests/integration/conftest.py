@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,12 @@ def fresh_deploy(sandbox, stage_file):
     assert p.returncode == 0, p.stdout + p.stderr
     r = run_fab(stage_file, "deploy")
     assert r.returncode == 0, r.stdout + r.stderr
+    # what only this moment shows (later tests precompile on a host, a fault's fix does):
+    # which hosts ran a precompile (sprockets' cache is where it leaves its work)
+    r.precompiled = [h for h in ("web1", "web2") if subprocess.run(
+        ["ssh", "-F", str(sandbox.ssh_config), "-o", "BatchMode=yes", h,
+         "sudo find /srv/sample/shared/tmp/cache/assets -type f | head -1"],
+        capture_output=True, text=True, timeout=60).stdout.strip()]
     return r
 
 
