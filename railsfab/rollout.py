@@ -19,7 +19,6 @@ Capistrano switches every host at once, Kamal one at a time; neither looks at tr
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from railsfab.inventory import Rollout
@@ -106,7 +105,5 @@ def bake(canary, others: list, rollout: Rollout, paths, *, step: str = "bake"):
         if seen.requests >= rollout.bake_requests:
             break
     window = time.monotonic() - start
-    with ThreadPoolExecutor(max_workers=len(others) + 1) as pool:
-        read = list(pool.map(lambda r: traffic.read(r.conn, paths, window, step=step),
-                             [canary, *others]))
+    read = traffic.read_all([r.conn for r in (canary, *others)], paths, window, step=step)
     return traffic.judge(read[0], read[1:], rollout)
