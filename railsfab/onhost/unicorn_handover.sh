@@ -11,7 +11,6 @@ trap '' HUP PIPE
 pidf=$PIDF; log=$LOG; unit=$UNIT; workers=$WORKERS; timeout=$TIMEOUT; current=$CURRENT
 uid=$(id -u "$USER_") || { echo "no-user $USER_"; exit 3; }
 cgroup=$(systemctl show -p ControlGroup --value "$unit" 2>/dev/null)
-now() { date +%s; }
 # What the new master said: the exception line first, then the last lines.
 # The logs are in the app's folder: read as the app's user (a link there to /etc/shadow
 # shows nothing), never as root.
@@ -22,7 +21,16 @@ said() { t=$(mktemp) && since "$offset" > "$t"
          grep -m 3 -E '\([A-Z][A-Za-z:]*(Error|Exception)\)$' "$t" | cut -c1-300
          tail -n 4 "$t" | cut -c1-300; rm -f "$t"; }
 masters() { pgrep -u "$USER_" -f '^unicorn master' | sort; }
-workers_of() { ps --ppid "$1" -o cmd= 2>/dev/null | grep -c 'unicorn.*worker' || true; }
+# The waits below poll every 0.1 s while a new master boots. Every process a poll starts is
+# CPU taken from that boot (each host's at once, under load, on a small instance): a poll
+# starts `sleep` (and the pid file's read once the new master has its workers); times,
+# children and titles are bash's own ($EPOCHSECONDS, /proc read with builtins); a PID is
+# checked for ownership once.
+# PID: its children, into K: the kernel's list (unicorn forks from its main thread), else ps
+kids() { K=""; if [ -e "/proc/$1/task/$1/children" ]; then read -r K 2>/dev/null < "/proc/$1/task/$1/children"
+             else K=$(ps --ppid "$1" -o pid= 2>/dev/null); fi; }
+workers_of() { local n=0 c; kids "$1"; for c in $K; do
+                 title "$c"; case "$T" in *unicorn*worker*) n=$((n + 1)) ;; esac; done; echo "$n"; }
 mainpid() { systemctl show -p MainPID --value "$unit"; }
 # Every PID read from the host is untrusted: it must be a positive decimal number naming a
 # live process of the app's user in the unit's own cgroup before we signal it (never -1, 0,
@@ -32,19 +40,20 @@ readpid() { as_app head -c 32 "$1" 2>/dev/null; }
 owned() { case "$1" in '' | 0* | *[!0-9]*) return 1 ;; esac
           [ "${#1}" -le 9 ] && [ "$(stat -c %u "/proc/$1" 2>/dev/null)" = "$uid" ] \
             && [ -n "$cgroup" ] && cut -d: -f3- "/proc/$1/cgroup" 2>/dev/null | grep -qxF "$cgroup"; }
-title() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null; }
-is_master() { owned "$1" && case "$(title "$1")" in "unicorn master"*) ;; *) false ;; esac; }
+title() { local a=(); mapfile -td '' a 2>/dev/null < "/proc/$1/cmdline"; T="${a[*]}"; }  # into T
+is_master() { owned "$1" && title "$1" && case "$T" in "unicorn master"*) ;; *) false ;; esac; }
 # The master a USR2 forked: the old master's child that is no worker (while it boots, its
 # title is still the command line that started it).
-reexec_child() { for c in $(ps --ppid "$1" -o pid= 2>/dev/null); do
-                   owned "$c" && case "$(title "$c")" in *worker*) ;; *) echo "$c"; return ;; esac
+reexec_child() { local c; kids "$1"; for c in $K; do
+                   title "$c"; case "$T" in *worker*) continue ;; esac
+                   owned "$c" && { echo "$c"; return; }
                  done; }
 gone() { # PID [SECONDS]: wait until it has exited
-  local d=$(( $(now) + ${2:-$((timeout + 10))} ))
-  while kill -0 "$1" 2>/dev/null; do [ "$(now)" -ge "$d" ] && return 1; sleep 0.1; done; }
+  local d=$(( $EPOCHSECONDS + ${2:-$((timeout + 10))} ))
+  while kill -0 "$1" 2>/dev/null; do [ "$EPOCHSECONDS" -ge "$d" ] && return 1; sleep 0.1; done; }
 adopted() { # PID: wait until systemd's MainPID is it
-  local d=$(( $(now) + 10 ))
-  while [ "$(mainpid)" != "$1" ]; do [ "$(now)" -ge "$d" ] && return 1; sleep 0.1; done; }
+  local d=$(( $EPOCHSECONDS + 10 ))
+  while [ "$(mainpid)" != "$1" ]; do [ "$EPOCHSECONDS" -ge "$d" ] && return 1; sleep 0.1; done; }
 
 # A handover an earlier command left half done (interrupted between USR2 and QUIT, or a
 # USR2 sent by hand): `.oldbin` names a live master, and unicorn refuses another USR2.
@@ -56,13 +65,13 @@ repair=-
 settle() {
   o=$(readpid "$pidf.oldbin"); is_master "$o" || return 0
   echo "an earlier handover is half done: master $o holds $pidf.oldbin" >&2
-  local d=$(( $(now) + timeout )) n kid ready=""
+  local d=$(( $EPOCHSECONDS + timeout )) n kid ready=""
   while :; do
     n=$(readpid "$pidf"); kid=$(reexec_child "$o")
     [ -z "$kid" ] && [ "$n" = "$o" ] && { repair="undone:$o:-"; return 0; }
     [ -n "$kid" ] && [ "$n" = "$kid" ] && is_master "$n" \
       && [ "$(workers_of "$n")" -ge "$workers" ] && { ready=1; break; }
-    [ "$(now)" -ge "$d" ] && break
+    [ "$EPOCHSECONDS" -ge "$d" ] && break
     sleep 0.1
   done
   if [ -n "$ready" ] && { [ "$(readlink "/proc/$n/cwd")" = "$(readlink -f "$current")" ] \
@@ -75,9 +84,9 @@ settle() {
   elif [ -n "$kid" ] && [ "$(workers_of "$o")" -gt 0 ]; then
     kill -QUIT "$kid"
     gone "$kid" 60 || { echo "half-done $o $kid: new master did not quit"; exit 11; }
-    d=$(( $(now) + 10 ))
+    d=$(( $EPOCHSECONDS + 10 ))
     until [ "$(readpid "$pidf")" = "$o" ]; do
-      [ "$(now)" -ge "$d" ] && { echo "half-done $o $kid: pid file not restored"; exit 11; }
+      [ "$EPOCHSECONDS" -ge "$d" ] && { echo "half-done $o $kid: pid file not restored"; exit 11; }
       sleep 0.1
     done
     repair="undone:$o:$kid"
@@ -91,27 +100,38 @@ settle
 old=$(readpid "$pidf")
 is_master "$old" || { echo "no-master $(printf %s "$old" | tr -cd '0-9a-z-' | cut -c1-20)"; exit 3; }
 offset=$(as_app stat -L -c %s "$log" 2>/dev/null || echo 0)
-t0=$(date +%s%N)
+t0=${EPOCHREALTIME//[!0-9]/}  # microseconds
 kill -USR2 "$old"
 echo "USR2 sent to master $old; waiting for the new master's workers" >&2
-deadline=$(( $(now) + timeout )); new=""; started=$(now); seen=-1
+# `mine`: the new master the pid file named (checked once, then followed while it lives);
+# its workers are counted until they are all up, then the pid file must still name it.
+deadline=$(( EPOCHSECONDS + timeout )); new=""; started=$EPOCHSECONDS; seen=-1; mine=""
 while :; do
-  p=$(readpid "$pidf")
-  if [ "$p" != "$old" ] && owned "$p"; then
-    w=$(workers_of "$p")
-    [ "$w" -ge 1 ] && [ -z "${first:-}" ] && first=$(date +%s%N)
-    [ "$w" != "$seen" ] && { echo "new master $p: $w of $workers workers up" >&2; seen=$w; }
-    if [ "$w" -ge "$workers" ]; then new=$p; break; fi
+  if [ -z "$mine" ] || ! kill -0 "$mine" 2>/dev/null; then
+    mine=""; p=$(readpid "$pidf")
+    [ "$p" != "$old" ] && owned "$p" && mine=$p
   fi
-  child=$(reexec_child "$old")
-  if [ -z "$child" ] && [ "$p" = "$old" ] && [ ! -e "$pidf.oldbin" ] \
-     && [ $(( $(now) - started )) -ge 1 ]; then
-    echo "new-master-died"; said; exit 4
+  if [ -n "$mine" ]; then
+    w=$(workers_of "$mine")
+    [ "$w" -ge 1 ] && [ -z "${first:-}" ] && first=${EPOCHREALTIME//[!0-9]/}
+    [ "$w" != "$seen" ] && { echo "new master $mine: $w of $workers workers up" >&2; seen=$w; }
+    if [ "$w" -ge "$workers" ]; then
+      p=$(readpid "$pidf")
+      [ "$p" = "$mine" ] && owned "$p" && { new=$p; break; }
+      mine=""
+    fi
+  else
+    child=$(reexec_child "$old")
+    if [ -z "$child" ] && [ "$p" = "$old" ] && [ ! -e "$pidf.oldbin" ] \
+       && [ $(( EPOCHSECONDS - started )) -ge 1 ]; then
+      echo "new-master-died"; said; exit 4
+    fi
+    if [ -z "$child" ] && since "$offset" | grep -qE 'refusing rexec|reexec-ed child already running'; then
+      echo "usr2-refused"; said; exit 10
+    fi
   fi
-  if [ -z "$child" ] && since "$offset" | grep -qE 'refusing rexec|reexec-ed child already running'; then
-    echo "usr2-refused"; said; exit 10
-  fi
-  if [ "$(now)" -ge "$deadline" ]; then
+  if [ "$EPOCHSECONDS" -ge "$deadline" ]; then
+    child=$(reexec_child "$old")
     [ -n "$child" ] && kill -QUIT "$child" 2>/dev/null
     echo "new-master-timeout"; said; exit 5
   fi
@@ -125,4 +145,4 @@ n=$(masters | wc -l)
 [ "$n" = 1 ] || { echo "masters $n: $(masters | tr '\n' ' ')"; exit 8; }
 cwd=$(readlink "/proc/$new/cwd"); want=$(readlink -f "$current")
 [ "$cwd" = "$want" ] || { echo "wrong-release $cwd (current is $want)"; exit 9; }
-echo "ok $old $new $(workers_of "$new") $(( (first - t0) / 1000000 )) $cwd $repair"
+echo "ok $old $new $(workers_of "$new") $(( (first - t0) / 1000 )) $cwd $repair"

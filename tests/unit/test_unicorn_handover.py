@@ -1,6 +1,7 @@
 """The PIDs unicorn_handover.sh reads from the host are untrusted: it signals only a positive
 number naming a `unicorn master` of the app's user. Run here with bash, `kill` replaced by a
-recorder, so a wrong answer cannot signal anything."""
+recorder, so a wrong answer cannot signal anything; and a whole handover of a fake unicorn,
+whose polls start no process while its new master boots."""
 
 from __future__ import annotations
 
@@ -155,3 +156,70 @@ def test_a_master_of_the_apps_user_outside_the_units_cgroup_is_never_signalled(t
     (bin_ / "systemctl").write_text('#!/bin/sh\necho /system.slice/sample-unicorn.service\n')
     r, signals = handover(tmp_path, pid)
     assert r.returncode == 3 and r.stdout.startswith("no-master") and signals == []
+
+
+# A unicorn master in bash: USR2 renames the pid file to .oldbin and forks a new master,
+# which writes the pid file, boots for BOOT seconds, then forks its worker; QUIT ends a
+# master and its workers.
+FAKE_UNICORN = r'''pidf=$1; role=$2; mine=""
+spawn() { (exec -a "unicorn worker[0] -c fake" sleep 60) & mine=$!; }
+if [ "$role" = new ]; then echo $$ > "$pidf"; sleep "$BOOT"; fi
+spawn
+trap 'mv "$pidf" "$pidf.oldbin"; (exec -a "unicorn master -c fake" bash "$0" "$pidf" new) &' USR2
+trap 'kill $mine; exit 0' QUIT
+[ "$role" = new ] || echo $$ > "$pidf"
+while :; do sleep 0.05; done
+'''
+# Every command but sleep notes its name, then runs.
+LOGGED = ("ps", "head", "setpriv", "stat", "cut", "grep", "tr", "date", "pgrep", "readlink",
+          "tail", "mktemp", "id", "wc", "sort")
+
+
+def a_handover(tmp_path, boot: float) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """The script's whole handover of a fake unicorn whose new master boots `boot` seconds,
+    with unicorn's own kill: what it printed, and the commands it started (but sleep)."""
+    tmp_path.mkdir(exist_ok=True)
+    bin_, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_.mkdir()
+    calls.write_text("")
+    for name in LOGGED:
+        (bin_ / name).write_text(f'#!/bin/sh\necho {name} >> "{calls}"\n'
+                                 f'PATH=/usr/bin:/bin exec {name} "$@"\n')
+        (bin_ / name).chmod(0o755)
+    (bin_ / "systemctl").write_text(
+        '#!/bin/sh\ncase "$*" in *ControlGroup*) cut -d: -f3- /proc/self/cgroup | head -n 1 ;;'
+        ' *MainPID*) cat "$PIDF" ;; *) exit 1 ;; esac\n')
+    (bin_ / "systemctl").chmod(0o755)
+    pidf = tmp_path / "unicorn.pid"
+    (tmp_path / "fake.sh").write_text(FAKE_UNICORN)
+    # started in the background, as systemd would: a master that quits is reaped at once
+    subprocess.run(["bash", "-c", f'(exec -a "unicorn master -c fake" bash fake.sh {pidf} old'
+                    ' >/dev/null 2>&1 &)'], cwd=tmp_path, env={"BOOT": str(boot)}, check=True)
+    try:
+        for _ in range(100):
+            if pidf.exists() and pidf.read_text().strip():
+                break
+            subprocess.run(["sleep", "0.02"])
+        (tmp_path / "unicorn.log").write_text("")
+        env = {"PATH": f"{bin_}:/usr/bin:/bin", "PIDF": str(pidf),
+               "LOG": str(tmp_path / "unicorn.log"), "UNIT": "railsfab-test-none.service",
+               "WORKERS": "1", "TIMEOUT": "20", "CURRENT": str(tmp_path),
+               "USER_": getpass.getuser()}
+        calls.write_text("")
+        r = subprocess.run(["bash", "-s"], input=onhost.load("unicorn_handover.sh"), env=env,
+                           capture_output=True, text=True, timeout=60)
+        return r, calls.read_text().split()
+    finally:  # the masters it left, by their pid files
+        for f in (pidf, tmp_path / "unicorn.pid.oldbin"):
+            if f.exists():
+                subprocess.run(["pkill", "-QUIT", "-F", str(f)], check=False)
+
+
+def test_a_handover_polls_the_booting_master_without_starting_processes(tmp_path):
+    # Each process a poll starts is CPU taken from the new master's boot: a boot 2 s longer
+    # (20 more polls) starts no more processes than a short one, but sleep.
+    short, short_calls = a_handover(tmp_path / "short", 0.3)
+    long, long_calls = a_handover(tmp_path / "long", 2.3)
+    for r in (short, long):
+        assert r.returncode == 0 and r.stdout.splitlines()[-1].startswith("ok "), r.stderr
+    assert len(long_calls) - len(short_calls) <= 2, (short_calls, long_calls)
