@@ -9,10 +9,14 @@ For each size N, on a stage of web1..webN + db (the hosts freshly booted for eac
             the default rollout (the canary drained for its USR2 handover, then baked under
             the load; the other hosts' handovers at once, in service), under a
             50-connection load through nginx on the N hosts; failed requests counted
+  hand      the floor of a USR2 rollout on this machine: by hand over ssh, USR2 on every
+            host at once under the same load, no checks, no canary, no bake
   check     `fab check`
-each timed as a command (Python start-up included), median of --reps (fresh: --fresh-reps,
-1 by default: it is minutes at N = 8). Sent: the bytes the controller sent over SSH during
-the command (bench/fab_bytes.py counts paramiko's packets). Then the memory each sandbox host
+and the CPU the machine spent during each fresh deploy (on C cores a job of S core-seconds
+takes S / C seconds at the least, whatever does it). Each is timed as a command (Python
+start-up included), median of --reps (fresh: --fresh-reps, 1 by default: it is minutes at
+N = 8). Sent: the bytes the controller sent over SSH during the command (bench/fab_bytes.py
+counts paramiko's packets). Then the memory each sandbox host
 takes, with the app deployed (PSS of its processes: systemd, sshd, nginx, unicorn and 2
 workers on a web host; MariaDB on db).
 
@@ -41,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from railsfab import inventory  # noqa: E402
+from railsfab.paths import Paths  # noqa: E402
 from railsfab.report import Reporter  # noqa: E402
 from railsfab.sandbox.core import Sandbox  # noqa: E402
 from tests.conftest import sandbox_hosts_yaml  # noqa: E402
@@ -136,6 +141,50 @@ def changed_release(stage_file: Path, app: Path, addresses: list[str]):
     return took, sent, res.failed, res.ok, res.errors, handovers(out)
 
 
+# The floor of a USR2 rollout, by hand: on every host at once, USR2 to the master, wait for
+# the new master's workers, QUIT the old one, wait until it is gone; bash's own reads, no
+# checks. No tool doing a USR2 per host can be faster here.
+HAND_USR2 = r"""set -eu
+pidf=$1; workers=$2; read -r old < "$pidf"; kill -USR2 "$old"
+while :; do p=; [ -s "$pidf" ] && read -r p < "$pidf"; [ -n "$p" ] && [ "$p" != "$old" ] && break
+  sleep 0.1; done
+n=0; while [ "$n" -lt "$workers" ]; do sleep 0.1; n=0
+  kids=; read -r kids < "/proc/$p/task/$p/children" || :
+  for k in $kids; do case "$(tr '\0' ' ' < "/proc/$k/cmdline" 2>/dev/null)" in
+    *worker*) n=$((n + 1)) ;; esac; done
+done
+kill -QUIT "$old"; while kill -0 "$old" 2>/dev/null; do sleep 0.1; done
+"""
+
+
+def cpu_busy() -> float:
+    """Seconds of CPU this machine has spent busy (every core, /proc/stat) so far."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def hand_usr2(sbx: Sandbox, stage_file: Path, addresses: list[str]) -> float:
+    """Seconds for HAND_USR2 on every web host of the stage at once, under the same load."""
+    inv = inventory.load(stage_file)
+    pid, workers = Paths.of(inv.stage.app).pid, str(inv.stage.app.workers)
+    hosts = [h.name for h in inv.hosts(role="web")]
+    with Load(addresses, connections=50, max_seconds=900) as load:
+        time.sleep(1)
+        t0 = time.monotonic()
+        procs = [subprocess.Popen(
+            ["ssh", "-F", str(sbx.ssh_config), "-o", "BatchMode=yes", h,
+             f"sudo -n bash -s {shlex.quote(pid)} {workers}"], stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for h in hosts]
+        errs = [pr.communicate(HAND_USR2, timeout=600)[1] for pr in procs]
+        took = time.monotonic() - t0
+        time.sleep(1)
+    if any(pr.returncode for pr in procs):
+        raise SystemExit(f"the hand USR2 failed: {errs}")
+    if load.result.failed:
+        print(f"  (the hand USR2 failed requests: {load.result.errors})", flush=True)
+    return took
+
+
 HANDOVER = re.compile(r"^\s+(web\d+)\s+changed\s+unicorn\s+([\d.]+)s\s", re.M)
 BAKE = re.compile(r"^\s+web\d+\s+ok\s+bake\s+([\d.]+)s\s", re.M)
 
@@ -156,10 +205,13 @@ def measure(sbx: Sandbox, files: tuple[Path, Path], n: int, reps: int,
     app = inv.resolve(inv.stage.app.source)
     addresses = [h.address for h in inv.hosts(role="web")]
     row: dict = {"n": n, "fresh": [], "noop": [], "noop_no_alb": [], "changed": [],
-                 "steps": [], "check": [], "failed": 0, "served": 0, "errors": {}}
+                 "steps": [], "check": [], "failed": 0, "served": 0, "errors": {},
+                 "hand": [], "cpu": []}
     for i in range(fresh_reps):
         fresh_hosts(sbx, n)
+        busy = cpu_busy()
         row["fresh"].append(fab(stage_file, "deploy")[:2])
+        row["cpu"].append(cpu_busy() - busy)
         print(f"  N={n} fresh deploy {i + 1}: {row['fresh'][-1][0]:.1f}s", flush=True)
     for _ in range(reps):  # interleaved: drift on a noisy machine hits both alike
         for key, path in (("noop", stage_file), ("noop_no_alb", no_alb)):
@@ -177,6 +229,11 @@ def measure(sbx: Sandbox, files: tuple[Path, Path], n: int, reps: int,
             row["errors"][k] = row["errors"].get(k, 0) + v
         print(f"  N={n} changed release {i + 1}: {took:.1f}s, {served} requests served, "
               f"{failed} failed", flush=True)
+    for _ in range(reps if changed else 0):
+        row["hand"].append(hand_usr2(sbx, stage_file, addresses))
+    if row["hand"]:
+        print(f"  N={n} hand USR2 on every host at once: "
+              + ", ".join(f"{t:.1f}s" for t in row["hand"]), flush=True)
     for _ in range(reps):
         row["check"].append(fab(stage_file, "check")[:2])
     return row
@@ -250,7 +307,32 @@ def table(rows: list[dict], reps: int, fresh_reps: int, mem: dict[str, float]) -
             f"{med(r['steps'], 2):.1f} s, the other {r['n'] - 1} at once "
             f"{med(r['steps'], 1):.1f} s ({med(r['steps'], 1) / med(r['steps'], 0):.2f}x the "
             "canary's)" for r in steps))
+    lines += floors(rows)
     return "\n".join(lines)
+
+
+def floors(rows: list[dict]) -> list[str]:
+    """What this machine allows: the hand USR2 at each size, and the CPU each job took (on
+    `cores` cores, a job of C core-seconds takes C / cores seconds at the least)."""
+    cores, one, lines = os.cpu_count() or 1, rows[0], []
+    hands = [r for r in rows if r["hand"]]
+    if hands:
+        said = [f"{r['n']} host{'s' if r['n'] > 1 else ''} {statistics.median(r['hand']):.1f} s"
+                for r in hands]
+        if one["n"] == 1 and one["changed"]:
+            said.append("vs 1 host's changed release with railsfab: " + ", ".join(
+                f"{r['n']} hosts {statistics.median(r['hand']) / med(one['changed'], 0):.2f}x"
+                for r in hands[1:]))
+        lines.append("Hand USR2 on every host at once (the floor: ssh, USR2, wait for the new "
+                     "workers, QUIT; no checks), median: " + ", ".join(said))
+    done = [r for r in rows if r["cpu"]]  # (under the load, every core is busy by design)
+    if done:
+        lines.append(f"CPU busy during the fresh deploy (core-seconds, median; on {cores} "
+                     f"cores it takes at least that / {cores} s): " + ", ".join(
+                         f"{r['n']} host{'s' if r['n'] > 1 else ''} "
+                         f"{statistics.median(r['cpu']):.0f} (>= "
+                         f"{statistics.median(r['cpu']) / cores:.0f} s)" for r in done))
+    return lines
 
 
 def main() -> None:
