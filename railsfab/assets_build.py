@@ -40,14 +40,16 @@ class Shared:
     """The one build of this release's assets: set once by the builder (or from the kept
     archive), read by every other host's assets step."""
 
-    def __init__(self, d: Desired, kept: Path, builder: str | None) -> None:
+    def __init__(self, d: Desired, kept: Path, builder: str | None,
+                 build: tuple[bytes, int, str] | None = None) -> None:
+        """`build`: the kept archive (data, files, build id) when no host builds."""
         self.d, self.kept, self.builder = d, kept, builder
-        self.data: bytes | None = kept.read_bytes() if builder is None else None
+        self.data: bytes | None = None
         self.files, self.id = 0, ""
         self.error: str | None = None
         self.ready = threading.Event()
-        if builder is None:
-            self.files, self.id = _count(self.data)
+        if builder is None and build:
+            self.data, self.files, self.id = build
             self.ready.set()
 
     def settle(self, host: str) -> None:
@@ -102,7 +104,8 @@ def arrange(d: Desired, plans: dict[str, dict], cache: Path,
     needs = [n for n, p in plans.items() if isinstance(p["prepare"].get("assets"), Change)]
     reusing = [n for n, p in plans.items() if _reuses(p["prepare"].get("assets"))]
     kept = cache / f"{d.digests.assets}.tar.gz"
-    kept_id = _count(kept.read_bytes())[1] if kept.is_file() else None
+    data = kept.read_bytes() if kept.is_file() else b""
+    files, kept_id = _count(data) if data else (0, None)
     ids = {(builds or {}).get(n) for n in reusing}
     one = len(ids) == 1 and None not in ids
     if reusing and not (one and (not needs or ids == {kept_id})):
@@ -112,7 +115,7 @@ def arrange(d: Desired, plans: dict[str, dict], cache: Path,
     if not needs:
         return None
     builder = None if kept_id else needs[0]
-    shared = Shared(d, kept, builder)
+    shared = Shared(d, kept, builder, None if builder else (data, files, kept_id or ""))
     for n in needs:
         prepare = plans[n]["prepare"]
         at = next(i for i, p in enumerate(prepare.steps) if p.step == "assets")

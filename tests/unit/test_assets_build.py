@@ -108,6 +108,7 @@ def test_assets_built_before_are_shipped_and_built_nowhere(d, tmp_path):
     p = plans("web1", "web2")
     shared = assets_build.arrange(d, p, tmp_path)
     assert shared.builder is None and shared.ready.is_set() and shared.files == 2
+    assert shared.data == (tmp_path / "abc123.tar.gz").read_bytes()
     assert shared.id == build
     assert all(p[n]["prepare"].get("assets").run == shared.receive for n in ("web1", "web2"))
 
