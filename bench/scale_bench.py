@@ -9,8 +9,9 @@ For each size N, on a stage of web1..webN + db (the hosts freshly booted for eac
             the default rollout (the canary drained for its USR2 handover, then baked under
             the load; the other hosts' handovers at once, in service), under a
             50-connection load through nginx on the N hosts; failed requests counted
-  hand      the floor of a USR2 rollout on this machine: by hand over ssh, USR2 on every
-            host at once under the same load, no checks, no canary, no bake
+  hand      the floor of a USR2 rollout on this machine: by hand over ssh under the same
+            load, no checks, no canary, no bake: USR2 on one host (web1), then on every
+            host at once
   check     `fab check`
 and the CPU the machine spent during each fresh deploy (on C cores a job of S core-seconds
 takes S / C seconds at the least, whatever does it). Each is timed as a command (Python
@@ -141,9 +142,9 @@ def changed_release(stage_file: Path, app: Path, addresses: list[str]):
     return took, sent, res.failed, res.ok, res.errors, handovers(out)
 
 
-# The floor of a USR2 rollout, by hand: on every host at once, USR2 to the master, wait for
-# the new master's workers, QUIT the old one, wait until it is gone; bash's own reads, no
-# checks. No tool doing a USR2 per host can be faster here.
+# The floor of a USR2 rollout, by hand: USR2 to the master, wait for the new master's
+# workers, QUIT the old one, wait until it is gone; bash's own reads, no checks. No tool
+# doing a USR2 per host can be faster here.
 HAND_USR2 = r"""set -eu
 pidf=$1; workers=$2; read -r old < "$pidf"; kill -USR2 "$old"
 while :; do p=; [ -s "$pidf" ] && read -r p < "$pidf"; [ -n "$p" ] && [ "$p" != "$old" ] && break
@@ -163,11 +164,10 @@ def cpu_busy() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def hand_usr2(sbx: Sandbox, stage_file: Path, addresses: list[str]) -> float:
-    """Seconds for HAND_USR2 on every web host of the stage at once, under the same load."""
+def hand_usr2(sbx: Sandbox, stage_file: Path, addresses: list[str], hosts: list[str]) -> float:
+    """Seconds for HAND_USR2 on `hosts` at once, under the load on every web host."""
     inv = inventory.load(stage_file)
     pid, workers = Paths.of(inv.stage.app).pid, str(inv.stage.app.workers)
-    hosts = [h.name for h in inv.hosts(role="web")]
     with Load(addresses, connections=50, max_seconds=900) as load:
         time.sleep(1)
         t0 = time.monotonic()
@@ -175,7 +175,10 @@ def hand_usr2(sbx: Sandbox, stage_file: Path, addresses: list[str]) -> float:
             ["ssh", "-F", str(sbx.ssh_config), "-o", "BatchMode=yes", h,
              f"sudo -n bash -s {shlex.quote(pid)} {workers}"], stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for h in hosts]
-        errs = [pr.communicate(HAND_USR2, timeout=600)[1] for pr in procs]
+        for pr in procs:  # every host has its script before any is waited for
+            pr.stdin.write(HAND_USR2)
+            pr.stdin.close()
+        errs = [pr.communicate(timeout=600)[1] for pr in procs]
         took = time.monotonic() - t0
         time.sleep(1)
     if any(pr.returncode for pr in procs):
@@ -206,7 +209,7 @@ def measure(sbx: Sandbox, files: tuple[Path, Path], n: int, reps: int,
     addresses = [h.address for h in inv.hosts(role="web")]
     row: dict = {"n": n, "fresh": [], "noop": [], "noop_no_alb": [], "changed": [],
                  "steps": [], "check": [], "failed": 0, "served": 0, "errors": {},
-                 "hand": [], "cpu": []}
+                 "hand": [], "hand_one": [], "cpu": []}
     for i in range(fresh_reps):
         fresh_hosts(sbx, n)
         busy = cpu_busy()
@@ -230,9 +233,12 @@ def measure(sbx: Sandbox, files: tuple[Path, Path], n: int, reps: int,
         print(f"  N={n} changed release {i + 1}: {took:.1f}s, {served} requests served, "
               f"{failed} failed", flush=True)
     for _ in range(reps if changed else 0):
-        row["hand"].append(hand_usr2(sbx, stage_file, addresses))
+        row["hand_one"].append(hand_usr2(sbx, stage_file, addresses, ["web1"]))
+        row["hand"].append(hand_usr2(sbx, stage_file, addresses, web_hosts(n)))
     if row["hand"]:
-        print(f"  N={n} hand USR2 on every host at once: "
+        print(f"  N={n} hand USR2 on web1: "
+              + ", ".join(f"{t:.1f}s" for t in row["hand_one"])
+              + "; on every host at once: "
               + ", ".join(f"{t:.1f}s" for t in row["hand"]), flush=True)
     for _ in range(reps):
         row["check"].append(fab(stage_file, "check")[:2])
@@ -317,14 +323,15 @@ def floors(rows: list[dict]) -> list[str]:
     cores, one, lines = os.cpu_count() or 1, rows[0], []
     hands = [r for r in rows if r["hand"]]
     if hands:
-        said = [f"{r['n']} host{'s' if r['n'] > 1 else ''} {statistics.median(r['hand']):.1f} s"
-                for r in hands]
-        if one["n"] == 1 and one["changed"]:
-            said.append("vs 1 host's changed release with railsfab: " + ", ".join(
-                f"{r['n']} hosts {statistics.median(r['hand']) / med(one['changed'], 0):.2f}x"
-                for r in hands[1:]))
-        lines.append("Hand USR2 on every host at once (the floor: ssh, USR2, wait for the new "
-                     "workers, QUIT; no checks), median: " + ", ".join(said))
+        for key, what in (("hand_one", "on one host"), ("hand", "on every host at once")):
+            said = [f"N={r['n']} {statistics.median(r[key]):.1f} s" for r in hands]
+            if one["n"] == 1 and one["changed"]:
+                said.append("vs 1 host's changed release with railsfab: " + ", ".join(
+                    f"N={r['n']} {statistics.median(r[key]) / med(one['changed'], 0):.2f}x"
+                    for r in hands[1:]))
+            lines.append(f"USR2 by hand {what} (ssh, USR2, wait for the new workers, QUIT; no "
+                         "checks, no canary, no bake), under the load on every host, median: "
+                         + ", ".join(said))
     done = [r for r in rows if r["cpu"]]  # (under the load, every core is busy by design)
     if done:
         lines.append(f"CPU busy during the fresh deploy (core-seconds, median; on {cores} "
