@@ -170,9 +170,10 @@ trap 'kill $mine; exit 0' QUIT
 [ "$role" = new ] || echo $$ > "$pidf"
 while :; do sleep 0.05; done
 '''
-# Every command but sleep notes its name, then runs.
-LOGGED = ("ps", "head", "setpriv", "stat", "cut", "grep", "tr", "date", "pgrep", "readlink",
-          "tail", "mktemp", "id", "wc", "sort")
+# Every command but sleep notes its name, then runs (pgrep sees only the fake's session:
+# the machine may run other processes titled "unicorn master").
+LOGGED = ("ps", "head", "setpriv", "stat", "cut", "grep", "tr", "date", "readlink", "tail",
+          "mktemp", "id", "wc", "sort")
 
 
 def a_handover(tmp_path, boot: float) -> tuple[subprocess.CompletedProcess, list[str]]:
@@ -190,16 +191,25 @@ def a_handover(tmp_path, boot: float) -> tuple[subprocess.CompletedProcess, list
         '#!/bin/sh\ncase "$*" in *ControlGroup*) cut -d: -f3- /proc/self/cgroup | head -n 1 ;;'
         ' *MainPID*) cat "$PIDF" ;; *) exit 1 ;; esac\n')
     (bin_ / "systemctl").chmod(0o755)
-    pidf = tmp_path / "unicorn.pid"
+    pidf, sid = tmp_path / "unicorn.pid", tmp_path / "sid"
+    (bin_ / "pgrep").write_text(f'#!/bin/sh\necho pgrep >> "{calls}"\n'
+                                f'exec /usr/bin/pgrep -s "$(cat {sid})" "$@"\n')
+    (bin_ / "pgrep").chmod(0o755)
     (tmp_path / "fake.sh").write_text(FAKE_UNICORN)
-    # started in the background, as systemd would: a master that quits is reaped at once
-    subprocess.run(["bash", "-c", f'(exec -a "unicorn master -c fake" bash fake.sh {pidf} old'
-                    ' >/dev/null 2>&1 &)'], cwd=tmp_path, env={"BOOT": str(boot)}, check=True)
+    # as systemd would start it: not our child (a master that quits is reaped at once), in a
+    # session of its own, QUIT not ignored (bash cannot trap a signal ignored on entry: a
+    # pytest run in the background of a shell ignores it)
+    subprocess.run(["setsid", "--fork", "bash", "-c",
+                    f'exec -a "unicorn master -c fake" bash fake.sh {pidf} old'],
+                   cwd=tmp_path, env={"BOOT": str(boot), "PATH": "/usr/bin:/bin"}, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   preexec_fn=lambda: signal.signal(signal.SIGQUIT, signal.SIG_DFL))
     try:
         for _ in range(100):
             if pidf.exists() and pidf.read_text().strip():
                 break
             subprocess.run(["sleep", "0.02"])
+        sid.write_text(pidf.read_text())
         (tmp_path / "unicorn.log").write_text("")
         env = {"PATH": f"{bin_}:/usr/bin:/bin", "PIDF": str(pidf),
                "LOG": str(tmp_path / "unicorn.log"), "UNIT": "railsfab-test-none.service",
