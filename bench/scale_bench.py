@@ -178,7 +178,10 @@ def hand_usr2(sbx: Sandbox, stage_file: Path, addresses: list[str], hosts: list[
         for pr in procs:  # every host has its script before any is waited for
             pr.stdin.write(HAND_USR2)
             pr.stdin.close()
-        errs = [pr.communicate(timeout=600)[1] for pr in procs]
+        errs = []
+        for pr in procs:
+            errs.append(pr.stderr.read())
+            pr.wait(timeout=600)
         took = time.monotonic() - t0
         time.sleep(1)
     if any(pr.returncode for pr in procs):
