@@ -17,9 +17,9 @@ and the CPU the machine spent during each fresh deploy (on C cores a job of S co
 takes S / C seconds at the least, whatever does it). Each is timed as a command (Python
 start-up included), median of --reps (fresh: --fresh-reps, 1 by default: it is minutes at
 N = 8). Sent: the bytes the controller sent over SSH during the command (bench/fab_bytes.py
-counts paramiko's packets). Then the memory each sandbox host
-takes, with the app deployed (PSS of its processes: systemd, sshd, nginx, unicorn and 2
-workers on a web host; MariaDB on db).
+counts paramiko's packets). Then the memory each sandbox host takes, with the app deployed
+(PSS of its processes: systemd, sshd, nginx, unicorn and 2 workers on a web host; MariaDB on
+db).
 
 Run as root on a machine with scripts/setup done:  .venv/bin/python bench/scale_bench.py
 It builds its own sandbox (bridge rfscale0, 10.241.0.0/16) in a temporary folder and removes
@@ -106,8 +106,12 @@ def fab(stage_file: Path, *args: str) -> tuple[float, int, str]:
     return took, int(out.read_text()), r.stdout
 
 
+def ssh_argv(sbx: Sandbox, host: str, command: str) -> list[str]:
+    return ["ssh", "-F", str(sbx.ssh_config), "-o", "BatchMode=yes", host, command]
+
+
 def ssh(sbx: Sandbox, host: str, script: str) -> str:
-    r = subprocess.run(["ssh", "-F", str(sbx.ssh_config), "-o", "BatchMode=yes", host, script],
+    r = subprocess.run(ssh_argv(sbx, host, script),
                        capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         raise SystemExit(f"{host}: {script}: {r.stderr}")
@@ -164,17 +168,16 @@ def cpu_busy() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def hand_usr2(sbx: Sandbox, stage_file: Path, addresses: list[str], hosts: list[str]) -> float:
+def hand_usr2(sbx: Sandbox, inv, addresses: list[str], hosts: list[str]) -> float:
     """Seconds for HAND_USR2 on `hosts` at once, under the load on every web host."""
-    inv = inventory.load(stage_file)
     pid, workers = Paths.of(inv.stage.app).pid, str(inv.stage.app.workers)
     with Load(addresses, connections=50, max_seconds=900) as load:
         time.sleep(1)
         t0 = time.monotonic()
         procs = [subprocess.Popen(
-            ["ssh", "-F", str(sbx.ssh_config), "-o", "BatchMode=yes", h,
-             f"sudo -n bash -s {shlex.quote(pid)} {workers}"], stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for h in hosts]
+            ssh_argv(sbx, h, f"sudo -n bash -s {shlex.quote(pid)} {workers}"),
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True) for h in hosts]
         for pr in procs:  # every host has its script before any is waited for
             pr.stdin.write(HAND_USR2)
             pr.stdin.close()
@@ -236,8 +239,8 @@ def measure(sbx: Sandbox, files: tuple[Path, Path], n: int, reps: int,
         print(f"  N={n} changed release {i + 1}: {took:.1f}s, {served} requests served, "
               f"{failed} failed", flush=True)
     for _ in range(reps if changed else 0):
-        row["hand_one"].append(hand_usr2(sbx, stage_file, addresses, ["web1"]))
-        row["hand"].append(hand_usr2(sbx, stage_file, addresses, web_hosts(n)))
+        row["hand_one"].append(hand_usr2(sbx, inv, addresses, ["web1"]))
+        row["hand"].append(hand_usr2(sbx, inv, addresses, web_hosts(n)))
     if row["hand"]:
         print(f"  N={n} hand USR2 on web1: "
               + ", ".join(f"{t:.1f}s" for t in row["hand_one"])
