@@ -15,9 +15,11 @@ from railsfab import onhost
 from railsfab.appserver.unicorn import repair_note
 
 RECORD = 'kill() { echo "kill $*" >> "$TRACE"; [ "$1" = -0 ] && command kill "$@"; }\n'
-# systemd is not here: the unit's cgroup is the one this test (and its fake masters) run in
+# systemd is not here: the unit's cgroup is the one this test (and its fake masters) run in,
+# its MainPID the one the pid file names (as systemd's PIDFile=)
 SYSTEMCTL = ('#!/bin/sh\ncase "$*" in *ControlGroup*) '
-             'cut -d: -f3- /proc/self/cgroup | head -n 1 ;; *) exit 1 ;; esac\n')
+             'cut -d: -f3- /proc/self/cgroup | head -n 1 ;; *MainPID*) cat "$PIDF" ;; '
+             '*) exit 1 ;; esac\n')
 
 
 def fake_systemctl(tmp_path):
@@ -180,17 +182,12 @@ def a_handover(tmp_path, boot: float) -> tuple[subprocess.CompletedProcess, list
     """The script's whole handover of a fake unicorn whose new master boots `boot` seconds,
     with unicorn's own kill: what it printed, and the commands it started (but sleep)."""
     tmp_path.mkdir(exist_ok=True)
-    bin_, calls = tmp_path / "bin", tmp_path / "calls"
-    bin_.mkdir()
+    bin_, calls = fake_systemctl(tmp_path), tmp_path / "calls"
     calls.write_text("")
     for name in LOGGED:
         (bin_ / name).write_text(f'#!/bin/sh\necho {name} >> "{calls}"\n'
                                  f'PATH=/usr/bin:/bin exec {name} "$@"\n')
         (bin_ / name).chmod(0o755)
-    (bin_ / "systemctl").write_text(
-        '#!/bin/sh\ncase "$*" in *ControlGroup*) cut -d: -f3- /proc/self/cgroup | head -n 1 ;;'
-        ' *MainPID*) cat "$PIDF" ;; *) exit 1 ;; esac\n')
-    (bin_ / "systemctl").chmod(0o755)
     pidf, sid = tmp_path / "unicorn.pid", tmp_path / "sid"
     (bin_ / "pgrep").write_text(f'#!/bin/sh\necho pgrep >> "{calls}"\n'
                                 f'exec /usr/bin/pgrep -s "$(cat {sid})" "$@"\n')
