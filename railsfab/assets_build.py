@@ -115,7 +115,7 @@ def arrange(d: Desired, plans: dict[str, dict], cache: Path,
     if not needs:
         return None
     builder = None if kept_id else needs[0]
-    shared = Shared(d, kept, builder, None if builder else (data, files, kept_id or ""))
+    shared = Shared(d, kept, builder, None if builder else (data, files, kept_id))
     for n in needs:
         prepare = plans[n]["prepare"]
         at = next(i for i, p in enumerate(prepare.steps) if p.step == "assets")
