@@ -27,8 +27,9 @@ masters() { pgrep -u "$USER_" -f '^unicorn master' | sort; }
 # children and titles are bash's own ($EPOCHSECONDS, /proc read with builtins); a PID is
 # checked for ownership once.
 # PID: its children, into K: the kernel's list (unicorn forks from its main thread), else ps
-kids() { K=""; if [ -e "/proc/$1/task/$1/children" ]; then read -r K 2>/dev/null < "/proc/$1/task/$1/children"
-             else K=$(ps --ppid "$1" -o pid= 2>/dev/null); fi; }
+kids() { local f="/proc/$1/task/$1/children"; K=""
+         if [ -e "$f" ]; then read -r K 2>/dev/null < "$f"
+         else K=$(ps --ppid "$1" -o pid= 2>/dev/null); fi; }
 workers_of() { local n=0 c; kids "$1"; for c in $K; do
                  title "$c"; case "$T" in *unicorn*worker*) n=$((n + 1)) ;; esac; done; echo "$n"; }
 mainpid() { systemctl show -p MainPID --value "$unit"; }
@@ -49,10 +50,10 @@ reexec_child() { local c; kids "$1"; for c in $K; do
                    owned "$c" && { echo "$c"; return; }
                  done; }
 gone() { # PID [SECONDS]: wait until it has exited
-  local d=$(( $EPOCHSECONDS + ${2:-$((timeout + 10))} ))
+  local d=$(( EPOCHSECONDS + ${2:-$((timeout + 10))} ))
   while kill -0 "$1" 2>/dev/null; do [ "$EPOCHSECONDS" -ge "$d" ] && return 1; sleep 0.1; done; }
 adopted() { # PID: wait until systemd's MainPID is it
-  local d=$(( $EPOCHSECONDS + 10 ))
+  local d=$(( EPOCHSECONDS + 10 ))
   while [ "$(mainpid)" != "$1" ]; do [ "$EPOCHSECONDS" -ge "$d" ] && return 1; sleep 0.1; done; }
 
 # A handover an earlier command left half done (interrupted between USR2 and QUIT, or a
@@ -65,7 +66,7 @@ repair=-
 settle() {
   o=$(readpid "$pidf.oldbin"); is_master "$o" || return 0
   echo "an earlier handover is half done: master $o holds $pidf.oldbin" >&2
-  local d=$(( $EPOCHSECONDS + timeout )) n kid ready=""
+  local d=$(( EPOCHSECONDS + timeout )) n kid ready=""
   while :; do
     n=$(readpid "$pidf"); kid=$(reexec_child "$o")
     [ -z "$kid" ] && [ "$n" = "$o" ] && { repair="undone:$o:-"; return 0; }
@@ -84,7 +85,7 @@ settle() {
   elif [ -n "$kid" ] && [ "$(workers_of "$o")" -gt 0 ]; then
     kill -QUIT "$kid"
     gone "$kid" 60 || { echo "half-done $o $kid: new master did not quit"; exit 11; }
-    d=$(( $EPOCHSECONDS + 10 ))
+    d=$(( EPOCHSECONDS + 10 ))
     until [ "$(readpid "$pidf")" = "$o" ]; do
       [ "$EPOCHSECONDS" -ge "$d" ] && { echo "half-done $o $kid: pid file not restored"; exit 11; }
       sleep 0.1
